@@ -1,0 +1,121 @@
+"""API keys and principals. Every account query is filtered by the principal's scope here, in the data layer."""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, false, true
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing.errors import DomainError, NotFound
+from models import ApiKey, PartnerAccount, PrincipalKind
+from models.types import utcnow
+
+KEY_PREFIX = "bk"
+
+
+class InvalidApiKey(DomainError):
+    pass
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: PrincipalKind
+    api_key_id: int
+    account_id: int | None = None
+    partner_id: int | None = None
+
+    def account_filter(self, column: ColumnElement[int]) -> ColumnElement[bool]:
+        """A WHERE clause limiting an account id `column` (pass `col(X.account_id)`) to what this principal sees."""
+        if self.kind is PrincipalKind.ADMIN:
+            return true()
+        if self.kind is PrincipalKind.MEMBER and self.account_id is not None:
+            return column == self.account_id
+        if self.kind is PrincipalKind.PARTNER and self.partner_id is not None:
+            granted = select(PartnerAccount.account_id).where(PartnerAccount.partner_id == self.partner_id)
+            return column.in_(granted)
+        return false()
+
+    @property
+    def home_account_id(self) -> int | None:
+        """The account `account(id:)` means when no id is given."""
+        return self.account_id
+
+    @property
+    def may_record_usage(self) -> bool:
+        return self.kind in (PrincipalKind.USAGE_REPORTER, PrincipalKind.ADMIN)
+
+    @property
+    def may_manage_lead_plans(self) -> bool:
+        return self.kind in (PrincipalKind.PARTNER, PrincipalKind.ADMIN)
+
+
+def _hash(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def _split(raw_key: str) -> str | None:
+    """The visible prefix of a well-formed key, else None."""
+    parts = raw_key.split("_")
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
+        return None
+    return parts[1]
+
+
+async def create_api_key(
+    session: AsyncSession,
+    *,
+    kind: PrincipalKind,
+    name: str,
+    account_id: int | None = None,
+    partner_id: int | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key; the raw key is returned once and only its hash is stored."""
+    if (kind is PrincipalKind.MEMBER) != (account_id is not None):
+        raise ValueError("member keys, and only they, name an account")
+    if (kind is PrincipalKind.PARTNER) != (partner_id is not None):
+        raise ValueError("partner keys, and only they, name a partner")
+    prefix = secrets.token_hex(6)
+    raw = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey(
+        prefix=prefix,
+        secret_hash=_hash(raw),
+        kind=kind,
+        account_id=account_id,
+        partner_id=partner_id,
+        name=name,
+    )
+    session.add(key)
+    await session.flush()
+    return key, raw
+
+
+async def revoke_api_key(session: AsyncSession, prefix: str) -> None:
+    result = await session.exec(
+        update(ApiKey)
+        .where(col(ApiKey.prefix) == prefix, col(ApiKey.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
+    if result.rowcount == 0:
+        raise NotFound(f"no active API key with prefix {prefix}")
+
+
+async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
+    """The principal behind a raw key; every failure looks the same to the caller."""
+    prefix = _split(raw_key)
+    key = None
+    if prefix is not None:
+        key = (await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))).first()
+    # Compare even when no key was found, so timing tells nothing about which prefixes exist.
+    expected = key.secret_hash if key is not None else _hash("")
+    if not hmac.compare_digest(expected, _hash(raw_key)) or key is None or key.revoked_at is not None:
+        raise InvalidApiKey("invalid or revoked API key")
+    assert key.id is not None
+    return Principal(
+        kind=PrincipalKind(key.kind),
+        api_key_id=key.id,
+        account_id=key.account_id,
+        partner_id=key.partner_id,
+    )

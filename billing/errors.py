@@ -1,0 +1,13 @@
+"""The root of every expected (domain) failure. Each service module defines its own subclasses."""
+
+
+class DomainError(Exception):
+    """A failure the caller can act on; the GraphQL layer maps each subclass to a typed error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    """The thing does not exist or the caller may not see it: the two are deliberately indistinguishable."""

@@ -1,0 +1,35 @@
+"""SQLModel tables, one module per domain. Importing this package registers every table in the metadata."""
+
+from models.access import ApiKey, Partner, PartnerAccount, PrincipalKind
+from models.account import Account, Company
+from models.auto_recharge import AutoRechargeSettings, AutoRechargeState, Recharge, RechargeStatus
+from models.fx import FxRate
+from models.lead_plan import LeadPlanStatus, LeadPlanSubscription
+from models.ledger import Transaction, TransactionKind, TransactionStatus
+from models.payment_method import PaymentMethod
+from models.stripe_event import StripeEvent
+from models.usage import UsageCategory, UsageEvent, UsageRollup
+
+__all__ = [
+    "Account",
+    "ApiKey",
+    "AutoRechargeSettings",
+    "AutoRechargeState",
+    "Company",
+    "FxRate",
+    "LeadPlanStatus",
+    "LeadPlanSubscription",
+    "Partner",
+    "PartnerAccount",
+    "PaymentMethod",
+    "PrincipalKind",
+    "Recharge",
+    "RechargeStatus",
+    "StripeEvent",
+    "Transaction",
+    "TransactionKind",
+    "TransactionStatus",
+    "UsageCategory",
+    "UsageEvent",
+    "UsageRollup",
+]

@@ -1,0 +1,115 @@
+"""Test databases: migrated once per session, each test inside an outer transaction that is rolled back.
+
+Every test that asks for `session` runs on SQLite and on PostgreSQL. PostgreSQL is skipped with a reason when it
+cannot be reached, unless REQUIRE_POSTGRES=1 (CI), where that is a failure.
+"""
+
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+import models  # noqa: F401  (every table in the metadata, for TRUNCATE)
+from billing.db import SessionFactory, create_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/billing_test"
+)
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+
+def alembic_config() -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def migrate(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def recreate_postgres_database(url: str) -> None:
+    parsed = make_url(url)
+    try:
+        admin = await asyncpg.connect(
+            host=parsed.host, port=parsed.port or 5432, user=parsed.username, database="postgres", timeout=5
+        )
+    except (OSError, asyncpg.PostgresError) as error:
+        message = f"PostgreSQL at {parsed.host}:{parsed.port} unreachable: {error}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{parsed.database}"')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
+    if request.param == "postgresql":
+        await recreate_postgres_database(POSTGRES_URL)
+        url = POSTGRES_URL
+    else:
+        directory = tempfile.mkdtemp(prefix="billing-test-")
+        url = f"sqlite+aiosqlite:///{directory}/test.db"
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(migrate)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def backend(engine: AsyncEngine) -> str:
+    return engine.dialect.name
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as connection:
+        outer = await connection.begin()
+        yield connection
+        await outer.rollback()
+
+
+@pytest.fixture
+def session_factory(connection: AsyncConnection) -> SessionFactory:
+    """Sessions whose commits only release a savepoint inside the test's rolled-back transaction."""
+    return async_sessionmaker(
+        bind=connection,
+        class_=AsyncSession,
+        expire_on_commit=False,
+        join_transaction_mode="create_savepoint",
+    )
+
+
+@pytest.fixture
+async def session(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    async with session_factory() as session:
+        yield session
+
+
+@pytest.fixture
+async def committing_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """For concurrency tests that need real commits across connections: PostgreSQL only, emptied afterwards."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("concurrency and locking are proved on PostgreSQL; SQLite serialises writers")
+    yield engine
+    tables = ", ".join(f'"{table.name}"' for table in SQLModel.metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
