@@ -23,8 +23,9 @@ import models  # noqa: F401  (every table in the metadata, for TRUNCATE)
 from billing.db import SessionFactory, create_engine
 
 ROOT = Path(__file__).resolve().parent.parent
+# A database of its own per test run, so parallel runs on one server never meet.
 POSTGRES_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/billing_test"
+    "TEST_POSTGRES_URL", f"postgresql+asyncpg://postgres@127.0.0.1:5432/billing_test_{os.getpid()}"
 )
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
@@ -40,7 +41,7 @@ def migrate(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
-async def recreate_postgres_database(url: str) -> None:
+async def postgres_admin(url: str) -> asyncpg.Connection:
     parsed = make_url(url)
     try:
         admin = await asyncpg.connect(
@@ -51,9 +52,16 @@ async def recreate_postgres_database(url: str) -> None:
         if REQUIRE_POSTGRES:
             pytest.fail(message)
         pytest.skip(message)
+    return admin
+
+
+async def recreate_postgres_database(url: str, *, create: bool = True) -> None:
+    admin = await postgres_admin(url)
+    database = make_url(url).database
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{parsed.database}"')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        if create:
+            await admin.execute(f'CREATE DATABASE "{database}"')
     finally:
         await admin.close()
 
@@ -71,6 +79,8 @@ async def engine(request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
         await connection.run_sync(migrate)
     yield engine
     await engine.dispose()
+    if request.param == "postgresql":
+        await recreate_postgres_database(POSTGRES_URL, create=False)
 
 
 @pytest.fixture
