@@ -58,7 +58,7 @@ def _hash(raw_key: str) -> str:
 
 def _split(raw_key: str) -> str | None:
     """The visible prefix of a well-formed key, else None."""
-    parts = raw_key.split("_")
+    parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
         return None
     return parts[1]

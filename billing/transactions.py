@@ -1,0 +1,72 @@
+"""The transaction history: newest first, keyset-paginated on (created_at, id), filtered."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing.pagination import InvalidArgument, Page, check_page_size, decode_cursor, encode_cursor
+from models import Transaction, TransactionKind, TransactionStatus
+
+CURSOR_KIND = "transaction"
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    kinds: frozenset[TransactionKind] = frozenset()
+    statuses: frozenset[TransactionStatus] = frozenset()
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+
+    def __post_init__(self) -> None:
+        for name, value in (("since", self.since), ("until", self.until)):
+            if value is not None and value.tzinfo is None:
+                raise InvalidArgument(f"filter.{name}", "needs a time zone offset")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise InvalidArgument("filter", "since must be before until")
+
+
+def transaction_cursor(entry: Transaction) -> str:
+    return encode_cursor(CURSOR_KIND, entry.created_at.isoformat(), str(entry.id))
+
+
+def _decode(after: str) -> tuple[datetime, int]:
+    created, raw_id = decode_cursor(after, CURSOR_KIND, 2)
+    try:
+        return datetime.fromisoformat(created), int(raw_id)
+    except ValueError:
+        raise InvalidArgument("after", "not a valid cursor") from None
+
+
+async def history(
+    session: AsyncSession,
+    account_id: int,
+    *,
+    first: int,
+    after: str | None = None,
+    where: HistoryFilter = HistoryFilter(),
+) -> Page[Transaction]:
+    """One page of an account's history. The caller has already checked the account is visible."""
+    check_page_size(first)
+    statement = select(Transaction).where(Transaction.account_id == account_id)
+    if where.kinds:
+        statement = statement.where(col(Transaction.kind).in_(sorted(where.kinds)))
+    if where.statuses:
+        statement = statement.where(col(Transaction.status).in_(sorted(where.statuses)))
+    if where.since is not None:
+        statement = statement.where(col(Transaction.created_at) >= where.since)
+    if where.until is not None:
+        statement = statement.where(col(Transaction.created_at) < where.until)
+    if after is not None:
+        created_at, entry_id = _decode(after)
+        statement = statement.where(
+            or_(
+                col(Transaction.created_at) < created_at,
+                and_(col(Transaction.created_at) == created_at, col(Transaction.id) < entry_id),
+            )
+        )
+    statement = statement.order_by(col(Transaction.created_at).desc(), col(Transaction.id).desc())
+    rows = list((await session.exec(statement.limit(first + 1))).all())
+    return Page(rows[:first], has_next=len(rows) > first)

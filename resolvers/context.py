@@ -1,0 +1,47 @@
+"""The per-request context: the caller, one database session, and the request's dataloaders."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import strawberry
+from starlette.requests import Request
+from starlette.responses import Response
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing.auth import Principal
+from billing.config import Settings
+from billing.db import SessionFactory
+
+LoaderT = TypeVar("LoaderT")
+
+
+@dataclass
+class Context:
+    request: Request
+    response: Response | None
+    settings: Settings
+    principal: Principal
+    session_factory: SessionFactory
+    session: AsyncSession
+    # Sibling fields resolve concurrently, but one session runs one statement at a time.
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _loaders: dict[type, Any] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[AsyncSession]:
+        """The request's session, held exclusively for the block."""
+        async with self._lock:
+            yield self.session
+
+    def loader(self, cls: type[LoaderT]) -> LoaderT:
+        """This request's instance of a dataloader class, made on first use (aiodataloader binds to the loop)."""
+        instance = self._loaders.get(cls)
+        if instance is None:
+            instance = self._loaders[cls] = cls(self)
+        return instance  # type: ignore[no-any-return]
+
+
+Info = strawberry.Info[Context, None]

@@ -1,0 +1,124 @@
+"""The account and its balance: the top of the Billing page."""
+
+from datetime import date, datetime
+
+import strawberry
+
+from billing import money, transactions
+from models import Account as AccountModel
+from resolvers.context import Info
+from resolvers.loaders import CompanyByAccount, LeadPlansByAccount, PaymentMethodsByAccount, UsdRateByCurrency
+from schema.company import Company
+from schema.lead_plan_subscription import LeadPlan
+from schema.money import Money
+from schema.node import Node, to_global_id
+from schema.pagination import Edge
+from schema.payment_method import PaymentMethod
+from schema.transaction import Transaction, TransactionConnection, TransactionFilter
+
+
+@strawberry.type(description="A reference exchange rate (European Central Bank) and the day it was published.")
+class FxRate:
+    rate: str = strawberry.field(description="Units of `quote` per one unit of `base`, exact decimal.")
+    base: str
+    quote: str
+    date: date
+    source: str
+
+
+@strawberry.type
+class Balance:
+    available: Money = strawberry.field(description="The funds in the account, in its billing currency.")
+    usd_equivalent: Money | None = strawberry.field(
+        description="For accounts not billed in USD: the available balance in USD at `fxRate`."
+    )
+    fx_rate: FxRate | None
+
+
+@strawberry.type(description="Whether Add funds can go ahead, and what to complete first when not.")
+class AddFundsReadiness:
+    ready: bool
+    missing_company_fields: list[str]
+    has_payment_method: bool
+
+
+@strawberry.type
+class Account(Node):
+    name: str
+    currency: str = strawberry.field(description="ISO 4217 billing currency.")
+    country: str
+    time_zone: str
+    created_at: datetime
+    model: strawberry.Private[AccountModel]
+
+    @classmethod
+    def from_model(cls, row: AccountModel) -> "Account":
+        assert row.id is not None
+        return cls(
+            id=to_global_id("Account", row.id),
+            name=row.name,
+            currency=row.currency,
+            country=row.country,
+            time_zone=row.time_zone,
+            created_at=row.created_at,
+            model=row,
+        )
+
+    @property
+    def pk(self) -> int:
+        assert self.model.id is not None
+        return self.model.id
+
+    @strawberry.field
+    async def balance(self, info: Info) -> Balance:
+        row = self.model
+        available = Money.of(row.balance_minor, row.currency, row.country)
+        if row.currency == "USD":
+            return Balance(available=available, usd_equivalent=None, fx_rate=None)
+        found = await info.context.loader(UsdRateByCurrency).load(row.currency)
+        if found is None:
+            return Balance(available=available, usd_equivalent=None, fx_rate=None)
+        rate, rate_date = found
+        usd = money.convert(row.balance_minor, row.currency, "USD", rate)
+        return Balance(
+            available=available,
+            usd_equivalent=Money.of(usd, "USD", row.country),
+            fx_rate=FxRate(rate=str(rate), base=row.currency, quote="USD", date=rate_date, source="ECB"),
+        )
+
+    @strawberry.field
+    async def company(self, info: Info) -> Company | None:
+        row = await info.context.loader(CompanyByAccount).load(self.pk)
+        return Company.from_model(row) if row is not None else None
+
+    @strawberry.field
+    async def payment_methods(self, info: Info) -> list[PaymentMethod]:
+        rows = await info.context.loader(PaymentMethodsByAccount).load(self.pk)
+        return [PaymentMethod.from_model(row) for row in rows]
+
+    @strawberry.field
+    async def lead_plans(self, info: Info) -> list[LeadPlan]:
+        rows = await info.context.loader(LeadPlansByAccount).load(self.pk)
+        return [LeadPlan.from_model(row, self.country) for row in rows]
+
+    @strawberry.field(description="Newest first. `first` is at most 100.")
+    async def transactions(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        filter: TransactionFilter | None = None,
+    ) -> TransactionConnection:
+        where = transactions.HistoryFilter(
+            kinds=frozenset(filter.kinds or ()) if filter else frozenset(),
+            statuses=frozenset(filter.statuses or ()) if filter else frozenset(),
+            since=filter.since if filter else None,
+            until=filter.until if filter else None,
+        )
+        async with info.context.db() as session:
+            page = await transactions.history(session, self.pk, first=first, after=after, where=where)
+        edges = [
+            Edge(cursor=transactions.transaction_cursor(row), node=Transaction.from_model(row, self.country))
+            for row in page.items
+        ]
+        return TransactionConnection.of(edges, has_next=page.has_next, after=after)

@@ -1,0 +1,53 @@
+"""Ledger entries as the transaction history shows them."""
+
+from datetime import datetime
+
+import strawberry
+
+from models import Transaction as TransactionModel
+from models import TransactionKind as TransactionKindModel
+from models import TransactionStatus as TransactionStatusModel
+from schema.money import Money
+from schema.node import Node, to_global_id
+from schema.pagination import Connection
+
+TransactionKind = strawberry.enum(TransactionKindModel, name="TransactionKind")
+TransactionStatus = strawberry.enum(TransactionStatusModel, name="TransactionStatus")
+
+
+@strawberry.type
+class Transaction(Node):
+    created_at: datetime
+    description: str
+    amount: Money = strawberry.field(description="Signed: credits positive, debits negative.")
+    status: TransactionStatus
+    kind: TransactionKind
+    failure_code: str | None
+    failure_message: str | None
+    settled_at: datetime | None
+
+    @classmethod
+    def from_model(cls, row: TransactionModel, country: str) -> "Transaction":
+        assert row.id is not None
+        return cls(
+            id=to_global_id("Transaction", row.id),
+            created_at=row.created_at,
+            description=row.description,
+            amount=Money.of(row.amount_minor, row.currency, country),
+            status=TransactionStatusModel(row.status),
+            kind=TransactionKindModel(row.kind),
+            failure_code=row.failure_code,
+            failure_message=row.failure_message,
+            settled_at=row.settled_at,
+        )
+
+
+@strawberry.input(description="All given conditions must hold.")
+class TransactionFilter:
+    kinds: list[TransactionKind] | None = None
+    statuses: list[TransactionStatus] | None = None
+    since: datetime | None = strawberry.field(default=None, description="Inclusive.")
+    until: datetime | None = strawberry.field(default=None, description="Exclusive.")
+
+
+TransactionConnection = Connection[Transaction]

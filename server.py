@@ -1,0 +1,154 @@
+"""The composition root: settings, engine, the Strawberry schema, Starlette routes and the lifespan."""
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from graphql import ExecutionResult
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+
+from billing import auth
+from billing.config import VAR_DIR, Settings
+from billing.db import SessionFactory, create_engine, session_factory
+from billing.errors import DomainError
+from billing.graphiql import render_graphiql
+from resolvers.context import Context
+from schema.root import build_schema
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLE_QUERY = (ROOT / "schema" / "billing_page.graphql").read_text(encoding="utf-8")
+DEMO_KEY_FILE = VAR_DIR / "demo-api-key"
+
+
+def unauthorized(message: str) -> JSONResponse:
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="billing"'},
+    )
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class BillingGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view, given the request's session and principal by `GraphQLEndpoint`."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            build_schema(introspection=settings.introspection_enabled),
+            graphql_ide="graphiql" if settings.graphiql_enabled else None,
+            allow_queries_via_get=False,
+        )
+        self.settings = settings
+
+    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
+        return Context(
+            request=request,
+            response=response,
+            settings=self.settings,
+            principal=request.state.principal,
+            session_factory=request.app.state.session_factory,
+            session=request.state.session,
+        )
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        headers = ""
+        if not self.settings.is_production and DEMO_KEY_FILE.exists():
+            key = DEMO_KEY_FILE.read_text(encoding="utf-8").strip()
+            headers = json.dumps({"Authorization": f"Bearer {key}"}, indent=2)
+        return HTMLResponse(render_graphiql(EXAMPLE_QUERY, headers))
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:  # type: ignore[override]
+        # The request is one unit of work: kept unless something unexpected failed part-way.
+        unexpected = any(
+            error.original_error is not None and not isinstance(error.original_error, DomainError)
+            for error in result.errors or ()
+        )
+        session = request.state.session
+        await (session.rollback() if unexpected else session.commit())
+        return await super().process_result(request, result)
+
+
+class GraphQLEndpoint:
+    """Authenticates every GraphQL request before Strawberry sees it; GET serves only the GraphiQL page."""
+
+    def __init__(self, graphql: BillingGraphQL) -> None:
+        self.graphql = graphql
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if request.method == "GET":
+            await self.graphql(scope, receive, send)
+            return
+        token = bearer_token(request)
+        if token is None:
+            await unauthorized("missing API key: send 'Authorization: Bearer <key>'")(scope, receive, send)
+            return
+        factory: SessionFactory = request.app.state.session_factory
+        async with factory() as session:
+            try:
+                principal = await auth.authenticate(session, token)
+            except auth.InvalidApiKey as error:
+                await unauthorized(error.message)(scope, receive, send)
+                return
+            request.state.session = session
+            request.state.principal = principal
+            await self.graphql(scope, receive, send)
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    """Open like /healthz so probes need no key; it tells only whether the database answers."""
+    factory: SessionFactory = request.app.state.session_factory
+    try:
+        async with factory() as session:
+            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+    except Exception as error:  # any failure means not ready; the reason goes to the probe's log
+        return PlainTextResponse(f"database unreachable: {type(error).__name__}", status_code=503)
+    return PlainTextResponse("ready")
+
+
+def create_app(settings: Settings | None = None, *, sessions: SessionFactory | None = None) -> Starlette:
+    """The ASGI app. Tests pass `sessions` bound to their rolled-back connection."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = None
+        if sessions is None:
+            engine = create_engine(settings.database_url)
+            app.state.session_factory = session_factory(engine)
+        try:
+            yield
+        finally:
+            if engine is not None:
+                await engine.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", GraphQLEndpoint(BillingGraphQL(settings)), methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if sessions is not None:
+        app.state.session_factory = sessions
+    return app

@@ -1,0 +1,95 @@
+"""Who may see what: a partner sees exactly its accounts, and a foreign account looks like a missing one."""
+
+import httpx
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from schema.node import to_global_id
+from tests.factories import (
+    admin_key,
+    create_account,
+    create_company,
+    create_partner,
+    create_payment_method,
+    member_key,
+    partner_key,
+)
+from tests.graphql_client import error_messages, execute
+
+ACCOUNTS = "{ accounts(first: 100) { edges { node { id name } } } }"
+
+# Every query that takes an account ID, with the fields that would leak its data.
+BY_ID = [
+    "query($id: ID!) { account(id: $id) { id name balance { available { amount } } } }",
+    "query($id: ID!) { account(id: $id) { company { legalName } paymentMethods { last4 } } }",
+    "query($id: ID!) { account(id: $id) { transactions(first: 5) { edges { node { id } } } } }",
+    "query($id: ID!) { account(id: $id) { leadPlans { name } } }",
+    "query($id: ID!) { node(id: $id) { id ... on Account { name } } }",
+]
+
+
+async def test_partner_sees_exactly_its_accounts(session: AsyncSession, client: httpx.AsyncClient) -> None:
+    mine = [await create_account(session, name=f"Mine {i}") for i in range(3)]
+    foreign = await create_account(session, name="Foreign")
+    await create_company(session, foreign, legal_name="Secret Corp")
+    await create_payment_method(session, foreign, last4="9999")
+    partner = await create_partner(session, *mine)
+    await create_partner(session, foreign)  # another partner's account
+    key = await partner_key(session, partner)
+
+    body = await execute(client, key, ACCOUNTS)
+    assert sorted(edge["node"]["name"] for edge in body["data"]["accounts"]["edges"]) == [
+        "Mine 0", "Mine 1", "Mine 2"
+    ]
+
+    assert foreign.id is not None
+    foreign_id = to_global_id("Account", foreign.id)
+    missing_id = to_global_id("Account", 10_000_000)
+    for query in BY_ID:
+        foreign_body = await execute(client, key, query, {"id": foreign_id})
+        missing_body = await execute(client, key, query, {"id": missing_id})
+        assert foreign_body["data"] is None and missing_body["data"] is None
+        assert error_messages(foreign_body) == error_messages(missing_body) == ["id: no such account"]
+        assert "Secret" not in str(foreign_body) and "9999" not in str(foreign_body)
+
+    assert mine[0].id is not None
+    own = await execute(client, key, BY_ID[0], {"id": to_global_id("Account", mine[0].id)})
+    assert own["data"]["account"]["name"] == "Mine 0"
+
+
+async def test_partner_without_an_id_must_name_one(session: AsyncSession, client: httpx.AsyncClient) -> None:
+    partner = await create_partner(session, await create_account(session))
+    body = await execute(client, await partner_key(session, partner), "{ account { id } }")
+    assert error_messages(body) == ["id: required: this API key is not tied to one account"]
+
+
+async def test_member_sees_only_its_own_account(session: AsyncSession, client: httpx.AsyncClient) -> None:
+    own = await create_account(session, name="Own")
+    other = await create_account(session, name="Other")
+    key = await member_key(session, own)
+    body = await execute(client, key, ACCOUNTS)
+    assert [edge["node"]["name"] for edge in body["data"]["accounts"]["edges"]] == ["Own"]
+    assert other.id is not None
+    for query in BY_ID:
+        body = await execute(client, key, query, {"id": to_global_id("Account", other.id)})
+        assert error_messages(body) == ["id: no such account"]
+
+
+async def test_admin_sees_every_account_page_by_page(session: AsyncSession, client: httpx.AsyncClient) -> None:
+    names = {(await create_account(session, name=f"A{i}")).name for i in range(5)}
+    key = await admin_key(session)
+    seen: list[str] = []
+    after = None
+    while True:
+        body = await execute(
+            client,
+            key,
+            "query($after: String) { accounts(first: 2, after: $after) { edges { node { name } } "
+            "pageInfo { hasNextPage endCursor } } }",
+            {"after": after},
+        )
+        connection = body["data"]["accounts"]
+        seen += [edge["node"]["name"] for edge in connection["edges"]]
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+    assert names <= set(seen) and len(seen) == len(set(seen))

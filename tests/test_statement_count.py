@@ -1,0 +1,69 @@
+"""A partner dashboard over N accounts runs the same number of SQL statements for every N (dataloaders)."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models import Partner
+from tests.factories import create_account, create_company, create_partner, create_payment_method, partner_key
+from tests.graphql_client import execute
+
+DASHBOARD = """
+query Dashboard {
+  accounts(first: 100) {
+    edges {
+      node {
+        name
+        company { legalName phone }
+        balance { available { formatted } usdEquivalent { formatted } fxRate { rate } }
+        paymentMethods { last4 isDefault }
+        leadPlans { name }
+      }
+    }
+  }
+}
+"""
+
+
+@contextmanager
+def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def partner_with_accounts(session: AsyncSession, count: int) -> Partner:
+    accounts = []
+    for index in range(count):
+        account = await create_account(session, currency="EUR" if index % 2 == 0 else "USD", country="DE")
+        await create_company(session, account)
+        await create_payment_method(session, account)
+        accounts.append(account)
+    return await create_partner(session, *accounts)
+
+
+async def test_dashboard_statements_do_not_grow_with_accounts(
+    session: AsyncSession, client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    counts = {}
+    for size in (1, 10, 50):
+        key = await partner_key(session, await partner_with_accounts(session, size))
+        await session.commit()  # releases the savepoint so the app's session sees the rows
+        with count_statements(engine) as statements:
+            body = await execute(client, key, DASHBOARD)
+        assert "errors" not in body, body
+        assert len(body["data"]["accounts"]["edges"]) == size
+        counts[size] = len([s for s in statements if not s.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))])
+    assert counts[1] == counts[10] == counts[50], counts
