@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from graphql import ExecutionResult
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,9 +14,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.types.execution import ExecutionResult
 
 from billing import auth
-from billing.config import VAR_DIR, Settings
+from billing.config import VAR_DIR, Environment, Settings
 from billing.db import SessionFactory, create_engine, session_factory
 from billing.errors import DomainError
 from billing.graphiql import render_graphiql
@@ -48,7 +48,7 @@ class BillingGraphQL(GraphQL[Context, None]):
     def __init__(self, settings: Settings) -> None:
         super().__init__(
             build_schema(introspection=settings.introspection_enabled),
-            graphql_ide="graphiql" if settings.graphiql_enabled else None,
+            graphql_ide=None,  # GraphQLEndpoint serves our offline page itself
             allow_queries_via_get=False,
         )
         self.settings = settings
@@ -63,14 +63,7 @@ class BillingGraphQL(GraphQL[Context, None]):
             session=request.state.session,
         )
 
-    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        headers = ""
-        if not self.settings.is_production and DEMO_KEY_FILE.exists():
-            key = DEMO_KEY_FILE.read_text(encoding="utf-8").strip()
-            headers = json.dumps({"Authorization": f"Bearer {key}"}, indent=2)
-        return HTMLResponse(render_graphiql(EXAMPLE_QUERY, headers))
-
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:  # type: ignore[override]
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         # The request is one unit of work: kept unless something unexpected failed part-way.
         unexpected = any(
             error.original_error is not None and not isinstance(error.original_error, DomainError)
@@ -79,6 +72,17 @@ class BillingGraphQL(GraphQL[Context, None]):
         session = request.state.session
         await (session.rollback() if unexpected else session.commit())
         return await super().process_result(request, result)
+
+
+def graphiql_page(settings: Settings) -> Response:
+    """The offline GraphiQL page, pre-filled in development with the demo key that `make run` wrote."""
+    if not settings.graphiql_enabled:
+        return PlainTextResponse("GraphiQL is disabled here; POST GraphQL requests to /graphql.", 404)
+    headers = ""
+    if settings.environment is Environment.DEVELOPMENT and DEMO_KEY_FILE.exists():
+        key = DEMO_KEY_FILE.read_text(encoding="utf-8").strip()
+        headers = json.dumps({"Authorization": f"Bearer {key}"}, indent=2)
+    return HTMLResponse(render_graphiql(EXAMPLE_QUERY, headers))
 
 
 class GraphQLEndpoint:
@@ -90,7 +94,7 @@ class GraphQLEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         if request.method == "GET":
-            await self.graphql(scope, receive, send)
+            await graphiql_page(self.graphql.settings)(scope, receive, send)
             return
         token = bearer_token(request)
         if token is None:

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, false, true
+from sqlalchemy.orm import Mapped
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,7 +28,9 @@ class Principal:
     account_id: int | None = None
     partner_id: int | None = None
 
-    def account_filter(self, column: ColumnElement[int]) -> ColumnElement[bool]:
+    def account_filter(
+        self, column: ColumnElement[int] | Mapped[int] | Mapped[int | None]
+    ) -> ColumnElement[bool]:
         """A WHERE clause limiting an account id `column` (pass `col(X.account_id)`) to what this principal sees."""
         if self.kind is PrincipalKind.ADMIN:
             return true()

@@ -104,7 +104,10 @@ async def seed(session: AsyncSession) -> Demo:
             is_default=True,
         )
     )
-    for name, budget, price in (("Solar installs — Bavaria", 300_000, 2_500), ("Heat pumps — Munich", 150_000, 3_000)):
+    for name, budget, price in (
+        ("Solar installs — Bavaria", 300_000, 2_500),
+        ("Heat pumps — Munich", 150_000, 3_000),
+    ):
         session.add(
             LeadPlanSubscription(
                 account_id=account.id,

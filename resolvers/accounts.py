@@ -34,11 +34,15 @@ class AccountQuery:
             return await visible_account(info, home)
         return await visible_account(info, from_global_id(id, "Account", "id"))
 
-    @strawberry.field(description="Every account the caller may see, by creation order. `first` is at most 100.")
+    @strawberry.field(
+        description="Every account the caller may see, by creation order. `first` is at most 100."
+    )
     async def accounts(self, info: Info, first: int = 20, after: str | None = None) -> AccountConnection:
         async with info.context.db() as session:
             page = await accounts.list_visible(session, info.context.principal, first=first, after=after)
-        edges = [Edge(cursor=accounts.account_cursor(row), node=Account.from_model(row)) for row in page.items]
+        edges = [
+            Edge(cursor=accounts.account_cursor(row), node=Account.from_model(row)) for row in page.items
+        ]
         return AccountConnection.of(edges, has_next=page.has_next, after=after)
 
     @strawberry.field(description="Any object by its global ID.")

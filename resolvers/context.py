@@ -1,15 +1,15 @@
 """The per-request context: the caller, one database session, and the request's dataloaders."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import strawberry
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.auth import Principal
 from billing.config import Settings
@@ -28,7 +28,7 @@ class Context:
     session: AsyncSession
     # Sibling fields resolve concurrently, but one session runs one statement at a time.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _loaders: dict[type, Any] = field(default_factory=dict)
+    _loaders: dict[Callable[..., Any], Any] = field(default_factory=dict)
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[AsyncSession]:
@@ -36,12 +36,12 @@ class Context:
         async with self._lock:
             yield self.session
 
-    def loader(self, cls: type[LoaderT]) -> LoaderT:
+    def loader(self, cls: Callable[["Context"], LoaderT]) -> LoaderT:
         """This request's instance of a dataloader class, made on first use (aiodataloader binds to the loop)."""
-        instance = self._loaders.get(cls)
-        if instance is None:
-            instance = self._loaders[cls] = cls(self)
-        return instance  # type: ignore[no-any-return]
+        if cls not in self._loaders:
+            self._loaders[cls] = cls(self)
+        instance: LoaderT = self._loaders[cls]
+        return instance
 
 
 Info = strawberry.Info[Context, None]

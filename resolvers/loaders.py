@@ -4,17 +4,18 @@ Batch functions apply the caller's scope too, so a loader can never hand out ano
 """
 
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import fx
+from billing import fx, usage_summary
 from billing.auth import Principal
+from billing.months import Month
 from models import Company, LeadPlanSubscription, PaymentMethod
 from resolvers.context import Context
 
@@ -22,28 +23,26 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class Loader(DataLoader, Generic[K, V]):  # type: ignore[misc]
-    """Subclasses implement `fetch`; missing keys get `default`."""
-
-    default: Any = None
+class Loader(DataLoader[K, V]):
+    """Subclasses implement `fetch`; keys it leaves out get `missing()`."""
 
     def __init__(self, context: Context) -> None:
         super().__init__()
         self.context = context
 
-    async def fetch(self, session: AsyncSession, principal: Principal, keys: Sequence[K]) -> dict[K, V]:
+    async def fetch(self, session: AsyncSession, principal: Principal, keys: Sequence[K]) -> Mapping[K, V]:
         raise NotImplementedError
+
+    def missing(self) -> V:
+        return None  # type: ignore[return-value]  # the loaders whose V excludes None override this
 
     async def batch_load_fn(self, keys: Sequence[K]) -> list[V]:
         async with self.context.db() as session:
             found = await self.fetch(session, self.context.principal, keys)
-        return [found.get(key, self.default) for key in keys]
-
-    async def load(self, key: K) -> V:
-        return await super().load(key)  # type: ignore[no-any-return]
+        return [found[key] if key in found else self.missing() for key in keys]
 
 
-def group_by_account(rows: Iterable[Any]) -> dict[int, list[Any]]:
+def group_by_account(rows: Iterable[Any]) -> Mapping[int, list[Any]]:
     grouped: dict[int, list[Any]] = defaultdict(list)
     for row in rows:
         grouped[row.account_id].append(row)
@@ -51,7 +50,9 @@ def group_by_account(rows: Iterable[Any]) -> dict[int, list[Any]]:
 
 
 class CompanyByAccount(Loader[int, Company | None]):
-    async def fetch(self, session: AsyncSession, principal: Principal, keys: Sequence[int]) -> dict[int, Company]:
+    async def fetch(
+        self, session: AsyncSession, principal: Principal, keys: Sequence[int]
+    ) -> Mapping[int, Company]:
         statement = select(Company).where(
             col(Company.account_id).in_(keys), principal.account_filter(col(Company.account_id))
         )
@@ -59,25 +60,32 @@ class CompanyByAccount(Loader[int, Company | None]):
 
 
 class PaymentMethodsByAccount(Loader[int, list[PaymentMethod]]):
-    default: list[PaymentMethod] = []
+    def missing(self) -> list[PaymentMethod]:
+        return []
 
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[int]
-    ) -> dict[int, list[PaymentMethod]]:
+    ) -> Mapping[int, list[PaymentMethod]]:
         statement = (
             select(PaymentMethod)
-            .where(col(PaymentMethod.account_id).in_(keys), principal.account_filter(col(PaymentMethod.account_id)))
-            .order_by(col(PaymentMethod.is_default).desc(), col(PaymentMethod.created_at), col(PaymentMethod.id))
+            .where(
+                col(PaymentMethod.account_id).in_(keys),
+                principal.account_filter(col(PaymentMethod.account_id)),
+            )
+            .order_by(
+                col(PaymentMethod.is_default).desc(), col(PaymentMethod.created_at), col(PaymentMethod.id)
+            )
         )
         return group_by_account((await session.exec(statement)).all())
 
 
 class LeadPlansByAccount(Loader[int, list[LeadPlanSubscription]]):
-    default: list[LeadPlanSubscription] = []
+    def missing(self) -> list[LeadPlanSubscription]:
+        return []
 
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[int]
-    ) -> dict[int, list[LeadPlanSubscription]]:
+    ) -> Mapping[int, list[LeadPlanSubscription]]:
         statement = (
             select(LeadPlanSubscription)
             .where(
@@ -94,5 +102,19 @@ class UsdRateByCurrency(Loader[str, tuple[Decimal, date] | None]):
 
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[str]
-    ) -> dict[str, tuple[Decimal, date]]:
+    ) -> Mapping[str, tuple[Decimal, date]]:
         return await fx.usd_equivalents(session, set(keys))
+
+
+class UsageByAccountMonth(Loader[tuple[int, Month | None], usage_summary.UsageSummary | None]):
+    """Keyed by (account, month); None means each account's current month in its own time zone."""
+
+    async def fetch(
+        self, session: AsyncSession, principal: Principal, keys: Sequence[tuple[int, Month | None]]
+    ) -> Mapping[tuple[int, Month | None], usage_summary.UsageSummary]:
+        found: dict[tuple[int, Month | None], usage_summary.UsageSummary] = {}
+        for month in {month for _, month in keys}:
+            ids = [account_id for account_id, wanted in keys if wanted == month]
+            summaries = await usage_summary.monthly_summaries(session, principal, ids, month)
+            found.update({(account_id, month): summary for account_id, summary in summaries.items()})
+        return found

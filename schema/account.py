@@ -5,9 +5,18 @@ from datetime import date, datetime
 import strawberry
 
 from billing import money, transactions
+from billing.company import missing_company_fields
+from billing.months import InvalidMonth, parse_month
+from billing.pagination import InvalidArgument
 from models import Account as AccountModel
 from resolvers.context import Info
-from resolvers.loaders import CompanyByAccount, LeadPlansByAccount, PaymentMethodsByAccount, UsdRateByCurrency
+from resolvers.loaders import (
+    CompanyByAccount,
+    LeadPlansByAccount,
+    PaymentMethodsByAccount,
+    UsageByAccountMonth,
+    UsdRateByCurrency,
+)
 from schema.company import Company
 from schema.lead_plan_subscription import LeadPlan
 from schema.money import Money
@@ -15,9 +24,12 @@ from schema.node import Node, to_global_id
 from schema.pagination import Edge
 from schema.payment_method import PaymentMethod
 from schema.transaction import Transaction, TransactionConnection, TransactionFilter
+from schema.usage import UsageSummary
 
 
-@strawberry.type(description="A reference exchange rate (European Central Bank) and the day it was published.")
+@strawberry.type(
+    description="A reference exchange rate (European Central Bank) and the day it was published."
+)
 class FxRate:
     rate: str = strawberry.field(description="Units of `quote` per one unit of `base`, exact decimal.")
     base: str
@@ -90,6 +102,29 @@ class Account(Node):
     async def company(self, info: Info) -> Company | None:
         row = await info.context.loader(CompanyByAccount).load(self.pk)
         return Company.from_model(row) if row is not None else None
+
+    @strawberry.field(
+        description="Whether Add funds can go ahead: a complete company profile and a saved card."
+    )
+    async def can_add_funds(self, info: Info) -> AddFundsReadiness:
+        company = await info.context.loader(CompanyByAccount).load(self.pk)
+        cards = await info.context.loader(PaymentMethodsByAccount).load(self.pk)
+        missing = missing_company_fields(company)
+        return AddFundsReadiness(
+            ready=not missing and bool(cards), missing_company_fields=missing, has_payment_method=bool(cards)
+        )
+
+    @strawberry.field(
+        description="A calendar month (YYYY-MM) in the account's time zone; default: this month."
+    )
+    async def usage(self, info: Info, month: str | None = None) -> UsageSummary:
+        try:
+            wanted = parse_month(month) if month is not None else None
+        except InvalidMonth as error:
+            raise InvalidArgument("month", error.message) from None
+        summary = await info.context.loader(UsageByAccountMonth).load((self.pk, wanted))
+        assert summary is not None  # the account was loaded through the same scope
+        return UsageSummary.of(summary, self.country)
 
     @strawberry.field
     async def payment_methods(self, info: Info) -> list[PaymentMethod]:

@@ -4,12 +4,11 @@ from datetime import datetime
 
 import strawberry
 
-from models import LeadPlanStatus as LeadPlanStatusModel
-from models import LeadPlanSubscription
+from models import LeadPlanStatus, LeadPlanSubscription
 from schema.money import Money
 from schema.node import Node, to_global_id
 
-LeadPlanStatus = strawberry.enum(LeadPlanStatusModel, name="LeadPlanStatus")
+strawberry.enum(LeadPlanStatus)
 
 
 @strawberry.type
@@ -30,7 +29,7 @@ class LeadPlan(Node):
             name=row.name,
             monthly_budget=Money.of(row.monthly_budget_minor, row.currency, country),
             price_per_lead=Money.of(row.price_per_lead_minor, row.currency, country),
-            status=LeadPlanStatusModel(row.status),
+            status=LeadPlanStatus(row.status),
             started_at=row.started_at,
             paused_at=row.paused_at,
             canceled_at=row.canceled_at,

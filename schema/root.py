@@ -35,3 +35,8 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALARS),
         extensions=extensions,
     )
+
+
+def sdl() -> str:
+    """The schema as committed in schema.graphql."""
+    return build_schema().as_str() + "\n"

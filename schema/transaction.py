@@ -5,14 +5,14 @@ from datetime import datetime
 import strawberry
 
 from models import Transaction as TransactionModel
-from models import TransactionKind as TransactionKindModel
-from models import TransactionStatus as TransactionStatusModel
+from models import TransactionKind, TransactionStatus
 from schema.money import Money
 from schema.node import Node, to_global_id
 from schema.pagination import Connection
 
-TransactionKind = strawberry.enum(TransactionKindModel, name="TransactionKind")
-TransactionStatus = strawberry.enum(TransactionStatusModel, name="TransactionStatus")
+# The models' enums are the GraphQL enums: one name for one thing.
+strawberry.enum(TransactionKind)
+strawberry.enum(TransactionStatus)
 
 
 @strawberry.type
@@ -34,8 +34,8 @@ class Transaction(Node):
             created_at=row.created_at,
             description=row.description,
             amount=Money.of(row.amount_minor, row.currency, country),
-            status=TransactionStatusModel(row.status),
-            kind=TransactionKindModel(row.kind),
+            status=TransactionStatus(row.status),
+            kind=TransactionKind(row.kind),
             failure_code=row.failure_code,
             failure_message=row.failure_message,
             settled_at=row.settled_at,

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -20,7 +21,9 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import models  # noqa: F401  (every table in the metadata, for TRUNCATE)
+from billing.config import Environment, Settings
 from billing.db import SessionFactory, create_engine
+from server import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 # A database of its own per test run, so parallel runs on one server never meet.
@@ -28,6 +31,8 @@ POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", f"postgresql+asyncpg://postgres@127.0.0.1:5432/billing_test_{os.getpid()}"
 )
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+pytest_plugins = ["tests.stripe_server"]  # localstripe and the Stripe gateway (issue 3)
+
 
 def alembic_config() -> Config:
     config = Config(str(ROOT / "alembic.ini"))
@@ -123,3 +128,19 @@ async def committing_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     async with engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(environment=Environment.TEST, stripe_secret_key="sk_test_unused")
+
+
+@pytest.fixture
+async def client(settings: Settings, session_factory: SessionFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the app, whose requests share the test's rolled-back transaction."""
+    app = create_app(settings, sessions=session_factory)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client,
+    ):
+        yield client

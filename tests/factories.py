@@ -45,7 +45,9 @@ async def create_company(session: AsyncSession, account: Account, **overrides: s
     }
     fields.update(overrides)
     assert account.id is not None
-    company = Company(account_id=account.id, **fields)
+    company = Company(account_id=account.id)
+    for name, value in fields.items():
+        setattr(company, name, value)
     session.add(company)
     await session.flush()
     return company

@@ -38,7 +38,9 @@ async def test_partner_sees_exactly_its_accounts(session: AsyncSession, client: 
 
     body = await execute(client, key, ACCOUNTS)
     assert sorted(edge["node"]["name"] for edge in body["data"]["accounts"]["edges"]) == [
-        "Mine 0", "Mine 1", "Mine 2"
+        "Mine 0",
+        "Mine 1",
+        "Mine 2",
     ]
 
     assert foreign.id is not None
@@ -74,7 +76,9 @@ async def test_member_sees_only_its_own_account(session: AsyncSession, client: h
         assert error_messages(body) == ["id: no such account"]
 
 
-async def test_admin_sees_every_account_page_by_page(session: AsyncSession, client: httpx.AsyncClient) -> None:
+async def test_admin_sees_every_account_page_by_page(
+    session: AsyncSession, client: httpx.AsyncClient
+) -> None:
     names = {(await create_account(session, name=f"A{i}")).name for i in range(5)}
     key = await admin_key(session)
     seen: list[str] = []

@@ -82,12 +82,43 @@ async def test_member_reads_the_billing_page(session: AsyncSession, client: http
     assert data["company"]["address"]["country"] == "DE"
     assert [card["last4"] for card in data["paymentMethods"]] == ["4242"]
     assert data["leadPlans"] == [
-        {"name": "Roofing leads", "status": "ACTIVE", "monthlyBudget": {"amount": "5000.00"},
-         "pricePerLead": {"amount": "25.00"}}
+        {
+            "name": "Roofing leads",
+            "status": "ACTIVE",
+            "monthlyBudget": {"amount": "5000.00"},
+            "pricePerLead": {"amount": "25.00"},
+        }
     ]
 
 
-async def test_history_pages_newest_first_without_gaps(session: AsyncSession, client: httpx.AsyncClient) -> None:
+async def test_usage_and_add_funds_readiness(session: AsyncSession, client: httpx.AsyncClient) -> None:
+    account = await create_account(session, time_zone="Europe/Berlin")
+    await create_company(session, account, phone=None, city=None)
+    key = await member_key(session, account)
+    query = """query($month: String) { account {
+        canAddFunds { ready missingCompanyFields hasPaymentMethod }
+        usage(month: $month) { month leadSpending { spent { amount } leadsReceived } calling { minutes } } } }"""
+
+    body = await execute(client, key, query, {"month": "2026-02"})
+    assert body["data"]["account"]["canAddFunds"] == {
+        "ready": False,
+        "missingCompanyFields": ["phone", "city"],
+        "hasPaymentMethod": False,
+    }
+    usage = body["data"]["account"]["usage"]
+    assert usage == {
+        "month": "2026-02",
+        "leadSpending": {"spent": {"amount": "0.00"}, "leadsReceived": "0"},
+        "calling": {"minutes": "0"},
+    }
+    for bad in ("2026-13", "26-01", "soon"):
+        body = await execute(client, key, query, {"month": bad})
+        assert error_messages(body)[0].startswith("month: "), body
+
+
+async def test_history_pages_newest_first_without_gaps(
+    session: AsyncSession, client: httpx.AsyncClient
+) -> None:
     account = await create_account(session)
     for index in range(7):
         await post(session, account, 100 + index, f"h{index}")
@@ -106,7 +137,9 @@ async def test_history_pages_newest_first_without_gaps(session: AsyncSession, cl
     assert seen == [f"entry h{index}" for index in reversed(range(7))]
 
 
-async def test_history_filters_by_kind_status_and_date(session: AsyncSession, client: httpx.AsyncClient) -> None:
+async def test_history_filters_by_kind_status_and_date(
+    session: AsyncSession, client: httpx.AsyncClient
+) -> None:
     account = await create_account(session)
     await post(session, account, 1_000, "top")
     await post(session, account, -200, "use", kind=TransactionKind.USAGE_CALLS)
@@ -126,16 +159,20 @@ async def test_history_filters_by_kind_status_and_date(session: AsyncSession, cl
     assert len(await descriptions({"until": tomorrow})) == 3
 
 
-async def test_bad_arguments_are_named_errors_not_crashes(session: AsyncSession, client: httpx.AsyncClient) -> None:
+async def test_bad_arguments_are_named_errors_not_crashes(
+    session: AsyncSession, client: httpx.AsyncClient
+) -> None:
     account = await create_account(session)
     key = await member_key(session, account)
 
-    cases = [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"first": 0}, "first: must be between 1 and 100"),
         ({"first": 101}, "first: must be between 1 and 100"),
         ({"first": 5, "after": "not-a-cursor"}, "after: not a valid cursor"),
-        ({"first": 5, "filter": {"since": "2026-01-02T00:00:00", "until": "2026-01-01T00:00:00+00:00"}},
-         "filter.since: needs a time zone offset"),
+        (
+            {"first": 5, "filter": {"since": "2026-01-02T00:00:00", "until": "2026-01-01T00:00:00+00:00"}},
+            "filter.since: needs a time zone offset",
+        ),
     ]
     for variables, message in cases:
         body = await execute(client, key, HISTORY, variables)
@@ -153,7 +190,12 @@ async def test_bad_arguments_are_named_errors_not_crashes(session: AsyncSession,
 async def test_requests_without_a_valid_key_get_401(session: AsyncSession, client: httpx.AsyncClient) -> None:
     account = await create_account(session)
     key = await member_key(session, account)
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": key}, {"Authorization": f"Bearer {key}x"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": key},
+        {"Authorization": f"Bearer {key}x"},
+    ):
         response = await client.post("/graphql", json={"query": "{ account { id } }"}, headers=headers)
         assert response.status_code == 401
         assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"

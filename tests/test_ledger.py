@@ -12,7 +12,9 @@ from models import Account, TransactionKind, TransactionStatus
 from tests.factories import create_account
 
 
-async def post_top_up(session: AsyncSession, account: Account, amount: int, key: str, **kw: object) -> ledger.Posting:
+async def post_top_up(
+    session: AsyncSession, account: Account, amount: int, key: str, **kw: object
+) -> ledger.Posting:
     assert account.id is not None
     return await ledger.post(
         session,
@@ -95,6 +97,7 @@ async def test_100_concurrent_postings_keep_the_invariant(committing_engine: Asy
     async with unit_of_work(factory) as session:
         account = await create_account(session)
     assert account.id is not None
+    account_id = account.id
 
     def key_of(index: int) -> int:
         # Every tenth posting repeats an earlier key: those must be applied once.
@@ -104,7 +107,7 @@ async def test_100_concurrent_postings_keep_the_invariant(committing_engine: Asy
         async with unit_of_work(factory) as session:
             await ledger.post(
                 session,
-                account_id=account.id,
+                account_id=account_id,
                 kind=TransactionKind.ADJUSTMENT,
                 amount_minor=100 + key_of(index),
                 description="concurrent",
@@ -113,6 +116,6 @@ async def test_100_concurrent_postings_keep_the_invariant(committing_engine: Asy
 
     await asyncio.gather(*(one(i) for i in range(100)))
     async with unit_of_work(factory) as session:
-        stored = (await ledger.lock_account(session, account.id)).balance_minor
-        assert stored == await ledger.succeeded_sum(session, account.id)
+        stored = (await ledger.lock_account(session, account_id)).balance_minor
+        assert stored == await ledger.succeeded_sum(session, account_id)
         assert stored == sum(100 + key for key in {key_of(i) for i in range(100)})

@@ -23,6 +23,9 @@ query Dashboard {
         balance { available { formatted } usdEquivalent { formatted } fxRate { rate } }
         paymentMethods { last4 isDefault }
         leadPlans { name }
+        canAddFunds { ready missingCompanyFields }
+        usage { month leadSpending { spent { amount } remainingBudget { amount } } calling { minutes }
+                aiAgent { totalTokens } }
       }
     }
   }

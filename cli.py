@@ -1,0 +1,191 @@
+"""Operator commands: `python -m cli --help`. `dev` is what `make run` calls."""
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from alembic import command
+from alembic.config import Config
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import auth, demo, fx
+from billing.config import VAR_DIR, Settings
+from billing.db import create_engine, session_factory, unit_of_work
+from models import Account, Partner, PartnerAccount, PrincipalKind
+
+ROOT = Path(__file__).resolve().parent
+T = TypeVar("T")
+
+app = typer.Typer(help="Billing gateway operations.", no_args_is_help=True, add_completion=False)
+
+
+def run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one committed transaction against DATABASE_URL."""
+
+    async def main() -> T:
+        engine = create_engine(Settings().database_url)
+        try:
+            async with unit_of_work(session_factory(engine)) as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the latest migration."""
+    settings = Settings()
+    if settings.database_url.startswith("sqlite"):
+        VAR_DIR.mkdir(exist_ok=True)
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = settings.database_url
+    command.upgrade(config, "head")
+
+
+@app.command("create-account")
+def create_account(
+    name: str,
+    currency: Annotated[str, typer.Option(help="ISO 4217 billing currency")] = "USD",
+    country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2")] = "US",
+    time_zone: Annotated[str, typer.Option(help="IANA time zone")] = "UTC",
+) -> None:
+    async def work(session: AsyncSession) -> int:
+        account = Account(name=name, currency=currency.upper(), country=country.upper(), time_zone=time_zone)
+        session.add(account)
+        await session.flush()
+        assert account.id is not None
+        return account.id
+
+    typer.echo(f"account {run_in_session(work)} created")
+
+
+@app.command("create-partner")
+def create_partner(name: str) -> None:
+    async def work(session: AsyncSession) -> int:
+        partner = Partner(name=name)
+        session.add(partner)
+        await session.flush()
+        assert partner.id is not None
+        return partner.id
+
+    typer.echo(f"partner {run_in_session(work)} created")
+
+
+@app.command("grant-partner")
+def grant_partner(partner_id: int, account_id: int) -> None:
+    """Let a partner see an account."""
+
+    async def work(session: AsyncSession) -> None:
+        if await session.get(PartnerAccount, (partner_id, account_id)) is None:
+            session.add(PartnerAccount(partner_id=partner_id, account_id=account_id))
+
+    run_in_session(work)
+    typer.echo(f"partner {partner_id} may see account {account_id}")
+
+
+@app.command("create-api-key")
+def create_api_key(
+    kind: Annotated[PrincipalKind, typer.Option(help="who the key acts for")],
+    name: Annotated[str, typer.Option(help="a label to recognise the key by")],
+    account_id: Annotated[int | None, typer.Option(help="for member keys")] = None,
+    partner_id: Annotated[int | None, typer.Option(help="for partner keys")] = None,
+) -> None:
+    """Create a key. It is printed once; only its hash is stored."""
+
+    async def work(session: AsyncSession) -> str:
+        _, raw = await auth.create_api_key(
+            session, kind=kind, name=name, account_id=account_id, partner_id=partner_id
+        )
+        return raw
+
+    try:
+        typer.echo(run_in_session(work))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+@app.command("revoke-api-key")
+def revoke_api_key(prefix: Annotated[str, typer.Argument(help="the 12 characters after 'bk_'")]) -> None:
+    run_in_session(lambda session: auth.revoke_api_key(session, prefix))
+    typer.echo(f"key {prefix} revoked")
+
+
+@app.command("load-fx")
+def load_fx(source: Annotated[str, typer.Argument(help="an ECB reference-rate XML file or URL")]) -> None:
+    count = run_in_session(lambda session: fx.load_file_or_url(session, source))
+    typer.echo(f"{count} rates added or changed")
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Create the demo account, partner and keys (once), and print the keys."""
+
+    async def work(session: AsyncSession) -> tuple[str, str]:
+        seeded = await demo.seed(session)
+        member, _ = await demo.ensure_key(
+            session, read_key("demo-api-key"), kind=PrincipalKind.MEMBER, account_id=seeded.account.id
+        )
+        partner, _ = await demo.ensure_key(
+            session,
+            read_key("demo-partner-api-key"),
+            kind=PrincipalKind.PARTNER,
+            partner_id=seeded.partner.id,
+        )
+        return member, partner
+
+    member, partner = run_in_session(work)
+    write_key("demo-api-key", member)
+    write_key("demo-partner-api-key", partner)
+    typer.echo(f"Demo account API key:  {member}   (also in var/demo-api-key)")
+    typer.echo(f"Demo partner API key:  {partner}   (also in var/demo-partner-api-key)")
+
+
+def read_key(name: str) -> str | None:
+    path = VAR_DIR / name
+    return path.read_text(encoding="utf-8").strip() if path.exists() else None
+
+
+def write_key(name: str, key: str) -> None:
+    VAR_DIR.mkdir(exist_ok=True)
+    path = VAR_DIR / name
+    path.write_text(key + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+@app.command("export-schema")
+def export_schema(path: Annotated[Path, typer.Argument()] = ROOT / "schema.graphql") -> None:
+    """Write the GraphQL SDL (committed; a test fails when it drifts from the code)."""
+    from schema.root import sdl
+
+    path.write_text(sdl(), encoding="utf-8")
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def serve() -> None:
+    """Serve the gateway (no migration, no seeding)."""
+    from server import create_app
+
+    settings = Settings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def dev() -> None:
+    """`make run`: migrate a local database, seed the demo, and serve with GraphiQL."""
+    migrate()
+    seed_demo()
+    settings = Settings()
+    typer.echo(f"GraphiQL: http://{settings.host}:{settings.port}/graphql  (the demo key is pre-filled)")
+    serve()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUTF8", "1")
+    app()
