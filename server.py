@@ -19,7 +19,6 @@ from strawberry.types.execution import ExecutionResult
 from billing import auth
 from billing.config import VAR_DIR, Environment, Settings
 from billing.db import SessionFactory, create_engine, session_factory
-from billing.errors import DomainError
 from billing.graphiql import render_graphiql
 from resolvers.context import Context
 from schema.root import build_schema
@@ -54,7 +53,7 @@ class BillingGraphQL(GraphQL[Context, None]):
         self.settings = settings
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
-        return Context(
+        request.state.context = Context(
             request=request,
             response=response,
             settings=self.settings,
@@ -62,15 +61,13 @@ class BillingGraphQL(GraphQL[Context, None]):
             session_factory=request.app.state.session_factory,
             session=request.state.session,
         )
+        return request.state.context
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         # The request is one unit of work: kept unless something unexpected failed part-way.
-        unexpected = any(
-            error.original_error is not None and not isinstance(error.original_error, DomainError)
-            for error in result.errors or ()
-        )
+        context: Context | None = getattr(request.state, "context", None)
         session = request.state.session
-        await (session.rollback() if unexpected else session.commit())
+        await (session.rollback() if context is None or context.unexpected_error else session.commit())
         return await super().process_result(request, result)
 
 

@@ -1,6 +1,7 @@
 """Accounts as a principal may see them. Every query here applies the principal's scope."""
 
 from collections.abc import Iterable
+from typing import Any, Protocol, TypeVar
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -48,3 +49,28 @@ async def list_visible(
         statement = statement.where(col(Account.id) > int(raw_id))
     rows = list((await session.exec(statement.order_by(col(Account.id)).limit(first + 1))).all())
     return Page(rows[:first], has_next=len(rows) > first)
+
+
+class OwnedByAccount(Protocol):
+    id: int | None
+    account_id: int
+
+
+OwnedT = TypeVar("OwnedT", bound=OwnedByAccount)
+
+
+async def visible_owned(
+    session: AsyncSession, principal: Principal, model: type[OwnedT], pk: int
+) -> tuple[OwnedT, Account]:
+    """A row that belongs to an account (a card, a transaction, a lead plan) with its account, if visible."""
+    table: Any = model
+    statement = (
+        select(table, Account)
+        .join(Account, col(Account.id) == table.account_id)
+        .where(table.id == pk, principal.account_filter(col(Account.id)))
+    )
+    found = (await session.exec(statement)).first()
+    if found is None:
+        raise NotFound(f"{model.__name__} not found")
+    row, account = found
+    return row, account

@@ -1,12 +1,22 @@
 """Query entry points for accounts: the caller's own, the partner dashboard's list, and `node(id:)`."""
 
+from collections.abc import Callable
+from typing import Any
+
 import strawberry
 
 from billing import accounts
 from billing.errors import NotFound
 from billing.pagination import InvalidArgument
 from resolvers.context import Info
+from models import Account as AccountModel
+from models import LeadPlanSubscription
+from models import PaymentMethod as PaymentMethodModel
+from models import Transaction as TransactionModel
 from schema.account import Account
+from schema.lead_plan_subscription import LeadPlan
+from schema.payment_method import PaymentMethod
+from schema.transaction import Transaction
 from schema.node import Node, from_global_id, parse_global_id
 from schema.pagination import Connection, Edge
 
@@ -50,4 +60,20 @@ class AccountQuery:
         type_name, pk = parse_global_id(id, "id")
         if type_name == "Account":
             return await visible_account(info, pk)
-        raise InvalidArgument("id", f"{type_name} objects are reached through their account")
+        if type_name not in OWNED_NODES:
+            raise InvalidArgument("id", "not a valid ID")
+        model, to_node = OWNED_NODES[type_name]
+        async with info.context.db() as session:
+            try:
+                row, account = await accounts.visible_owned(session, info.context.principal, model, pk)
+            except NotFound:
+                raise InvalidArgument("id", "no such object") from None
+        return to_node(row, account)
+
+
+# Objects that belong to an account, by global ID type: their table and how to show one.
+OWNED_NODES: dict[str, tuple[Any, Callable[[Any, AccountModel], Node]]] = {
+    "Transaction": (TransactionModel, lambda row, account: Transaction.from_model(row, account.country)),
+    "PaymentMethod": (PaymentMethodModel, lambda row, _: PaymentMethod.from_model(row)),
+    "LeadPlan": (LeadPlanSubscription, lambda row, account: LeadPlan.from_model(row, account.country)),
+}

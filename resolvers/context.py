@@ -26,6 +26,8 @@ class Context:
     principal: Principal
     session_factory: SessionFactory
     session: AsyncSession
+    # Set when a resolver failed unexpectedly: the request's unit of work is then rolled back.
+    unexpected_error: bool = False
     # Sibling fields resolve concurrently, but one session runs one statement at a time.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _loaders: dict[Callable[..., Any], Any] = field(default_factory=dict)

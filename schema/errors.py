@@ -1,9 +1,22 @@
-"""The `Error` interface every typed mutation error implements, and the masking of unexpected errors."""
+"""The `Error` interface of typed mutation errors, and how GraphQL errors reach the client.
+
+Expected failures raised as domain errors (a bad argument, something not found) stay visible, with a
+machine-readable `extensions.code` (and `argument` where one is to blame). Anything else is logged and
+masked, and marks the request so its unit of work is rolled back.
+"""
+
+import logging
+import re
+from collections.abc import Iterator
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
 
-from billing.errors import DomainError
+from billing.errors import DomainError, NotFound
+from billing.pagination import InvalidArgument
+
+logger = logging.getLogger("billing.graphql")
 
 
 @strawberry.interface(description="An expected failure the client can act on; `message` is for people.")
@@ -11,7 +24,41 @@ class Error:
     message: str
 
 
-def should_mask_error(error: GraphQLError) -> bool:
-    """Validation errors and domain errors (bad arguments, not found) stay visible; anything else is masked."""
-    original = error.original_error
-    return original is not None and not isinstance(original, DomainError)
+def error_code(error: DomainError) -> str:
+    if isinstance(error, InvalidArgument):
+        return "BAD_USER_INPUT"
+    if isinstance(error, NotFound):
+        return "NOT_FOUND"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).upper()
+
+
+class ErrorPolicy(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not getattr(result, "errors", None):
+            return
+        result.errors = [self._shape(error) for error in result.errors]
+
+    def _shape(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if original is None:  # a validation or parse error: about the request, safe to show
+            return error
+        if isinstance(original, DomainError):
+            extensions = {**(error.extensions or {}), "code": error_code(original)}
+            if isinstance(original, InvalidArgument):
+                extensions["argument"] = original.argument
+            error.extensions = extensions
+            return error
+        logger.error("unexpected error in %s", error.path, exc_info=original)
+        context = self.execution_context.context
+        if context is not None:
+            context.unexpected_error = True
+        return GraphQLError(
+            "Unexpected error.",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "INTERNAL_SERVER_ERROR"},
+        )

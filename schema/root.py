@@ -5,7 +5,6 @@ from collections.abc import Callable
 import strawberry
 from strawberry.extensions import (
     DisableIntrospection,
-    MaskErrors,
     ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
@@ -15,15 +14,17 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from resolvers.accounts import AccountQuery
-from schema.errors import should_mask_error
+from resolvers.payments import PaymentMutation
+from schema.errors import ErrorPolicy
 from schema.scalars import SCALARS
 
 Query = merge_types("Query", (AccountQuery,))
+Mutation = merge_types("Mutation", (PaymentMutation,))
 
 
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: MaskErrors(should_mask_error=should_mask_error),
+        ErrorPolicy,
         lambda: QueryDepthLimiter(max_depth=12),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
@@ -32,6 +33,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALARS),
         extensions=extensions,
     )

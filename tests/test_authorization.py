@@ -97,3 +97,22 @@ async def test_admin_sees_every_account_page_by_page(
             break
         after = connection["pageInfo"]["endCursor"]
     assert names <= set(seen) and len(seen) == len(set(seen))
+
+
+async def test_node_reaches_owned_objects_only_through_a_visible_account(
+    session: AsyncSession, client: httpx.AsyncClient
+) -> None:
+    own = await create_account(session)
+    other = await create_account(session)
+    own_card = await create_payment_method(session, own, last4="1111")
+    other_card = await create_payment_method(session, other, last4="2222")
+    key = await member_key(session, own)
+    query = "query($id: ID!) { node(id: $id) { id ... on PaymentMethod { last4 } } }"
+
+    assert own_card.id is not None and other_card.id is not None
+    body = await execute(client, key, query, {"id": to_global_id("PaymentMethod", own_card.id)})
+    assert body["data"]["node"]["last4"] == "1111"
+    foreign = await execute(client, key, query, {"id": to_global_id("PaymentMethod", other_card.id)})
+    missing = await execute(client, key, query, {"id": to_global_id("PaymentMethod", 10_000_000)})
+    assert error_messages(foreign) == error_messages(missing) == ["id: no such object"]
+    assert "2222" not in str(foreign)

@@ -3,9 +3,10 @@
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import ledger
+from billing import ledger, transactions
 from models import Account, LeadPlanSubscription, TransactionKind, TransactionStatus
 from models.types import utcnow
 from schema.node import to_global_id
@@ -217,3 +218,33 @@ async def test_revoked_key_stops_working_at_once(session: AsyncSession, client: 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).text == "ok"
     assert (await client.get("/readyz")).text == "ready"
+
+
+async def test_argument_errors_carry_a_code_and_the_argument(
+    session: AsyncSession, client: httpx.AsyncClient
+) -> None:
+    key = await member_key(session, await create_account(session))
+    body = await execute(client, key, HISTORY, {"first": 1000})
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "first"}
+
+
+async def test_unexpected_failures_are_masked_and_the_server_keeps_serving(
+    session: AsyncSession, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await member_key(session, await create_account(session))
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals: connection string postgres://admin:hunter2@db")
+
+    monkeypatch.setattr(transactions, "history", broken)
+    body = await execute(client, key, HISTORY, {"first": 5})
+    assert body["errors"] == [
+        {
+            "message": "Unexpected error.",
+            "locations": [{"line": 4, "column": 5}],
+            "path": ["account", "transactions"],
+            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+        }
+    ]
+    monkeypatch.undo()
+    assert "errors" not in await execute(client, key, HISTORY, {"first": 5})

@@ -1,0 +1,185 @@
+"""Mutation entry points for money in: check the caller may act on the account, call one service, map the result.
+
+Every expected failure comes back as a typed error in the mutation's payload union (see schema/payments.py).
+"""
+
+from typing import cast
+
+import strawberry
+
+from billing import company, payment_methods, payments, portal
+from billing.errors import DomainError
+from billing.pagination import InvalidArgument
+from billing.stripe_gateway import StripeGateway
+from models import Account as AccountModel
+from resolvers.accounts import visible_account
+from resolvers.context import Info
+from schema.company import Company
+from schema.errors import Error
+from schema.money import Money
+from schema.node import from_global_id
+from schema.payment_method import PaymentMethod
+from schema.payments import (
+    EXPECTED_ERRORS,
+    AddFundsInput,
+    AddFundsPayload,
+    AddFundsSuccess,
+    AttachPaymentMethodInput,
+    AttachPaymentMethodPayload,
+    CreateBillingPortalSessionInput,
+    CreateBillingPortalSessionPayload,
+    CreateBillingPortalSessionSuccess,
+    CreateSetupIntentPayload,
+    CreateSetupIntentSuccess,
+    DeletePaymentMethodInput,
+    DeletePaymentMethodPayload,
+    DeletePaymentMethodSuccess,
+    PaymentMethodInput,
+    PaymentMethodSuccess,
+    SetDefaultPaymentMethodPayload,
+    TopUpStatus,
+    UpdateCompanyInput,
+    UpdateCompanyPayload,
+    UpdateCompanySuccess,
+    to_error,
+)
+from schema.transaction import Transaction
+
+
+async def _account(info: Info, account_id: strawberry.ID | None) -> AccountModel:
+    """The account the caller acts on: the one named (if visible to them) or their own."""
+    if account_id is not None:
+        return (
+            await visible_account(info, from_global_id(account_id, "Account", "accountId"), "accountId")
+        ).model
+    home = info.context.principal.home_account_id
+    if home is None:
+        raise InvalidArgument("accountId", "required: this API key is not tied to one account")
+    return (await visible_account(info, home, "accountId")).model
+
+
+def _stripe(info: Info) -> StripeGateway:
+    return cast(StripeGateway, info.context.request.app.state.stripe)
+
+
+async def _rejected(info: Info, error: DomainError, account: AccountModel) -> Error:
+    """The typed error, after dropping whatever the request wrote before failing (a rejected input saves nothing)."""
+    async with info.context.db() as session:
+        await session.rollback()
+    return to_error(error, account.country)
+
+
+def _pk(account: AccountModel) -> int:
+    assert account.id is not None
+    return account.id
+
+
+@strawberry.type
+class PaymentMutation:
+    @strawberry.mutation(description="Save the company profile; the Stripe customer follows.")
+    async def update_company(self, info: Info, input: UpdateCompanyInput) -> UpdateCompanyPayload:
+        account = await _account(info, input.account_id)
+        try:
+            async with info.context.db() as session:
+                saved = await company.save_company(session, _stripe(info), account, input.to_domain())
+        except EXPECTED_ERRORS as error:
+            return cast(UpdateCompanyPayload, await _rejected(info, error, account))
+        return UpdateCompanySuccess(company=Company.from_model(saved))
+
+    @strawberry.mutation(description="A SetupIntent for Stripe Elements to collect a new card.")
+    async def create_setup_intent(
+        self, info: Info, account_id: strawberry.ID | None = None
+    ) -> CreateSetupIntentPayload:
+        account = await _account(info, account_id)
+        try:
+            async with info.context.db() as session:
+                secret = await payment_methods.create_setup_intent(session, _stripe(info), account)
+        except EXPECTED_ERRORS as error:
+            return cast(CreateSetupIntentPayload, await _rejected(info, error, account))
+        return CreateSetupIntentSuccess(client_secret=secret)
+
+    @strawberry.mutation(description="Record a card Stripe.js confirmed; the first card becomes the default.")
+    async def attach_payment_method(
+        self, info: Info, input: AttachPaymentMethodInput
+    ) -> AttachPaymentMethodPayload:
+        account = await _account(info, input.account_id)
+        try:
+            async with info.context.db() as session:
+                method = await payment_methods.attach(
+                    session, _stripe(info), account, input.stripe_payment_method_id
+                )
+        except EXPECTED_ERRORS as error:
+            return cast(AttachPaymentMethodPayload, await _rejected(info, error, account))
+        return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
+
+    @strawberry.mutation
+    async def set_default_payment_method(
+        self, info: Info, input: PaymentMethodInput
+    ) -> SetDefaultPaymentMethodPayload:
+        account = await _account(info, input.account_id)
+        method_id = from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId")
+        try:
+            async with info.context.db() as session:
+                method = await payment_methods.set_default(session, _pk(account), method_id)
+        except EXPECTED_ERRORS as error:
+            return cast(SetDefaultPaymentMethodPayload, await _rejected(info, error, account))
+        return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
+
+    @strawberry.mutation(description="Remove a card from Stripe and from the account.")
+    async def delete_payment_method(
+        self, info: Info, input: DeletePaymentMethodInput
+    ) -> DeletePaymentMethodPayload:
+        account = await _account(info, input.account_id)
+        method_id = from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId")
+        replacement = input.replacement_payment_method_id
+        replacement_id = (
+            from_global_id(replacement, "PaymentMethod", "replacementPaymentMethodId")
+            if replacement
+            else None
+        )
+        try:
+            async with info.context.db() as session:
+                await payment_methods.delete(
+                    session, _stripe(info), _pk(account), method_id, replacement_id=replacement_id
+                )
+        except EXPECTED_ERRORS as error:
+            return cast(DeletePaymentMethodPayload, await _rejected(info, error, account))
+        return DeletePaymentMethodSuccess(deleted_payment_method_id=input.payment_method_id)
+
+    @strawberry.mutation(description="Top up the balance from a saved card.")
+    async def add_funds(self, info: Info, input: AddFundsInput) -> AddFundsPayload:
+        account = await _account(info, input.account_id)
+        request = payments.AddFundsRequest(
+            account_id=_pk(account),
+            payment_method_id=from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId"),
+            amount=input.amount,
+            idempotency_key=input.idempotency_key,
+        )
+        try:
+            # Commits per step itself (see billing/payments.py), so it gets the factory, not the request session.
+            top_up = await payments.add_funds(
+                info.context.session_factory, _stripe(info), info.context.settings, request
+            )
+        except EXPECTED_ERRORS as error:
+            return cast(AddFundsPayload, to_error(error, account.country))
+        return AddFundsSuccess(
+            status=TopUpStatus(top_up.status),
+            transaction=Transaction.from_model(top_up.transaction, account.country),
+            balance=Money.of(top_up.balance_minor, account.currency, account.country),
+            client_secret=top_up.client_secret,
+        )
+
+    @strawberry.mutation(description="A Stripe customer portal session; `returnUrl` must be allow-listed.")
+    async def create_billing_portal_session(
+        self, info: Info, input: CreateBillingPortalSessionInput
+    ) -> CreateBillingPortalSessionPayload:
+        account = await _account(info, input.account_id)
+        allowlist = info.context.settings.portal_return_url_allowlist
+        try:
+            async with info.context.db() as session:
+                url = await portal.create_portal_session(
+                    session, _stripe(info), account, input.return_url, allowlist
+                )
+        except EXPECTED_ERRORS as error:
+            return cast(CreateBillingPortalSessionPayload, await _rejected(info, error, account))
+        return CreateBillingPortalSessionSuccess(url=url)
