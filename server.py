@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -22,6 +23,7 @@ from billing.db import SessionFactory, create_engine, session_factory
 from billing.graphiql import render_graphiql
 from resolvers.context import Context
 from schema.root import build_schema
+from server_metrics import Metrics, MetricsMiddleware, metrics_endpoint
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLE_QUERY = (ROOT / "schema" / "billing_page.graphql").read_text(encoding="utf-8")
@@ -53,7 +55,7 @@ class BillingGraphQL(GraphQL[Context, None]):
         self.settings = settings
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
-        request.state.context = Context(
+        context = Context(
             request=request,
             response=response,
             settings=self.settings,
@@ -61,7 +63,8 @@ class BillingGraphQL(GraphQL[Context, None]):
             session_factory=request.app.state.session_factory,
             session=request.state.session,
         )
-        return request.state.context
+        request.state.context = context
+        return context
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         # The request is one unit of work: kept unless something unexpected failed part-way.
@@ -127,6 +130,7 @@ async def readyz(request: Request) -> Response:
 def create_app(settings: Settings | None = None, *, sessions: SessionFactory | None = None) -> Starlette:
     """The ASGI app. Tests pass `sessions` bound to their rolled-back connection."""
     settings = settings or Settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -145,11 +149,14 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
             Route("/graphql", GraphQLEndpoint(BillingGraphQL(settings)), methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
             Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     if sessions is not None:
         app.state.session_factory = sessions
     return app

@@ -36,9 +36,9 @@ class ErrorPolicy(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        if result is None or not getattr(result, "errors", None):
-            return
-        result.errors = [self._shape(error) for error in result.errors]
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [self._shape(error) for error in errors]
 
     def _shape(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error

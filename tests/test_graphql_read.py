@@ -215,9 +215,13 @@ async def test_revoked_key_stops_working_at_once(session: AsyncSession, client: 
     assert response.status_code == 401
 
 
-async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).text == "ok"
     assert (await client.get("/readyz")).text == "ready"
+    await client.get("/no-such-page")
+    metrics = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="GET",path="/healthz",status="200"} 1' in metrics
+    assert 'http_requests_total{method="GET",path="other",status="404"} 1' in metrics
 
 
 async def test_argument_errors_carry_a_code_and_the_argument(
