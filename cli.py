@@ -3,6 +3,7 @@
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -12,9 +13,10 @@ from alembic import command
 from alembic.config import Config
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import auth, demo, fx
+from billing import auth, demo, fx, reconciliation
 from billing.config import VAR_DIR, Settings
 from billing.db import create_engine, session_factory, unit_of_work
+from billing.stripe_gateway import StripeGateway
 from models import Account, Partner, PartnerAccount, PrincipalKind
 
 ROOT = Path(__file__).resolve().parent
@@ -165,6 +167,26 @@ def export_schema(path: Annotated[Path, typer.Argument()] = ROOT / "schema.graph
 
     path.write_text(sdl(), encoding="utf-8")
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def reconcile(
+    minutes: Annotated[int, typer.Option(help="settle top-ups pending for longer than this")] = 10,
+) -> None:
+    """Re-check top-ups still pending against Stripe and settle each exactly once."""
+    settings = Settings()
+
+    async def main() -> reconciliation.ReconcileReport:
+        engine = create_engine(settings.database_url)
+        try:
+            gateway = StripeGateway.from_settings(settings)
+            return await reconciliation.reconcile(
+                session_factory(engine), gateway, pending_for=timedelta(minutes=minutes)
+            )
+        finally:
+            await engine.dispose()
+
+    typer.echo(asyncio.run(main()))
 
 
 @app.command()

@@ -21,7 +21,9 @@ from billing import auth
 from billing.config import VAR_DIR, Environment, Settings
 from billing.db import SessionFactory, create_engine, session_factory
 from billing.graphiql import render_graphiql
+from billing.stripe_gateway import StripeGateway
 from resolvers.context import Context
+from resolvers.webhooks import stripe_webhook_endpoint
 from schema.root import build_schema
 from server_metrics import Metrics, MetricsMiddleware, metrics_endpoint
 
@@ -62,6 +64,7 @@ class BillingGraphQL(GraphQL[Context, None]):
             principal=request.state.principal,
             session_factory=request.app.state.session_factory,
             session=request.state.session,
+            stripe_gateway=request.app.state.stripe,
         )
         request.state.context = context
         return context
@@ -150,6 +153,8 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            # Outside the Bearer check: Stripe signs its requests instead (verified on the raw body).
+            Route("/webhooks/stripe", stripe_webhook_endpoint, methods=["POST"]),
             Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"),
         ],
         lifespan=lifespan,
@@ -157,6 +162,7 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.stripe = StripeGateway.from_settings(settings) if settings.stripe_secret_key else None
     if sessions is not None:
         app.state.session_factory = sessions
     return app

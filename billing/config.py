@@ -33,11 +33,17 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     stripe_timeout_seconds: float = 20.0
     stripe_max_network_retries: int = 2
-    portal_return_url_allowlist: list[str] = Field(default_factory=lambda: ["http://127.0.0.1", "http://localhost"])
+    # Webhooks signed longer ago than this are refused (replay protection).
+    stripe_webhook_tolerance_seconds: int = 300
+    portal_return_url_allowlist: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1", "http://localhost"]
+    )
 
     # Top-up bounds in minor units of the account's currency.
     min_top_up_minor: int = 500
     max_top_up_minor: int = 1_000_000
+    # An account without auto-recharge is "low" below this (minor units); with it, below its threshold.
+    low_balance_threshold_minor: int = 1_000
 
     @property
     def is_production(self) -> bool:

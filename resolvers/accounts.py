@@ -8,17 +8,17 @@ import strawberry
 from billing import accounts
 from billing.errors import NotFound
 from billing.pagination import InvalidArgument
-from resolvers.context import Info
 from models import Account as AccountModel
 from models import LeadPlanSubscription
 from models import PaymentMethod as PaymentMethodModel
 from models import Transaction as TransactionModel
+from resolvers.context import Info
 from schema.account import Account
 from schema.lead_plan_subscription import LeadPlan
-from schema.payment_method import PaymentMethod
-from schema.transaction import Transaction
 from schema.node import Node, from_global_id, parse_global_id
 from schema.pagination import Connection, Edge
+from schema.payment_method import PaymentMethod
+from schema.transaction import Transaction
 
 AccountConnection = Connection[Account]
 

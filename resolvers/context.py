@@ -14,6 +14,7 @@ from starlette.responses import Response
 from billing.auth import Principal
 from billing.config import Settings
 from billing.db import SessionFactory
+from billing.stripe_gateway import PaymentProviderUnavailable, StripeGateway
 
 LoaderT = TypeVar("LoaderT")
 
@@ -26,6 +27,8 @@ class Context:
     principal: Principal
     session_factory: SessionFactory
     session: AsyncSession
+    # None when no Stripe key is configured: payment mutations then answer "payment provider unavailable".
+    stripe_gateway: StripeGateway | None = None
     # Set when a resolver failed unexpectedly: the request's unit of work is then rolled back.
     unexpected_error: bool = False
     # Sibling fields resolve concurrently, but one session runs one statement at a time.
@@ -37,6 +40,12 @@ class Context:
         """The request's session, held exclusively for the block."""
         async with self._lock:
             yield self.session
+
+    @property
+    def stripe(self) -> StripeGateway:
+        if self.stripe_gateway is None:
+            raise PaymentProviderUnavailable("payments are not configured on this server (no Stripe key)")
+        return self.stripe_gateway
 
     def loader(self, cls: Callable[["Context"], LoaderT]) -> LoaderT:
         """This request's instance of a dataloader class, made on first use (aiodataloader binds to the loop)."""

@@ -59,14 +59,15 @@ async def _account(info: Info, account_id: strawberry.ID | None) -> AccountModel
 
 
 def _stripe(info: Info) -> StripeGateway:
-    return cast(StripeGateway, info.context.request.app.state.stripe)
+    return info.context.stripe
 
 
 async def _rejected(info: Info, error: DomainError, account: AccountModel) -> Error:
     """The typed error, after dropping whatever the request wrote before failing (a rejected input saves nothing)."""
+    country = account.country  # read before the rollback expires the row
     async with info.context.db() as session:
         await session.rollback()
-    return to_error(error, account.country)
+    return to_error(error, country)
 
 
 def _pk(account: AccountModel) -> int:

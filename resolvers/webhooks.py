@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 async def stripe_webhook_endpoint(request: Request) -> JSONResponse:
     # The signature covers the exact bytes Stripe sent, so the body is read raw, never re-serialised.
     payload = await request.body()
+    if request.app.state.stripe is None:
+        return JSONResponse({"error": "payments are not configured on this server"}, status_code=503)
     try:
         applied = await webhooks.handle(
             request.app.state.session_factory,

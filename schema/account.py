@@ -17,7 +17,7 @@ from resolvers.loaders import (
     UsageByAccountMonth,
     UsdRateByCurrency,
 )
-from schema.company import Company
+from schema.company import Company, company_field_path
 from schema.lead_plan_subscription import LeadPlan
 from schema.money import Money
 from schema.node import Node, to_global_id
@@ -109,7 +109,7 @@ class Account(Node):
     async def can_add_funds(self, info: Info) -> AddFundsReadiness:
         company = await info.context.loader(CompanyByAccount).load(self.pk)
         cards = await info.context.loader(PaymentMethodsByAccount).load(self.pk)
-        missing = missing_company_fields(company)
+        missing = [company_field_path(name) for name in missing_company_fields(company)]
         return AddFundsReadiness(
             ready=not missing and bool(cards), missing_company_fields=missing, has_payment_method=bool(cards)
         )

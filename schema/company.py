@@ -6,6 +6,24 @@ import strawberry
 
 from models import Company as CompanyModel
 
+# Domain field names (models.Company) as the client sees them in UpdateCompanyInput.
+_COMPANY_FIELD_PATHS = {
+    "legal_name": "legalName",
+    "registration_number": "registrationNumber",
+    "vat_id": "vatId",
+    "phone": "phone",
+    "address_line1": "address.line1",
+    "address_line2": "address.line2",
+    "city": "address.city",
+    "postal_code": "address.postalCode",
+    "region": "address.region",
+    "country": "address.country",
+}
+
+
+def company_field_path(name: str) -> str:
+    return _COMPANY_FIELD_PATHS.get(name, name)
+
 
 @strawberry.type
 class Address:

@@ -11,29 +11,11 @@ from billing.money import InvalidAmount
 from billing.payment_methods import PaymentMethodInUse, PaymentMethodNotOwned
 from billing.portal import ReturnUrlNotAllowed
 from billing.stripe_gateway import PaymentProviderRejected, PaymentProviderUnavailable
-from schema.company import Company
+from schema.company import Company, company_field_path
 from schema.errors import Error
 from schema.money import Money
 from schema.payment_method import PaymentMethod
 from schema.transaction import Transaction
-
-# Domain field names (models.Company) as the client sees them in UpdateCompanyInput.
-_COMPANY_FIELD_PATHS = {
-    "legal_name": "legalName",
-    "registration_number": "registrationNumber",
-    "vat_id": "vatId",
-    "phone": "phone",
-    "address_line1": "address.line1",
-    "address_line2": "address.line2",
-    "city": "address.city",
-    "postal_code": "address.postalCode",
-    "region": "address.region",
-    "country": "address.country",
-}
-
-
-def company_field_path(name: str) -> str:
-    return _COMPANY_FIELD_PATHS.get(name, name)
 
 
 @strawberry.input

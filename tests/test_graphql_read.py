@@ -103,7 +103,7 @@ async def test_usage_and_add_funds_readiness(session: AsyncSession, client: http
     body = await execute(client, key, query, {"month": "2026-02"})
     assert body["data"]["account"]["canAddFunds"] == {
         "ready": False,
-        "missingCompanyFields": ["phone", "city"],
+        "missingCompanyFields": ["phone", "address.city"],
         "hasPaymentMethod": False,
     }
     usage = body["data"]["account"]["usage"]

@@ -1,0 +1,123 @@
+"""The company profile: validated as a whole, saved only when all of it is right, mirrored to Stripe."""
+
+from dataclasses import dataclass, fields
+
+import phonenumbers
+import pycountry
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import customers
+from billing.errors import DomainError
+from billing.stripe_gateway import StripeGateway
+from models import Account, Company
+from models.types import utcnow
+
+# What "Add funds" needs before the first payment; the rest (VAT id, line 2, region) is optional.
+REQUIRED_FIELDS = (
+    "legal_name",
+    "registration_number",
+    "phone",
+    "address_line1",
+    "city",
+    "postal_code",
+    "country",
+)
+
+
+@dataclass(frozen=True)
+class CompanyInput:
+    """Field names match `models.Company`; values are raw user input."""
+
+    legal_name: str
+    registration_number: str
+    phone: str
+    address_line1: str
+    city: str
+    postal_code: str
+    country: str
+    address_line2: str | None = None
+    region: str | None = None
+    vat_id: str | None = None
+
+
+class InvalidCompanyInput(DomainError):
+    def __init__(self, field_errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{name}: {why}" for name, why in field_errors))
+        self.field_errors = field_errors
+
+
+def missing_company_fields(company: Company | None) -> list[str]:
+    """The required fields still empty, in form order (all of them when there is no profile yet)."""
+    if company is None:
+        return list(REQUIRED_FIELDS)
+    return [name for name in REQUIRED_FIELDS if not getattr(company, name)]
+
+
+def _max_length(name: str) -> int:
+    # The column is the one source of the bound.
+    return int(Company.__table__.c[name].type.length)  # type: ignore[attr-defined]
+
+
+def _phone(raw: str, country: str | None) -> str | None:
+    """E.164, or None when it is not a valid number (a national number is read in the company's country)."""
+    try:
+        number = phonenumbers.parse(raw, country)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def validate(data: CompanyInput) -> dict[str, str | None]:
+    """Trimmed, normalised values for every field, or InvalidCompanyInput listing each bad field."""
+    errors: list[tuple[str, str]] = []
+    clean: dict[str, str | None] = {}
+    for item in fields(data):
+        value = (getattr(data, item.name) or "").strip()
+        if not value:
+            if item.name in REQUIRED_FIELDS:
+                errors.append((item.name, "is required"))
+            clean[item.name] = None
+        elif len(value) > _max_length(item.name):
+            errors.append((item.name, f"must be at most {_max_length(item.name)} characters"))
+        else:
+            clean[item.name] = value
+    country = clean.get("country")
+    if country is not None:
+        country = country.upper()
+        if pycountry.countries.get(alpha_2=country) is None:
+            errors.append(("country", "must be an ISO 3166-1 alpha-2 country code, e.g. 'DE'"))
+            country = None
+        clean["country"] = country
+    phone = clean.get("phone")
+    if phone is not None:
+        clean["phone"] = _phone(phone, country)
+        if clean["phone"] is None:
+            errors.append(
+                ("phone", "is not a valid phone number; include the country code, e.g. +49 30 123456")
+            )
+    if errors:
+        raise InvalidCompanyInput(errors)
+    return clean
+
+
+async def save_company(
+    session: AsyncSession, gateway: StripeGateway, account: Account, data: CompanyInput
+) -> Company:
+    """Validate, save, and bring the Stripe customer's name, phone and address along (creating it if needed).
+
+    The Stripe call comes last: when Stripe is down the caller's transaction rolls back and nothing is saved.
+    """
+    values = validate(data)
+    assert account.id is not None
+    company = await session.get(Company, account.id)
+    if company is None:
+        company = Company(account_id=account.id)
+        session.add(company)
+    for name, value in values.items():
+        setattr(company, name, value)
+    company.updated_at = utcnow()
+    await session.flush()
+    await customers.sync_customer(session, gateway, account, company)
+    return company

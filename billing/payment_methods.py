@@ -1,0 +1,164 @@
+"""Saved cards: Stripe holds them; this module keeps the local mirror (brand, last4, expiry, default)."""
+
+import logging
+
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import customers
+from billing.errors import DomainError, NotFound
+from billing.stripe_gateway import Card, PaymentProviderRejected, StripeGateway
+from models import Account, AutoRechargeSettings, PaymentMethod
+
+logger = logging.getLogger(__name__)
+
+
+class PaymentMethodNotOwned(DomainError):
+    """The card is saved on another Stripe customer."""
+
+
+class PaymentMethodInUse(DomainError):
+    """The card pays for auto-recharge; name another card to take over before deleting it."""
+
+
+async def account_methods(session: AsyncSession, account_id: int) -> list[PaymentMethod]:
+    statement = (
+        select(PaymentMethod)
+        .where(PaymentMethod.account_id == account_id)
+        .order_by(col(PaymentMethod.created_at), col(PaymentMethod.id))
+    )
+    return list((await session.exec(statement)).all())
+
+
+async def get_owned(session: AsyncSession, account_id: int, payment_method_id: int) -> PaymentMethod:
+    """The account's card, or NotFound for a missing one and another account's alike."""
+    method = await session.get(PaymentMethod, payment_method_id)
+    if method is None or method.account_id != account_id:
+        raise NotFound("payment method not found")
+    return method
+
+
+async def _by_stripe_id(session: AsyncSession, stripe_id: str) -> PaymentMethod | None:
+    statement = select(PaymentMethod).where(PaymentMethod.stripe_payment_method_id == stripe_id)
+    return (await session.exec(statement)).first()
+
+
+async def _mirror(session: AsyncSession, account_id: int, card: Card) -> PaymentMethod:
+    """Insert or refresh the mirror row; an account's first card becomes its default."""
+    method = await _by_stripe_id(session, card.id)
+    if method is None:
+        has_default = any(m.is_default for m in await account_methods(session, account_id))
+        method = PaymentMethod(
+            account_id=account_id,
+            stripe_payment_method_id=card.id,
+            brand=card.brand,
+            last4=card.last4,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+            is_default=not has_default,
+        )
+        session.add(method)
+    elif method.account_id != account_id:
+        raise PaymentMethodNotOwned("this card belongs to another account")
+    method.brand, method.last4 = card.brand, card.last4
+    method.exp_month, method.exp_year = card.exp_month, card.exp_year
+    await session.flush()
+    return method
+
+
+async def create_setup_intent(session: AsyncSession, gateway: StripeGateway, account: Account) -> str:
+    """The client secret Stripe Elements needs to collect a card for this account's customer."""
+    return await gateway.create_setup_intent(await customers.customer_id(session, gateway, account))
+
+
+async def attach(
+    session: AsyncSession, gateway: StripeGateway, account: Account, stripe_payment_method_id: str
+) -> PaymentMethod:
+    """Record a card the frontend confirmed, after checking with Stripe that it is this customer's."""
+    assert account.id is not None
+    customer = await customers.customer_id(session, gateway, account)
+    card = await gateway.retrieve_card(stripe_payment_method_id)
+    if card.customer_id is None:
+        card = await gateway.attach_card(stripe_payment_method_id, customer)
+    elif card.customer_id != customer:
+        raise PaymentMethodNotOwned("this card belongs to another customer")
+    return await _mirror(session, account.id, card)
+
+
+async def set_default(session: AsyncSession, account_id: int, payment_method_id: int) -> PaymentMethod:
+    method = await get_owned(session, account_id, payment_method_id)
+    # Clear first: a unique partial index allows one default per account at any moment.
+    await session.exec(
+        update(PaymentMethod)
+        .where(col(PaymentMethod.account_id) == account_id, col(PaymentMethod.id) != method.id)
+        .values(is_default=False)
+    )
+    await session.flush()
+    method.is_default = True
+    await session.flush()
+    return method
+
+
+async def delete(
+    session: AsyncSession,
+    gateway: StripeGateway,
+    account_id: int,
+    payment_method_id: int,
+    *,
+    replacement_id: int | None = None,
+) -> None:
+    """Detach the card in Stripe and drop it from the mirror.
+
+    Refused while auto-recharge pays with it, unless `replacement_id` names another of the account's cards,
+    which then pays for auto-recharge (and becomes the default if the deleted card was).
+    """
+    method = await get_owned(session, account_id, payment_method_id)
+    replacement = None
+    if replacement_id is not None:
+        replacement = await get_owned(session, account_id, replacement_id)
+        if replacement.id == method.id:
+            raise PaymentMethodInUse("the replacement must be another card")
+    settings = await session.get(AutoRechargeSettings, account_id)
+    if settings is not None and settings.payment_method_id == method.id:
+        if replacement is None:
+            raise PaymentMethodInUse("auto-recharge pays with this card; choose another card for it first")
+        settings.payment_method_id = replacement.id
+    try:
+        await gateway.detach_card(method.stripe_payment_method_id)
+    except PaymentProviderRejected as error:
+        # Already detached or gone in Stripe (e.g. from the portal): the mirror only has to follow.
+        logger.info("detaching %s: %s", method.stripe_payment_method_id, error)
+    await _remove(session, method, preferred_default=replacement)
+
+
+async def _remove(
+    session: AsyncSession, method: PaymentMethod, *, preferred_default: PaymentMethod | None = None
+) -> None:
+    was_default = method.is_default
+    await session.delete(method)
+    await session.flush()
+    if not was_default:
+        return
+    remaining = await account_methods(session, method.account_id)
+    successor = preferred_default or (remaining[-1] if remaining else None)  # else the newest card
+    if successor is not None:
+        successor.is_default = True
+        await session.flush()
+
+
+async def sync_attached(session: AsyncSession, card: Card) -> PaymentMethod | None:
+    """A card attached or updated in Stripe (portal, SetupIntent): mirror it for the customer's account."""
+    if card.customer_id is None:
+        return None
+    account = (
+        await session.exec(select(Account).where(Account.stripe_customer_id == card.customer_id))
+    ).first()
+    if account is None or account.id is None:
+        return None  # a customer this gateway does not know
+    return await _mirror(session, account.id, card)
+
+
+async def sync_detached(session: AsyncSession, stripe_payment_method_id: str) -> None:
+    method = await _by_stripe_id(session, stripe_payment_method_id)
+    if method is not None:
+        await _remove(session, method)

@@ -1,0 +1,300 @@
+"""addFunds: a top-up charged to a saved card, credited exactly once whatever retries, crashes or webhooks do.
+
+Unlike other services this one takes a session *factory* and commits per step, because a Stripe call sits in
+the middle: the pending entry is committed *before* Stripe is called, so a crash after Stripe charged leaves a
+row that webhooks and reconciliation can find and settle; holding one transaction (and the account lock) open
+across the network call would lose that row on a crash and block the account meanwhile.
+
+  1. gates, then a pending top-up keyed by the client's idempotency key        (commit)
+  2. the charge, keyed by our entry id, so Stripe never runs it twice          (no transaction open)
+  3. the outcome applied through the ledger: credited, failed, or left pending (commit)
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import customers, ledger
+from billing.company import missing_company_fields
+from billing.config import Settings
+from billing.db import SessionFactory, unit_of_work
+from billing.errors import DomainError, NotFound
+from billing.money import InvalidAmount, format_money, to_minor
+from billing.payment_methods import account_methods
+from billing.stripe_gateway import (
+    ACCOUNT_ID_KEY,
+    CANCELED_CODE,
+    TRANSACTION_ID_KEY,
+    ChargeResult,
+    StripeGateway,
+)
+from models import Account, Company, PaymentMethod, Transaction, TransactionKind, TransactionStatus
+
+
+class CompanyIncomplete(DomainError):
+    def __init__(self, missing_fields: list[str]) -> None:
+        super().__init__("complete the company profile first: " + ", ".join(missing_fields))
+        self.missing_fields = missing_fields
+
+
+class PaymentMethodRequired(DomainError):
+    """The account has no saved card yet."""
+
+
+class UnknownPaymentMethod(DomainError):
+    """The named card is not one of this account's."""
+
+
+class AmountOutOfRange(DomainError):
+    def __init__(self, minimum_minor: int, maximum_minor: int, currency: str) -> None:
+        super().__init__(
+            f"top-ups are between {format_money(minimum_minor, currency)}"
+            f" and {format_money(maximum_minor, currency)}"
+        )
+        self.minimum_minor = minimum_minor
+        self.maximum_minor = maximum_minor
+        self.currency = currency
+
+
+class IdempotencyConflict(DomainError):
+    """The idempotency key was used before for a different amount or card."""
+
+
+class PaymentDeclined(DomainError):
+    def __init__(self, transaction: Transaction) -> None:
+        super().__init__(transaction.failure_message or "The payment was declined.")
+        self.code = transaction.failure_code or "card_declined"
+        self.transaction = transaction
+
+
+@dataclass(frozen=True)
+class AddFundsRequest:
+    account_id: int
+    payment_method_id: int
+    amount: str  # a decimal in the account's billing currency
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class TopUp:
+    status: Literal["succeeded", "requires_action", "processing"]
+    transaction: Transaction
+    balance_minor: int
+    client_secret: str | None  # for requires_action: the page finishes 3-D Secure with Stripe.js
+
+
+@dataclass(frozen=True)
+class _Pending:
+    transaction: Transaction
+    created: bool
+    customer_id: str
+    stripe_payment_method_id: str
+
+
+def _ledger_key(client_key: str) -> str:
+    # Client keys share the (account, key) space with other postings; the prefix keeps them apart.
+    return f"top-up:{client_key}"
+
+
+def stripe_idempotency_key(transaction_id: int) -> str:
+    return f"top-up-{transaction_id}"
+
+
+async def add_funds(
+    factory: SessionFactory, gateway: StripeGateway, settings: Settings, request: AddFundsRequest
+) -> TopUp:
+    pending = await _begin(factory, gateway, settings, request)
+    entry = pending.transaction
+    assert entry.id is not None
+    if not pending.created:
+        return await _replay(factory, gateway, entry)
+    # PaymentProviderUnavailable propagates and leaves the entry pending: reconciliation settles it from what
+    # Stripe did (or fails it when nothing was charged).
+    result = await gateway.charge(
+        customer_id=pending.customer_id,
+        payment_method=pending.stripe_payment_method_id,
+        amount_minor=entry.amount_minor,
+        currency=entry.currency,
+        idempotency_key=stripe_idempotency_key(entry.id),
+        off_session=False,
+        description=entry.description,
+        metadata={TRANSACTION_ID_KEY: str(entry.id), ACCOUNT_ID_KEY: str(entry.account_id)},
+    )
+    return await _finish(factory, entry.id, result)
+
+
+async def _begin(
+    factory: SessionFactory, gateway: StripeGateway, settings: Settings, request: AddFundsRequest
+) -> _Pending:
+    try:
+        async with unit_of_work(factory) as session:
+            return await _gate_and_post(session, gateway, settings, request)
+    except IntegrityError:
+        # SQLite: a concurrent request with the same key inserted first; the second look finds it.
+        async with unit_of_work(factory) as session:
+            return await _gate_and_post(session, gateway, settings, request)
+
+
+async def _gate_and_post(
+    session: AsyncSession, gateway: StripeGateway, settings: Settings, request: AddFundsRequest
+) -> _Pending:
+    account = await session.get(Account, request.account_id)
+    if account is None or account.id is None:
+        raise NotFound("account not found")
+    key = _ledger_key(request.idempotency_key)
+    existing = await ledger.find_by_idempotency_key(session, account.id, key)
+    if existing is not None:
+        _check_same_request(existing, request)
+        return _Pending(existing, False, "", "")
+
+    missing = missing_company_fields(await session.get(Company, account.id))
+    if missing:
+        raise CompanyIncomplete(missing)
+    method = await _payment_method(session, account.id, request.payment_method_id)
+    amount_minor = _amount(settings, request.amount, account.currency)
+
+    customer_id = await customers.customer_id(session, gateway, account)
+    posting = await ledger.post(
+        session,
+        account_id=account.id,
+        kind=TransactionKind.TOP_UP,
+        amount_minor=amount_minor,
+        description=f"Top-up with {method.brand.capitalize()} •••• {method.last4}",
+        idempotency_key=key,
+        status=TransactionStatus.PENDING,
+        payment_method_id=method.id,
+    )
+    if not posting.created:
+        _check_same_request(posting.transaction, request)
+    return _Pending(posting.transaction, posting.created, customer_id, method.stripe_payment_method_id)
+
+
+async def _payment_method(session: AsyncSession, account_id: int, payment_method_id: int) -> PaymentMethod:
+    method = await session.get(PaymentMethod, payment_method_id)
+    if method is not None and method.account_id == account_id:
+        return method
+    if not await account_methods(session, account_id):
+        raise PaymentMethodRequired("add a payment method first")
+    raise UnknownPaymentMethod("choose one of this account's payment methods")
+
+
+def _amount(settings: Settings, amount: str, currency: str) -> int:
+    minor = to_minor(amount, currency)
+    if minor <= 0:
+        raise InvalidAmount("the amount must be positive")
+    if not settings.min_top_up_minor <= minor <= settings.max_top_up_minor:
+        raise AmountOutOfRange(settings.min_top_up_minor, settings.max_top_up_minor, currency)
+    return minor
+
+
+def _check_same_request(entry: Transaction, request: AddFundsRequest) -> None:
+    try:
+        same_amount = to_minor(request.amount, entry.currency) == entry.amount_minor
+    except InvalidAmount:
+        same_amount = False
+    if not same_amount or entry.payment_method_id != request.payment_method_id:
+        raise IdempotencyConflict("this idempotency key was already used for a different amount or card")
+
+
+async def _replay(factory: SessionFactory, gateway: StripeGateway, entry: Transaction) -> TopUp:
+    """The first request's result. A pending entry is looked up in Stripe, never charged again."""
+    assert entry.id is not None
+    if entry.status != TransactionStatus.PENDING or entry.stripe_payment_intent_id is None:
+        # Settled, or the first request is still talking to Stripe (or crashed; reconciliation heals that).
+        async with unit_of_work(factory) as session:
+            account = await session.get(Account, entry.account_id)
+            assert account is not None
+            return _outcome(entry, account.balance_minor, None)
+    state = await gateway.retrieve_payment_intent(entry.stripe_payment_intent_id)
+    return await _finish(factory, entry.id, state.charge)
+
+
+async def _finish(factory: SessionFactory, entry_id: int, result: ChargeResult) -> TopUp:
+    async with unit_of_work(factory) as session:
+        entry = await apply_charge_result(session, entry_id, result)
+        account = await ledger.lock_account(session, entry.account_id)
+        balance = account.balance_minor
+    return _outcome(entry, balance, result.client_secret)
+
+
+def _outcome(entry: Transaction, balance_minor: int, client_secret: str | None) -> TopUp:
+    if entry.status == TransactionStatus.SUCCEEDED:
+        return TopUp("succeeded", entry, balance_minor, None)
+    if entry.status == TransactionStatus.PENDING:
+        status: Literal["requires_action", "processing"] = (
+            "requires_action" if client_secret else "processing"
+        )
+        return TopUp(status, entry, balance_minor, client_secret)
+    raise PaymentDeclined(entry)
+
+
+async def apply_charge_result(session: AsyncSession, entry_id: int, result: ChargeResult) -> Transaction:
+    """Settle a top-up from what Stripe says happened; safe to repeat and to receive out of order.
+
+    Used by addFunds itself, by webhooks and by reconciliation: whichever comes first settles, the rest see a
+    settled entry and change nothing.
+    """
+    if result.status == "succeeded":
+        entry = await ledger.settle(
+            session, entry_id, TransactionStatus.SUCCEEDED, stripe_payment_intent_id=result.payment_intent_id
+        )
+        if entry.status != TransactionStatus.SUCCEEDED:
+            await _credit_late_success(session, entry, result)
+        return entry
+    if result.status == "declined":
+        status = (
+            TransactionStatus.CANCELED if result.decline_code == CANCELED_CODE else TransactionStatus.FAILED
+        )
+        return await ledger.settle(
+            session,
+            entry_id,
+            status,
+            failure_code=result.decline_code,
+            failure_message=result.message,
+            stripe_payment_intent_id=result.payment_intent_id,
+        )
+    pending = await session.get(Transaction, entry_id)
+    if pending is None:
+        raise NotFound(f"transaction {entry_id} not found")
+    if result.payment_intent_id is not None and pending.stripe_payment_intent_id is None:
+        # Still pending: remember the PaymentIntent so webhooks, retries and reconciliation can find it.
+        await session.exec(
+            update(Transaction)
+            .where(col(Transaction.id) == entry_id, col(Transaction.stripe_payment_intent_id).is_(None))
+            .values(stripe_payment_intent_id=result.payment_intent_id)
+        )
+        await session.refresh(pending)
+    return pending
+
+
+async def _credit_late_success(session: AsyncSession, entry: Transaction, result: ChargeResult) -> None:
+    """Stripe says paid after we recorded a failure (a retried 3-D Secure, say): statuses never move back,
+    so the money is credited by a new entry, once per PaymentIntent."""
+    await ledger.post(
+        session,
+        account_id=entry.account_id,
+        kind=TransactionKind.ADJUSTMENT,
+        amount_minor=entry.amount_minor,
+        description=f"{entry.description} (paid after first failing)",
+        idempotency_key=f"late-success:{result.payment_intent_id or entry.id}",
+    )
+
+
+async def entry_for_intent(
+    session: AsyncSession, payment_intent_id: str, metadata: dict[str, str]
+) -> Transaction | None:
+    """The top-up a PaymentIntent pays for: by the id we stored, else by the entry id in its metadata."""
+    statement = select(Transaction).where(Transaction.stripe_payment_intent_id == payment_intent_id)
+    by_intent = (await session.exec(statement)).first()
+    if by_intent is not None:
+        return by_intent
+    raw_id = metadata.get(TRANSACTION_ID_KEY, "")
+    if not raw_id.isdigit():
+        return None
+    entry = await session.get(Transaction, int(raw_id))
+    if entry is None or metadata.get(ACCOUNT_ID_KEY) != str(entry.account_id):
+        return None
+    return entry

@@ -1,0 +1,380 @@
+"""The one wrapper around Stripe: async `stripe.StripeClient` calls, Stripe errors mapped to domain errors.
+
+Nothing else in the code base imports `stripe`. Every call has a timeout and network retries; calls that move
+money carry an idempotency key derived from our own row id, so a retried request can never charge twice.
+"""
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import stripe
+
+from billing.config import Settings
+from billing.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+# The metadata key that ties a PaymentIntent back to our ledger entry (webhooks and reconciliation use it).
+TRANSACTION_ID_KEY = "transaction_id"
+ACCOUNT_ID_KEY = "account_id"
+# The decline code of a charge whose PaymentIntent was canceled rather than refused.
+CANCELED_CODE = "canceled"
+
+
+class PaymentProviderUnavailable(DomainError):
+    """Stripe could not be reached, timed out, rate-limited us or failed on its side: try again later."""
+
+    def __init__(
+        self, message: str = "The payment provider is unavailable; please try again shortly."
+    ) -> None:
+        super().__init__(message)
+
+
+class CardDeclined(DomainError):
+    def __init__(
+        self,
+        code: str,
+        decline_code: str | None,
+        message: str,
+        *,
+        payment_intent_id: str | None = None,
+        client_secret: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.decline_code = decline_code
+        # Stripe names the PaymentIntent a confirmation failed on (localstripe does not).
+        self.payment_intent_id = payment_intent_id
+        self.client_secret = client_secret
+
+
+class PaymentProviderRejected(DomainError):
+    """Stripe refused the request itself (an unknown payment method, a bad parameter)."""
+
+
+class InvalidWebhook(DomainError):
+    """A webhook whose signature fails, whose timestamp is too old, or whose body is not an event."""
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    status: Literal["succeeded", "requires_action", "processing", "declined"]
+    payment_intent_id: str | None
+    client_secret: str | None  # for requires_action (3-D Secure)
+    decline_code: str | None  # e.g. "insufficient_funds", "authentication_required"
+    message: str | None
+
+
+@dataclass(frozen=True)
+class PaymentIntentState:
+    """What we read back about a PaymentIntent (reconciliation, retries)."""
+
+    id: str
+    status: str  # Stripe's raw status
+    amount_minor: int
+    currency: str  # upper-case ISO 4217, as we store it
+    metadata: dict[str, str]
+    charge: ChargeResult
+
+
+@dataclass(frozen=True)
+class Card:
+    """A card payment method as the local mirror needs it."""
+
+    id: str
+    customer_id: str | None
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class CustomerAddress:
+    line1: str
+    line2: str | None
+    city: str
+    postal_code: str
+    region: str | None
+    country: str
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    id: str
+    type: str
+    object: dict[str, Any]  # event.data.object, as sent
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """Stripe's exceptions in, domain errors out; nothing from the SDK leaks past this module."""
+    try:
+        yield
+    except stripe.CardError as error:
+        detail = error.error
+        intent = detail.payment_intent if detail is not None else None
+        raise CardDeclined(
+            error.code or "card_declined",
+            detail.decline_code if detail is not None else None,
+            error.user_message or "Your card was declined.",
+            payment_intent_id=_id_of(intent),
+            client_secret=intent.client_secret if intent is not None else None,
+        ) from None
+    except (stripe.APIConnectionError, stripe.RateLimitError) as error:
+        logger.warning("stripe %s: unreachable or rate-limited: %s", operation, error)
+        raise PaymentProviderUnavailable() from error
+    except (stripe.AuthenticationError, stripe.PermissionError) as error:
+        # Our configuration is wrong; the customer can only wait, operators must look at the log.
+        logger.error("stripe %s: credentials rejected: %s", operation, error)
+        raise PaymentProviderUnavailable() from error
+    except stripe.StripeError as error:
+        if error.http_status is None or error.http_status >= 500:
+            logger.warning("stripe %s: server error %s: %s", operation, error.http_status, error)
+            raise PaymentProviderUnavailable() from error
+        logger.info("stripe %s: rejected (%s): %s", operation, error.http_status, error)
+        raise PaymentProviderRejected(
+            error.user_message or f"the payment provider refused to {operation}"
+        ) from None
+
+
+def _id_of(value: Any) -> str | None:
+    """An id whether Stripe sent the object expanded or as its id."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value["id"])
+
+
+def card_from_stripe(payment_method: dict[str, Any]) -> Card:
+    card = payment_method["card"]
+    return Card(
+        id=payment_method["id"],
+        customer_id=_id_of(payment_method.get("customer")),
+        brand=str(card["brand"]),
+        last4=str(card["last4"]),
+        exp_month=int(card["exp_month"]),
+        exp_year=int(card["exp_year"]),
+    )
+
+
+def charge_result(intent: dict[str, Any], *, off_session: bool) -> ChargeResult:
+    """A PaymentIntent's status as the outcome of a charge."""
+    status = intent["status"]
+    intent_id = intent["id"]
+    if status == "succeeded":
+        return ChargeResult("succeeded", intent_id, None, None, None)
+    if status == "requires_action":
+        # Off-session nobody is there to authenticate: Stripe calls that `authentication_required`.
+        code = "authentication_required" if off_session else None
+        return ChargeResult("requires_action", intent_id, intent["client_secret"], code, None)
+    if status in ("processing", "requires_capture", "requires_confirmation"):
+        return ChargeResult("processing", intent_id, None, None, None)
+    if status == "canceled":
+        return ChargeResult("declined", intent_id, None, CANCELED_CODE, "The payment was canceled.")
+    error = intent.get("last_payment_error") or {}
+    code = error.get("decline_code") or error.get("code") or status
+    return ChargeResult("declined", intent_id, None, code, error.get("message") or "The payment failed.")
+
+
+def _declined(declined: CardDeclined) -> ChargeResult:
+    code = declined.decline_code or declined.code
+    if code == "authentication_required" and declined.client_secret is not None:
+        # An off-session charge the bank wants authenticated: the customer can finish it with the secret.
+        return ChargeResult(
+            "requires_action", declined.payment_intent_id, declined.client_secret, code, declined.message
+        )
+    return ChargeResult("declined", declined.payment_intent_id, None, code, declined.message)
+
+
+def _intent_state(intent: dict[str, Any]) -> PaymentIntentState:
+    return PaymentIntentState(
+        id=intent["id"],
+        status=intent["status"],
+        amount_minor=int(intent["amount"]),
+        currency=str(intent["currency"]).upper(),
+        metadata={str(k): str(v) for k, v in (intent.get("metadata") or {}).items()},
+        charge=charge_result(intent, off_session=False),
+    )
+
+
+class StripeGateway:
+    def __init__(
+        self, client: stripe.StripeClient, *, webhook_secret: str | None, webhook_tolerance: int
+    ) -> None:
+        self._v1 = client.v1
+        self._webhook_secret = webhook_secret
+        self._webhook_tolerance = webhook_tolerance
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "StripeGateway":
+        if not settings.stripe_secret_key:
+            raise ValueError("STRIPE_SECRET_KEY is not set")
+        client = stripe.StripeClient(
+            settings.stripe_secret_key,
+            base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
+            http_client=stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds),
+            max_network_retries=settings.stripe_max_network_retries,
+        )
+        return cls(
+            client,
+            webhook_secret=settings.stripe_webhook_secret,
+            webhook_tolerance=settings.stripe_webhook_tolerance_seconds,
+        )
+
+    async def ensure_customer(
+        self,
+        *,
+        customer_id: str | None,
+        name: str,
+        phone: str | None,
+        address: CustomerAddress | None,
+        account_id: int,
+    ) -> str:
+        """Create the customer or bring its name, phone and address up to date; returns its id."""
+        params: dict[str, Any] = {"name": name}
+        if phone is not None:
+            params["phone"] = phone
+        if address is not None:
+            params["address"] = {
+                "line1": address.line1,
+                "line2": address.line2 or "",
+                "city": address.city,
+                "postal_code": address.postal_code,
+                "state": address.region or "",
+                "country": address.country,
+            }
+        with _translated("save the customer"):
+            if customer_id is None:
+                params["metadata"] = {ACCOUNT_ID_KEY: str(account_id)}
+                customer = await self._v1.customers.create_async(
+                    params,  # type: ignore[arg-type]  # built up field by field
+                    {"idempotency_key": f"customer-account-{account_id}"},
+                )
+            else:
+                customer = await self._v1.customers.update_async(customer_id, params)  # type: ignore[arg-type]
+        return customer.id
+
+    async def create_setup_intent(self, customer_id: str) -> str:
+        """A SetupIntent for saving a card for later off-session use; returns its client secret."""
+        with _translated("start saving a card"):
+            intent = await self._v1.setup_intents.create_async(
+                {"customer": customer_id, "usage": "off_session"}
+            )
+        assert intent.client_secret is not None
+        return intent.client_secret
+
+    async def retrieve_card(self, payment_method_id: str) -> Card:
+        with _translated("read the card"):
+            method = await self._v1.payment_methods.retrieve_async(payment_method_id)
+        if method.card is None:
+            raise PaymentProviderRejected("only cards are supported")
+        return card_from_stripe(method.to_dict())
+
+    async def attach_card(self, payment_method_id: str, customer_id: str) -> Card:
+        with _translated("attach the card"):
+            method = await self._v1.payment_methods.attach_async(payment_method_id, {"customer": customer_id})
+        return card_from_stripe(method.to_dict())
+
+    async def detach_card(self, payment_method_id: str) -> None:
+        with _translated("remove the card"):
+            await self._v1.payment_methods.detach_async(payment_method_id)
+
+    async def list_cards(self, customer_id: str) -> list[Card]:
+        with _translated("list the cards"):
+            page = await self._v1.payment_methods.list_async({"customer": customer_id, "type": "card"})
+            return [card_from_stripe(method.to_dict()) async for method in page.auto_paging_iter()]
+
+    async def charge(
+        self,
+        *,
+        customer_id: str,
+        payment_method: str,
+        amount_minor: int,
+        currency: str,
+        idempotency_key: str,
+        off_session: bool,
+        description: str,
+        metadata: dict[str, str],
+    ) -> ChargeResult:
+        """Create and confirm a PaymentIntent. Declines come back as a result, not an exception."""
+        params: dict[str, Any] = {
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "customer": customer_id,
+            "payment_method": payment_method,
+            "payment_method_types": ["card"],
+            "confirm": True,
+            "off_session": off_session,
+            # Kept in metadata: localstripe rejects a `description` parameter, and Stripe shows metadata too.
+            "metadata": {**metadata, "description": description},
+        }
+        try:
+            with _translated("charge the card"):
+                intent = await self._v1.payment_intents.create_async(
+                    params,  # type: ignore[arg-type]
+                    {"idempotency_key": idempotency_key},
+                )
+            result = charge_result(intent.to_dict(), off_session=off_session)
+        except CardDeclined as declined:
+            result = _declined(declined)
+        logger.info("stripe charge %s: %s (%s)", idempotency_key, result.status, result.payment_intent_id)
+        return result
+
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntentState:
+        with _translated("read the payment"):
+            intent = await self._v1.payment_intents.retrieve_async(payment_intent_id)
+        return _intent_state(intent.to_dict())
+
+    async def find_payment_intent(
+        self, *, customer_id: str, transaction_id: int, created_after: datetime
+    ) -> PaymentIntentState | None:
+        """The PaymentIntent charged for our ledger entry, when we never learnt its id (a crash mid-request).
+
+        Found through the customer's charges since the entry was created (each names its PaymentIntent, whose
+        metadata names our entry): the charges list works on Stripe and on localstripe, search does not.
+        """
+        seen: set[str] = set()
+        with _translated("look up the payment"):
+            page = await self._v1.charges.list_async(
+                {
+                    "customer": customer_id,
+                    "created": {"gt": int(created_after.timestamp()) - 60},
+                    "limit": 100,
+                }
+            )
+            async for charge in page.auto_paging_iter():
+                intent_id = _id_of(charge.payment_intent)
+                if intent_id is None or intent_id in seen:
+                    continue
+                seen.add(intent_id)
+                state = await self.retrieve_payment_intent(intent_id)
+                if state.metadata.get(TRANSACTION_ID_KEY) == str(transaction_id):
+                    return state
+        return None
+
+    async def create_portal_session(self, customer_id: str, return_url: str) -> str:
+        with _translated("open the billing portal"):
+            session = await self._v1.billing_portal.sessions.create_async(
+                {"customer": customer_id, "return_url": return_url}
+            )
+        return session.url
+
+    def verify_webhook(self, payload: bytes, signature_header: str | None) -> WebhookEvent:
+        """Check the signature on the raw body and the timestamp's age; only then parse it."""
+        if not self._webhook_secret:
+            raise InvalidWebhook("no webhook secret is configured")
+        try:
+            stripe.WebhookSignature.verify_header(
+                payload, signature_header, self._webhook_secret, self._webhook_tolerance
+            )
+            event = json.loads(payload)
+            return WebhookEvent(id=str(event["id"]), type=str(event["type"]), object=event["data"]["object"])
+        except stripe.SignatureVerificationError as error:
+            raise InvalidWebhook(str(error)) from None
+        except (ValueError, KeyError, TypeError):
+            raise InvalidWebhook("the body is not a Stripe event") from None

@@ -1,0 +1,136 @@
+"""The usage overview of the Billing page: a month's lead spending, calling and AI agent usage per account.
+
+Read from the monthly rollups, never summed over raw events, so it costs the same at any volume: three
+statements for any number of accounts.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing.auth import Principal
+from billing.months import Month, month_of
+from models import Account, LeadPlanStatus, LeadPlanSubscription, UsageRollup
+from models.types import utcnow
+
+
+@dataclass(frozen=True)
+class LeadSpending:
+    spent_minor: int
+    leads: int
+    active_subscriptions: int
+    # The active plans' monthly budgets minus this month's lead spending, never below zero.
+    remaining_budget_minor: int
+
+
+@dataclass(frozen=True)
+class CallingUsage:
+    spent_minor: int
+    calls: int
+    seconds: int
+
+    @property
+    def minutes(self) -> int:
+        """Minutes used, a started minute counting as one."""
+        return -(-self.seconds // 60)
+
+
+@dataclass(frozen=True)
+class AiAgentUsage:
+    cost_minor: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    account_id: int
+    month: Month
+    currency: str
+    leads: LeadSpending
+    calling: CallingUsage
+    ai_agent: AiAgentUsage
+
+
+async def monthly_summaries(
+    session: AsyncSession,
+    principal: Principal,
+    account_ids: Sequence[int],
+    month: Month | None = None,
+    *,
+    now: datetime | None = None,
+) -> dict[int, UsageSummary]:
+    """Summaries of `month` (default: each account's current month in its own time zone) for the accounts
+    the principal may see; others are left out. Active subscriptions and remaining budget use today's plans.
+    """
+    now = now or utcnow()
+    statement = select(Account).where(
+        col(Account.id).in_(account_ids), principal.account_filter(col(Account.id))
+    )
+    found = {
+        account.id: account for account in (await session.exec(statement)).all() if account.id is not None
+    }
+    if not found:
+        return {}
+    months = {account_id: month or month_of(now, account.time_zone) for account_id, account in found.items()}
+    rollup_rows = await session.exec(
+        select(UsageRollup).where(
+            col(UsageRollup.account_id).in_(found),
+            col(UsageRollup.month).in_({str(m) for m in months.values()}),
+        )
+    )
+    rollups = {row.account_id: row for row in rollup_rows.all() if row.month == str(months[row.account_id])}
+    plan_rows = await session.exec(
+        select(
+            LeadPlanSubscription.account_id,
+            func.count(col(LeadPlanSubscription.id)),
+            func.coalesce(func.sum(LeadPlanSubscription.monthly_budget_minor), 0),
+        )
+        .where(
+            col(LeadPlanSubscription.account_id).in_(found),
+            LeadPlanSubscription.status == LeadPlanStatus.ACTIVE,
+        )
+        .group_by(col(LeadPlanSubscription.account_id))
+    )
+    plans = {account_id: (int(count), int(budget)) for account_id, count, budget in plan_rows.all()}
+    return {
+        account_id: _summary(
+            account, months[account_id], rollups.get(account_id), plans.get(account_id, (0, 0))
+        )
+        for account_id, account in found.items()
+    }
+
+
+def _summary(
+    account: Account, month: Month, rollup: UsageRollup | None, plans: tuple[int, int]
+) -> UsageSummary:
+    assert account.id is not None
+    row = rollup or UsageRollup(account_id=account.id, month=str(month))
+    active, budget = plans
+    return UsageSummary(
+        account_id=account.id,
+        month=month,
+        currency=account.currency,
+        leads=LeadSpending(
+            spent_minor=row.lead_spent_minor,
+            leads=row.leads,
+            active_subscriptions=active,
+            remaining_budget_minor=max(0, budget - row.lead_spent_minor),
+        ),
+        calling=CallingUsage(spent_minor=row.call_spent_minor, calls=row.calls, seconds=row.call_seconds),
+        ai_agent=AiAgentUsage(
+            cost_minor=row.ai_cost_minor,
+            requests=row.ai_requests,
+            input_tokens=row.ai_input_tokens,
+            output_tokens=row.ai_output_tokens,
+        ),
+    )

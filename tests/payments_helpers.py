@@ -1,0 +1,22 @@
+"""Money-in test set-up: an account with a complete company profile and a real localstripe card."""
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import payment_methods
+from billing.stripe_gateway import StripeGateway
+from models import Account, PaymentMethod
+from tests.factories import create_account, create_company
+from tests.stripe_server import LocalStripe
+
+OK_CARD = "4242424242424242"
+DECLINED_CARD = "4000000000000341"  # attaches, then every charge is declined
+THREE_D_SECURE_CARD = "4000002760003184"  # every charge needs authentication
+
+
+async def ready_account(
+    session: AsyncSession, gateway: StripeGateway, localstripe: LocalStripe, *, number: str = OK_CARD
+) -> tuple[Account, PaymentMethod]:
+    account = await create_account(session, currency="USD")
+    await create_company(session, account)
+    method = await payment_methods.attach(session, gateway, account, await localstripe.card(number))
+    return account, method
