@@ -3,6 +3,7 @@
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -17,6 +18,7 @@ from billing import auth, demo, fx, reconciliation
 from billing.config import VAR_DIR, Settings
 from billing.db import create_engine, session_factory, unit_of_work
 from billing.stripe_gateway import StripeGateway
+from devtools import stripe_standin
 from models import Account, Partner, PartnerAccount, PrincipalKind
 
 ROOT = Path(__file__).resolve().parent
@@ -127,9 +129,15 @@ def load_fx(source: Annotated[str, typer.Argument(help="an ECB reference-rate XM
 @app.command("seed-demo")
 def seed_demo() -> None:
     """Create the demo account, partner and keys (once), and print the keys."""
+    seed_with(Settings(), fresh_stripe=False)
 
+
+def seed_with(settings: Settings, *, fresh_stripe: bool) -> None:
     async def work(session: AsyncSession) -> tuple[str, str]:
         seeded = await demo.seed(session)
+        if settings.stripe_secret_key:
+            gateway = StripeGateway.from_settings(settings)
+            await demo.link_card(session, gateway, seeded.account, fresh_stripe=fresh_stripe)
         member, _ = await demo.ensure_key(
             session, read_key("demo-api-key"), kind=PrincipalKind.MEMBER, account_id=seeded.account.id
         )
@@ -192,20 +200,41 @@ def reconcile(
 @app.command()
 def serve() -> None:
     """Serve the gateway (no migration, no seeding)."""
+    serve_with(Settings())
+
+
+def serve_with(settings: Settings) -> None:
     from server import create_app
 
-    settings = Settings()
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
 @app.command()
 def dev() -> None:
-    """`make run`: migrate a local database, seed the demo, and serve with GraphiQL."""
+    """`make run`: migrate a local database, seed the demo, and serve with GraphiQL.
+
+    Without STRIPE_SECRET_KEY a Stripe stand-in (localstripe) runs beside the gateway, with its webhooks
+    delivered to it, so Add funds works on a machine with no keys and no internet.
+    """
     migrate()
-    seed_demo()
     settings = Settings()
-    typer.echo(f"GraphiQL: http://{settings.host}:{settings.port}/graphql  (the demo key is pre-filled)")
-    serve()
+    with ExitStack() as stack:
+        fresh_stripe = not settings.stripe_secret_key
+        if fresh_stripe:
+            url = stack.enter_context(stripe_standin.running())
+            settings = settings.model_copy(
+                update={
+                    "stripe_secret_key": stripe_standin.STRIPE_KEY,
+                    "stripe_api_base": url,
+                    "stripe_webhook_secret": stripe_standin.WEBHOOK_SECRET,
+                }
+            )
+            webhook_url = f"http://{settings.host}:{settings.port}/webhooks/stripe"
+            asyncio.run(stripe_standin.LocalStripe(url).deliver_webhooks_to(webhook_url, name="dev"))
+            typer.echo(f"Stripe stand-in (localstripe) at {url}, webhooks to {webhook_url}")
+        seed_with(settings, fresh_stripe=fresh_stripe)
+        typer.echo(f"GraphiQL: http://{settings.host}:{settings.port}/graphql  (the demo key is pre-filled)")
+        serve_with(settings)
 
 
 if __name__ == "__main__":

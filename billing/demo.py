@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlmodel import select
+from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import auth, fx, ledger
+from billing import auth, fx, ledger, payment_methods
+from billing.stripe_gateway import StripeGateway
 from models import (
     Account,
+    AutoRechargeSettings,
     Company,
     LeadPlanSubscription,
     Partner,
@@ -93,17 +95,6 @@ async def seed(session: AsyncSession) -> Demo:
             country="DE",
         )
     )
-    session.add(
-        PaymentMethod(
-            account_id=account.id,
-            stripe_payment_method_id="pm_demo_unlinked",
-            brand="visa",
-            last4="4242",
-            exp_month=12,
-            exp_year=utcnow().year + 3,
-            is_default=True,
-        )
-    )
     for name, budget, price in (
         ("Solar installs — Bavaria", 300_000, 2_500),
         ("Heat pumps — Munich", 150_000, 3_000),
@@ -132,6 +123,31 @@ async def seed(session: AsyncSession) -> Demo:
         session.add(PartnerAccount(partner_id=partner.id, account_id=member.id))
     await session.flush()
     return Demo(account, partner, created=True)
+
+
+async def link_card(
+    session: AsyncSession, gateway: StripeGateway, account: Account, *, fresh_stripe: bool
+) -> None:
+    """Give the demo account a Stripe customer and a saved test card, so Add funds works from GraphiQL.
+
+    A fresh Stripe stand-in (`make run` without keys) starts empty every time, so the customer and card of an
+    earlier run are gone there: they are forgotten and made again. With real (test) keys this runs once.
+    """
+    assert account.id is not None
+    if not fresh_stripe and account.stripe_customer_id is not None:
+        return
+    await session.exec(delete(PaymentMethod).where(col(PaymentMethod.account_id) == account.id))
+    account.stripe_customer_id = None
+    # Stripe's documented test card: in test mode it becomes a real card object of the customer's.
+    card = await payment_methods.attach(session, gateway, account, "pm_card_visa")
+    await session.exec(
+        update(AutoRechargeSettings)
+        .where(
+            col(AutoRechargeSettings.account_id) == account.id,
+            col(AutoRechargeSettings.payment_method_id).is_(None),
+        )
+        .values(payment_method_id=card.id)
+    )
 
 
 async def ensure_key(

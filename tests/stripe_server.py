@@ -1,68 +1,24 @@
-"""A pytest plugin: localstripe (a Stripe stand-in) for the whole test session, and a gateway pointed at it.
-
-localstripe's own `localstripe --from-scratch` binds every interface and pickles its store to a shared
-`/tmp/localstripe.pickle` on each write; the launcher below serves the same aiohttp app on loopback only,
-starts empty (what `--from-scratch` means) and keeps the store in memory, so parallel runs never meet.
+"""A pytest plugin: localstripe (a Stripe stand-in, see devtools/stripe_standin.py) for the whole test session,
+and a gateway pointed at it.
 """
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from billing.config import Settings
 from billing.stripe_gateway import StripeGateway
+from devtools import stripe_standin
+from devtools.stripe_standin import STRIPE_KEY, WEBHOOK_SECRET, LocalStripe, free_port
 
-STRIPE_KEY = "sk_test_localstripe"
-WEBHOOK_SECRET = "whsec_test_secret"
-
-_LAUNCHER = """
-import sys
-from aiohttp import web
-from localstripe.resources import Store
-from localstripe.server import app
-Store.dump_to_disk = lambda self: None
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
-"""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_until_listening(url: str, process: subprocess.Popen[bytes], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"localstripe exited with {process.returncode}")
-        try:
-            httpx.get(f"{url}/v1/balance", headers={"Authorization": f"Bearer {STRIPE_KEY}"}, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)  # polling a starting process, bounded by the deadline
-    raise RuntimeError(f"localstripe did not answer within {seconds}s")
+__all__ = ["WEBHOOK_SECRET", "LocalStripe", "free_port", "stripe_settings"]
 
 
 @pytest.fixture(scope="session")
 def localstripe_url() -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-c", _LAUNCHER, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_until_listening(url, process)
+    with stripe_standin.running() as url:
         yield url
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def stripe_settings(api_base: str, **overrides: Any) -> Settings:
@@ -79,60 +35,6 @@ def stripe_settings(api_base: str, **overrides: Any) -> Settings:
 @pytest.fixture(scope="session")
 def stripe_gateway(localstripe_url: str) -> StripeGateway:
     return StripeGateway.from_settings(stripe_settings(localstripe_url))
-
-
-class LocalStripe:
-    """Helpers talking to localstripe directly: cards from test numbers, 3-D Secure, refunds, webhooks."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._headers = {"Authorization": f"Bearer {STRIPE_KEY}"}
-
-    async def _post(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=self.url, headers=self._headers) as client:
-            response = await client.post(path, data=data)
-        response.raise_for_status()
-        return dict(response.json()) if response.content else {}
-
-    async def _get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=self.url, headers=self._headers) as client:
-            response = await client.get(path, params=params)
-        response.raise_for_status()
-        return dict(response.json())
-
-    async def card(self, number: str = "4242424242424242") -> str:
-        """A card payment method as Stripe Elements would create it in the browser; returns its id."""
-        method = await self._post(
-            "/v1/payment_methods",
-            {
-                "type": "card",
-                "card[number]": number,
-                "card[exp_month]": "12",
-                "card[exp_year]": "2034",
-                "card[cvc]": "123",
-            },
-        )
-        return str(method["id"])
-
-    async def complete_3ds(self, payment_intent_id: str, client_secret: str, *, success: bool = True) -> None:
-        """What the customer's bank does once they authenticate (localstripe's own test endpoint)."""
-        await self._post(
-            f"/v1/payment_intents/{payment_intent_id}/_authenticate",
-            {"client_secret": client_secret, "success": "true" if success else "false"},
-        )
-
-    async def charges(self, customer_id: str) -> list[dict[str, Any]]:
-        page = await self._get("/v1/charges", {"customer": customer_id, "limit": 100})
-        return list(page["data"])
-
-    async def refund(self, payment_intent_id: str, amount_minor: int) -> dict[str, Any]:
-        return await self._post("/v1/refunds", {"payment_intent": payment_intent_id, "amount": amount_minor})
-
-    async def retrieve(self, path: str) -> dict[str, Any]:
-        return await self._get(path)
-
-    async def deliver_webhooks_to(self, url: str, name: str = "tests") -> None:
-        await self._post(f"/_config/webhooks/{name}", {"url": url, "secret": WEBHOOK_SECRET})
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Development tooling: never imported by the gateway in production."""
