@@ -28,6 +28,13 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        # The sqlite3 driver opens transactions lazily and on its own terms, which breaks SAVEPOINT
+        # nesting (a savepoint would become the real transaction); SQLAlchemy takes over BEGIN instead.
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _sqlite_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
 
     return engine
 

@@ -6,9 +6,11 @@ import strawberry
 
 from billing import money, transactions
 from billing.company import missing_company_fields
+from billing.funding import FundingState
 from billing.months import InvalidMonth, parse_month
 from billing.pagination import InvalidArgument
 from models import Account as AccountModel
+from resolvers.auto_recharge_loaders import AutoRechargeByAccount, FundingStateByAccount
 from resolvers.context import Info
 from resolvers.loaders import (
     CompanyByAccount,
@@ -17,6 +19,7 @@ from resolvers.loaders import (
     UsageByAccountMonth,
     UsdRateByCurrency,
 )
+from schema.auto_recharge import AutoRecharge
 from schema.company import Company, company_field_path
 from schema.lead_plan_subscription import LeadPlan
 from schema.money import Money
@@ -135,6 +138,19 @@ class Account(Node):
     async def lead_plans(self, info: Info) -> list[LeadPlan]:
         rows = await info.context.loader(LeadPlansByAccount).load(self.pk)
         return [LeadPlan.from_model(row, self.country) for row in rows]
+
+    @strawberry.field(
+        description="The auto-recharge settings and the engine's state; null until first saved."
+    )
+    async def auto_recharge(self, info: Info) -> AutoRecharge | None:
+        view = await info.context.loader(AutoRechargeByAccount).load(self.pk)
+        return AutoRecharge.of(view, self.country) if view is not None else None
+
+    @strawberry.field(description="What lead delivery checks before delivering.")
+    async def funding_state(self, info: Info) -> FundingState:
+        state = await info.context.loader(FundingStateByAccount).load(self.pk)
+        assert state is not None  # the account was loaded through the same scope
+        return state
 
     @strawberry.field(description="Newest first. `first` is at most 100.")
     async def transactions(

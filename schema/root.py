@@ -14,12 +14,15 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from resolvers.accounts import AccountQuery
+from resolvers.auto_recharge import AutoRechargeMutation
+from resolvers.lead_plans import LeadPlanMutation
 from resolvers.payments import PaymentMutation
+from resolvers.usage import UsageMutation
 from schema.errors import ErrorPolicy
 from schema.scalars import SCALARS
 
 Query = merge_types("Query", (AccountQuery,))
-Mutation = merge_types("Mutation", (PaymentMutation,))
+Mutation = merge_types("Mutation", (PaymentMutation, UsageMutation, LeadPlanMutation, AutoRechargeMutation))
 
 
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:

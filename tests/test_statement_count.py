@@ -24,6 +24,8 @@ query Dashboard {
         paymentMethods { last4 isDefault }
         leadPlans { name }
         canAddFunds { ready missingCompanyFields }
+        fundingState
+        autoRecharge { enabled state }
         usage { month leadSpending { spent { amount } remainingBudget { amount } } calling { minutes }
                 aiAgent { totalTokens } }
       }

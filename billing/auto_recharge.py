@@ -1,0 +1,217 @@
+"""Auto-recharge settings (saved by the account's people) and the state the Billing page shows for them."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import accounts, ledger, money, recharge_engine
+from billing.auth import Principal
+from billing.company import missing_company_fields
+from billing.config import Settings
+from billing.errors import DomainError
+from billing.payments import AmountOutOfRange, CompanyIncomplete, PaymentMethodRequired, UnknownPaymentMethod
+from models import (
+    Account,
+    AutoRechargeSettings,
+    AutoRechargeState,
+    Company,
+    LeadPlanStatus,
+    LeadPlanSubscription,
+    PaymentMethod,
+    Recharge,
+    RechargeStatus,
+)
+from models.types import utcnow
+
+
+class NoActiveLeadPlan(DomainError):
+    """Auto-recharge keeps lead delivery going, so it needs an active lead plan (else the page hides it)."""
+
+
+class InvalidThreshold(DomainError):
+    pass
+
+
+class MonthlyLimitBelowAmount(DomainError):
+    pass
+
+
+@dataclass(frozen=True)
+class AutoRechargeInput:
+    """Amounts in the account's billing currency. No payment method means the account's default card."""
+
+    enabled: bool
+    threshold: Decimal | str
+    amount: Decimal | str
+    monthly_limit: Decimal | str
+    payment_method_id: int | None = None
+
+
+async def save_settings(
+    session: AsyncSession,
+    principal: Principal,
+    account_id: int,
+    request: AutoRechargeInput,
+    *,
+    limits: Settings,
+    now: datetime | None = None,
+) -> AutoRechargeSettings:
+    """Validate and save; saving also lifts a suspension or a pending authentication (the customer acted).
+
+    Turning auto-recharge on checks the lead plan, company and card; amounts are checked either way. When the
+    balance is already below the new threshold, a recharge is scheduled at once.
+    """
+    now = now or utcnow()
+    visible = await accounts.get_visible(session, principal, account_id)
+    assert visible.id is not None
+    account = await ledger.lock_account(session, visible.id)
+    method_id = await _check_prerequisites(session, account, request) if request.enabled else None
+    threshold, amount, monthly_limit = (
+        money.to_minor(value, account.currency)
+        for value in (request.threshold, request.amount, request.monthly_limit)
+    )
+    _check_amounts(threshold, amount, monthly_limit, account.currency, limits)
+    settings = await session.get(AutoRechargeSettings, account_id)
+    if settings is None:
+        settings = AutoRechargeSettings(
+            account_id=account_id, threshold_minor=0, amount_minor=0, monthly_limit_minor=0
+        )
+        session.add(settings)
+    settings.enabled = request.enabled
+    settings.threshold_minor = threshold
+    settings.amount_minor = amount
+    settings.monthly_limit_minor = monthly_limit
+    if method_id is not None:
+        settings.payment_method_id = method_id
+    settings.consecutive_failures = 0
+    settings.suspended_reason = None
+    settings.action_required_client_secret = None
+    settings.updated_at = now
+    await session.flush()
+    if settings.enabled:
+        await recharge_engine.schedule_if_low(session, [account], now=now)
+    return settings
+
+
+async def _check_prerequisites(session: AsyncSession, account: Account, request: AutoRechargeInput) -> int:
+    """The card to charge, once the lead plan and company checks pass."""
+    active_plan = select(LeadPlanSubscription.id).where(
+        LeadPlanSubscription.account_id == account.id, LeadPlanSubscription.status == LeadPlanStatus.ACTIVE
+    )
+    if (await session.exec(active_plan.limit(1))).first() is None:
+        raise NoActiveLeadPlan("auto-recharge needs an active lead plan subscription")
+    missing = missing_company_fields(await session.get(Company, account.id))
+    if missing:
+        raise CompanyIncomplete(missing)
+    cards = select(PaymentMethod).where(PaymentMethod.account_id == account.id)
+    if request.payment_method_id is None:
+        cards = cards.where(col(PaymentMethod.is_default))
+    else:
+        cards = cards.where(PaymentMethod.id == request.payment_method_id)
+    card = (await session.exec(cards)).first()
+    if card is None or card.id is None:
+        if request.payment_method_id is None:
+            raise PaymentMethodRequired("add a card first")
+        raise UnknownPaymentMethod("not a card of this account")
+    return card.id
+
+
+def _check_amounts(threshold: int, amount: int, monthly_limit: int, currency: str, limits: Settings) -> None:
+    if threshold < 0:
+        raise InvalidThreshold("the threshold must not be negative")
+    if not limits.min_top_up_minor <= amount <= limits.max_top_up_minor:
+        # A recharge is a top-up: the same bounds, and the same error as addFunds.
+        raise AmountOutOfRange(limits.min_top_up_minor, limits.max_top_up_minor, currency)
+    if monthly_limit < amount:
+        raise MonthlyLimitBelowAmount("the monthly limit must be at least the recharge amount")
+
+
+@dataclass(frozen=True)
+class AutoRechargeView:
+    """Settings plus what the engine is doing, for the page."""
+
+    settings: AutoRechargeSettings
+    currency: str
+    state: AutoRechargeState | None  # None while turned off
+    action_client_secret: str | None  # for Stripe.js when the state is action required
+    suspended_reason: str | None
+    last_attempt_at: datetime | None
+    last_attempt_outcome: RechargeStatus | None
+    last_attempt_message: str | None
+    recharged_this_month_minor: int
+
+
+async def auto_recharge_views(
+    session: AsyncSession, principal: Principal, account_ids: Sequence[int], *, now: datetime | None = None
+) -> dict[int, AutoRechargeView]:
+    """Views of the visible accounts that have settings: four statements, whatever their number."""
+    now = now or utcnow()
+    statement = (
+        select(AutoRechargeSettings, Account)
+        .join(Account, col(Account.id) == col(AutoRechargeSettings.account_id))
+        .where(
+            col(AutoRechargeSettings.account_id).in_(account_ids),
+            principal.account_filter(col(AutoRechargeSettings.account_id)),
+        )
+    )
+    found = {
+        settings.account_id: (settings, account)
+        for settings, account in (await session.exec(statement)).all()
+    }
+    if not found:
+        return {}
+    ids = list(found)
+    in_flight = set(
+        (
+            await session.exec(
+                select(Recharge.account_id).where(
+                    col(Recharge.account_id).in_(ids), col(Recharge.status).in_(recharge_engine.IN_FLIGHT)
+                )
+            )
+        ).all()
+    )
+    latest_ids = (
+        select(func.max(Recharge.id))
+        .where(col(Recharge.account_id).in_(ids), col(Recharge.finished_at).is_not(None))
+        .group_by(col(Recharge.account_id))
+    )
+    last = {
+        r.account_id: r
+        for r in (await session.exec(select(Recharge).where(col(Recharge.id).in_(latest_ids)))).all()
+    }
+    recent = await recharge_engine.recent_recharges(session, ids, now=now)
+    views = {}
+    for account_id, (settings, account) in found.items():
+        recharged = recharge_engine.recharged_in_month(recent[account_id], account.time_zone, now)
+        attempt = last.get(account_id)
+        views[account_id] = AutoRechargeView(
+            settings=settings,
+            currency=account.currency,
+            state=_state(settings, account_id in in_flight, recharged),
+            action_client_secret=settings.action_required_client_secret,
+            suspended_reason=settings.suspended_reason,
+            last_attempt_at=attempt.finished_at if attempt else None,
+            last_attempt_outcome=RechargeStatus(attempt.status) if attempt else None,
+            last_attempt_message=attempt.outcome_message if attempt else None,
+            recharged_this_month_minor=recharged,
+        )
+    return views
+
+
+def _state(settings: AutoRechargeSettings, in_flight: bool, recharged_minor: int) -> AutoRechargeState | None:
+    if not settings.enabled:
+        return None
+    if settings.suspended_reason is not None:
+        return AutoRechargeState.SUSPENDED
+    if settings.action_required_client_secret is not None:
+        return AutoRechargeState.ACTION_REQUIRED
+    if in_flight:
+        return AutoRechargeState.IN_PROGRESS
+    if recharged_minor + settings.amount_minor > settings.monthly_limit_minor:
+        return AutoRechargeState.MONTHLY_LIMIT_REACHED
+    return AutoRechargeState.ACTIVE

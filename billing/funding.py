@@ -1,0 +1,52 @@
+"""An account's funding state, which lead delivery checks before delivering: ok, low or depleted."""
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models import Account, AutoRechargeSettings
+
+
+class FundingState(StrEnum):
+    OK = "ok"
+    LOW = "low"  # below the auto-recharge threshold, or the default low-balance threshold without it
+    DEPLETED = "depleted"  # nothing left: balance <= 0
+
+
+def funding_state(
+    balance_minor: int, auto_recharge: AutoRechargeSettings | None, default_low_minor: int
+) -> FundingState:
+    if balance_minor <= 0:
+        return FundingState.DEPLETED
+    threshold = default_low_minor
+    if auto_recharge is not None and auto_recharge.enabled:
+        threshold = auto_recharge.threshold_minor
+    return FundingState.LOW if balance_minor < threshold else FundingState.OK
+
+
+async def funding_states(
+    session: AsyncSession, account_ids: Sequence[int], default_low_minor: int
+) -> dict[int, FundingState]:
+    """States for many accounts in two statements; unknown ids are left out."""
+    balances = dict(
+        (
+            await session.exec(
+                select(Account.id, Account.balance_minor).where(col(Account.id).in_(account_ids))
+            )
+        ).all()
+    )
+    settings = {
+        row.account_id: row
+        for row in (
+            await session.exec(
+                select(AutoRechargeSettings).where(col(AutoRechargeSettings.account_id).in_(account_ids))
+            )
+        ).all()
+    }
+    return {
+        account_id: funding_state(balance, settings.get(account_id), default_low_minor)
+        for account_id, balance in balances.items()
+        if account_id is not None
+    }

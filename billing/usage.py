@@ -1,0 +1,283 @@
+"""Recording usage: events from the lead, calling and AI agent services become ledger debits and rollups.
+
+A batch is all or nothing: when any event is invalid the whole batch is rejected with one problem per bad
+event and nothing is written, so a client fixes and resends the same batch; events already recorded (same
+account and external id) are skipped, so resending is always safe. Every accepted event is debited, even
+past a zero balance: usage has happened and is never dropped; the account's funding state tells lead
+delivery to stop.
+
+A batch of 1,000 events costs a constant number of statements plus a few per (account, category) group: one
+lock of the batch's accounts, one lead-plan check, one duplicate check, one ledger entry per group, one bulk
+insert of the events, one bulk upsert of the rollups, and the auto-recharge check.
+"""
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import insert, true
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import ledger, money, recharge_engine
+from billing.auth import Principal
+from billing.errors import DomainError
+from billing.months import month_of
+from billing.usage_rollups import RollupIncrement, add_to_rollups
+from models import Account, LeadPlanSubscription, PrincipalKind, Transaction, TransactionKind, UsageCategory
+from models import UsageEvent as UsageEventRow
+from models.types import utcnow
+
+MAX_EVENTS_PER_BATCH = 1_000
+# Reporting services' clocks drift a little; an event later than this is a bug on their side.
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_EXTERNAL_ID_LENGTH = 255
+
+_KIND = {
+    UsageCategory.LEAD: TransactionKind.USAGE_LEADS,
+    UsageCategory.CALL: TransactionKind.USAGE_CALLS,
+    UsageCategory.AI_AGENT: TransactionKind.USAGE_AI_AGENT,
+}
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """One reported event. `cost` is in the account's billing currency, with at most its decimals."""
+
+    external_id: str
+    account_id: int
+    occurred_at: datetime
+    category: str
+    cost: Decimal
+    lead_plan_id: int | None = None  # lead
+    duration_seconds: int | None = None  # call
+    input_tokens: int | None = None  # AI agent
+    output_tokens: int | None = None  # AI agent
+
+
+@dataclass(frozen=True)
+class EventProblem:
+    index: int  # position in the batch
+    external_id: str
+    field: str
+    message: str
+
+
+class UsageRejected(DomainError):
+    """The batch was not recorded, because of these events."""
+
+    def __init__(self, problems: list[EventProblem]) -> None:
+        super().__init__(f"{len(problems)} invalid usage event(s); nothing was recorded")
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class UsageRecorded:
+    recorded: int
+    duplicates: int  # already recorded by an earlier call (or repeated within this batch)
+    transactions: list[Transaction]  # the debits, one per account and category
+
+
+@dataclass
+class _Group:
+    """The new events of one account and category in this batch: one ledger entry."""
+
+    rows: list[dict[str, object]] = field(default_factory=list)
+    cost_minor: int = 0
+    seconds: int = 0
+    tokens: int = 0
+
+
+async def record_usage(
+    session: AsyncSession, principal: Principal, events: Sequence[UsageEvent], *, now: datetime | None = None
+) -> UsageRecorded:
+    """Validate the whole batch, then debit, store and roll up its new events in the caller's transaction."""
+    now = now or utcnow()
+    if len(events) > MAX_EVENTS_PER_BATCH:
+        first_over = events[MAX_EVENTS_PER_BATCH]
+        raise UsageRejected(
+            [
+                EventProblem(
+                    MAX_EVENTS_PER_BATCH,
+                    first_over.external_id,
+                    "events",
+                    f"at most {MAX_EVENTS_PER_BATCH} events per call; split the batch",
+                )
+            ]
+        )
+    accounts = await _lock_visible_accounts(session, principal, {event.account_id for event in events})
+    plan_owners = await _lead_plan_owners(
+        session, {e.lead_plan_id for e in events if e.lead_plan_id is not None}
+    )
+    problems: list[EventProblem] = []
+    costs: list[int] = []
+    for index, event in enumerate(events):
+        found = list(_problems(event, accounts.get(event.account_id), plan_owners, now))
+        problems.extend(EventProblem(index, event.external_id, name, message) for name, message in found)
+        costs.append(0 if found else money.to_minor(event.cost, accounts[event.account_id].currency))
+    if problems:
+        raise UsageRejected(problems)
+
+    seen = await _already_recorded(session, events)
+    groups: dict[tuple[int, UsageCategory], _Group] = defaultdict(_Group)
+    rollups: dict[tuple[int, str], RollupIncrement] = defaultdict(RollupIncrement)
+    for event, cost_minor in zip(events, costs, strict=True):
+        key = (event.account_id, event.external_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        account = accounts[event.account_id]
+        category = UsageCategory(event.category)
+        group = groups[(event.account_id, category)]
+        group.rows.append(_row(event, cost_minor, account.currency, now))
+        group.cost_minor += cost_minor
+        group.seconds += event.duration_seconds or 0
+        group.tokens += (event.input_tokens or 0) + (event.output_tokens or 0)
+        rollups[(event.account_id, str(month_of(event.occurred_at, account.time_zone)))].add(
+            category,
+            cost_minor,
+            seconds=event.duration_seconds or 0,
+            input_tokens=event.input_tokens or 0,
+            output_tokens=event.output_tokens or 0,
+        )
+
+    transactions: list[Transaction] = []
+    # Accounts in id order, the order every writer locks them in.
+    for (account_id, category), group in sorted(groups.items()):
+        posting = await ledger.post(
+            session,
+            account_id=account_id,
+            kind=_KIND[category],
+            amount_minor=-group.cost_minor,
+            description=_describe(category, group),
+            idempotency_key=_debit_key(category, (str(row["external_id"]) for row in group.rows)),
+        )
+        for row in group.rows:
+            row["transaction_id"] = posting.transaction.id
+        transactions.append(posting.transaction)
+    new_rows = [row for group in groups.values() for row in group.rows]
+    if new_rows:
+        await (await session.connection()).execute(insert(UsageEventRow), new_rows)
+        await add_to_rollups(session, rollups)
+        debited = sorted({account_id for account_id, _ in groups})
+        await recharge_engine.schedule_if_low(session, [accounts[a] for a in debited], now=now)
+    return UsageRecorded(
+        recorded=len(new_rows), duplicates=len(events) - len(new_rows), transactions=transactions
+    )
+
+
+async def _lock_visible_accounts(
+    session: AsyncSession, principal: Principal, account_ids: set[int]
+) -> dict[int, Account]:
+    """The batch's accounts the principal may report for, locked in id order; others are simply absent."""
+    # A usage reporter is a trusted service that reports for every account; others report within their scope.
+    scope = (
+        true()
+        if principal.kind is PrincipalKind.USAGE_REPORTER
+        else principal.account_filter(col(Account.id))
+    )
+    statement = (
+        select(Account)
+        .where(col(Account.id).in_(account_ids), scope)
+        .order_by(col(Account.id))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {
+        account.id: account for account in (await session.exec(statement)).all() if account.id is not None
+    }
+
+
+async def _lead_plan_owners(session: AsyncSession, plan_ids: set[int]) -> dict[int, int]:
+    if not plan_ids:
+        return {}
+    statement = select(LeadPlanSubscription.id, LeadPlanSubscription.account_id).where(
+        col(LeadPlanSubscription.id).in_(plan_ids)
+    )
+    return {plan_id: account_id for plan_id, account_id in (await session.exec(statement)).all() if plan_id}
+
+
+def _problems(
+    event: UsageEvent, account: Account | None, plan_owners: dict[int, int], now: datetime
+) -> Iterable[tuple[str, str]]:
+    """(field, message) for everything wrong with one event."""
+    if not event.external_id or len(event.external_id) > MAX_EXTERNAL_ID_LENGTH:
+        yield "externalId", f"must be 1 to {MAX_EXTERNAL_ID_LENGTH} characters"
+    if account is None:
+        # Unknown and not-yours read the same, so ids of other accounts cannot be probed.
+        yield "accountId", "account not found"
+    if event.occurred_at.tzinfo is None:
+        yield "occurredAt", "needs a UTC offset"
+    elif event.occurred_at > now + CLOCK_SKEW:
+        yield "occurredAt", "is in the future"
+    if event.category not in _KIND:
+        yield "category", f"unknown category '{event.category}'"
+    if event.cost < 0:
+        yield "cost", "must not be negative"
+    elif account is not None:
+        try:
+            money.to_minor(event.cost, account.currency)
+        except money.InvalidAmount as error:
+            yield "cost", error.message
+    yield from _category_problems(event, plan_owners)
+
+
+def _category_problems(event: UsageEvent, plan_owners: dict[int, int]) -> Iterable[tuple[str, str]]:
+    if event.category == UsageCategory.LEAD:
+        if event.lead_plan_id is None:
+            yield "leadPlanId", "a lead names the lead plan it counts against"
+        elif plan_owners.get(event.lead_plan_id) != event.account_id:
+            yield "leadPlanId", "not a lead plan of this account"
+    elif event.category == UsageCategory.CALL:
+        if event.duration_seconds is None or event.duration_seconds < 0:
+            yield "durationSeconds", "a call needs a duration of zero seconds or more"
+    elif event.category == UsageCategory.AI_AGENT:
+        for name, tokens in (("inputTokens", event.input_tokens), ("outputTokens", event.output_tokens)):
+            if tokens is None or tokens < 0:
+                yield name, "an AI agent request needs a token count of zero or more"
+
+
+async def _already_recorded(session: AsyncSession, events: Sequence[UsageEvent]) -> set[tuple[int, str]]:
+    """(account id, external id) pairs of the batch that are stored already: one statement for the batch."""
+    if not events:
+        return set()
+    statement = select(UsageEventRow.account_id, UsageEventRow.external_id).where(
+        col(UsageEventRow.account_id).in_({event.account_id for event in events}),
+        col(UsageEventRow.external_id).in_({event.external_id for event in events}),
+    )
+    wanted = {(event.account_id, event.external_id) for event in events}
+    return {pair for pair in (await session.exec(statement)).all() if pair in wanted}
+
+
+def _row(event: UsageEvent, cost_minor: int, currency: str, now: datetime) -> dict[str, object]:
+    return {
+        "account_id": event.account_id,
+        "external_id": event.external_id,
+        "category": event.category,
+        "occurred_at": event.occurred_at,
+        "cost_minor": cost_minor,
+        "currency": currency,
+        "lead_plan_id": event.lead_plan_id if event.category == UsageCategory.LEAD else None,
+        "duration_seconds": event.duration_seconds if event.category == UsageCategory.CALL else None,
+        "input_tokens": event.input_tokens if event.category == UsageCategory.AI_AGENT else None,
+        "output_tokens": event.output_tokens if event.category == UsageCategory.AI_AGENT else None,
+        "recorded_at": now,
+    }
+
+
+def _describe(category: UsageCategory, group: _Group) -> str:
+    count = len(group.rows)
+    if category is UsageCategory.LEAD:
+        return f"Leads: {count} delivered"
+    if category is UsageCategory.CALL:
+        return f"Calls: {count} ({group.seconds / 60:.1f} min)"
+    return f"Claude Agent: {count} requests ({group.tokens:,} tokens)"
+
+
+def _debit_key(category: UsageCategory, external_ids: Iterable[str]) -> str:
+    """Derived from the events the entry carries: the same events can never be debited twice."""
+    digest = hashlib.sha256("\n".join(sorted(external_ids)).encode()).hexdigest()[:40]
+    return f"usage:{category}:{digest}"

@@ -1,0 +1,166 @@
+"""Auto-recharge on the Billing tab: the settings, the engine's state, and the autoRecharge mutation's payload."""
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from billing import auto_recharge
+from billing.auto_recharge import AutoRechargeView
+from billing.funding import FundingState
+from billing.money import InvalidAmount
+from billing.payments import AmountOutOfRange, CompanyIncomplete, PaymentMethodRequired, UnknownPaymentMethod
+from models import AutoRechargeState, RechargeStatus
+from schema.company import company_field_path
+from schema.errors import Error
+from schema.money import Money
+from schema.node import to_global_id
+from schema.payments import (
+    CompanyIncompleteError,
+    InvalidAmountError,
+    PaymentMethodNotFoundError,
+    PaymentMethodRequiredError,
+)
+
+# Registered on the domain enums themselves, so fields are typed with them (as schema/transaction.py does).
+strawberry.enum(AutoRechargeState)
+strawberry.enum(RechargeStatus, name="RechargeOutcome")
+strawberry.enum(
+    FundingState,
+    description="ok; low: below the auto-recharge threshold (or the default); depleted: balance at or below zero.",
+)
+
+
+@strawberry.type
+class RechargeAttempt:
+    at: datetime
+    outcome: RechargeStatus
+    message: str | None
+
+
+@strawberry.type
+class AutoRecharge:
+    enabled: bool
+    threshold: Money = strawberry.field(description="Recharge when the balance falls below this.")
+    amount: Money
+    monthly_limit: Money
+    payment_method_id: strawberry.ID | None
+    state: AutoRechargeState | None = strawberry.field(description="None while auto-recharge is off.")
+    action_client_secret: str | None = strawberry.field(
+        description="When the state is ACTION_REQUIRED: for Stripe.js to let the customer authenticate."
+    )
+    suspended_reason: str | None
+    last_attempt: RechargeAttempt | None
+    recharged_this_month: Money
+
+    @classmethod
+    def of(cls, view: AutoRechargeView, country: str) -> "AutoRecharge":
+        settings = view.settings
+
+        def money(minor: int) -> Money:
+            return Money.of(minor, view.currency, country)
+
+        method = settings.payment_method_id
+        attempt = None
+        if view.last_attempt_at is not None and view.last_attempt_outcome is not None:
+            attempt = RechargeAttempt(
+                at=view.last_attempt_at, outcome=view.last_attempt_outcome, message=view.last_attempt_message
+            )
+        return cls(
+            enabled=settings.enabled,
+            threshold=money(settings.threshold_minor),
+            amount=money(settings.amount_minor),
+            monthly_limit=money(settings.monthly_limit_minor),
+            payment_method_id=to_global_id("PaymentMethod", method) if method is not None else None,
+            state=view.state,
+            action_client_secret=view.action_client_secret,
+            suspended_reason=view.suspended_reason,
+            last_attempt=attempt,
+            recharged_this_month=money(view.recharged_this_month_minor),
+        )
+
+
+@strawberry.input
+class AutoRechargeInput:
+    account_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Default: the caller's account."
+    )
+    enabled: bool
+    threshold: str = strawberry.field(description="Exact decimal in the account's billing currency.")
+    amount: str = strawberry.field(description="Exact decimal; within the top-up bounds.")
+    payment_method_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Default: the default card."
+    )
+    monthly_limit: str = strawberry.field(description="At least `amount`.")
+
+
+@strawberry.type
+class AutoRechargeSuccess:
+    auto_recharge: AutoRecharge
+
+
+@strawberry.type(
+    description="Auto-recharge needs an active lead plan subscription; the page hides it otherwise."
+)
+class NoActiveLeadPlanError(Error):
+    pass
+
+
+@strawberry.type
+class InvalidThresholdError(Error):
+    pass
+
+
+@strawberry.type
+class MonthlyLimitBelowAmountError(Error):
+    pass
+
+
+AutoRechargePayload = Annotated[
+    AutoRechargeSuccess
+    | NoActiveLeadPlanError
+    | CompanyIncompleteError
+    | PaymentMethodRequiredError
+    | PaymentMethodNotFoundError
+    | InvalidThresholdError
+    | InvalidAmountError
+    | MonthlyLimitBelowAmountError,
+    strawberry.union("AutoRechargePayload"),
+]
+
+EXPECTED_ERRORS = (
+    auto_recharge.NoActiveLeadPlan,
+    CompanyIncomplete,
+    PaymentMethodRequired,
+    UnknownPaymentMethod,
+    auto_recharge.InvalidThreshold,
+    AmountOutOfRange,
+    InvalidAmount,
+    auto_recharge.MonthlyLimitBelowAmount,
+)
+
+
+def to_error(error: Exception, country: str) -> Error:
+    match error:
+        case auto_recharge.NoActiveLeadPlan():
+            return NoActiveLeadPlanError(message=error.message)
+        case CompanyIncomplete():
+            missing = [company_field_path(name) for name in error.missing_fields]
+            return CompanyIncompleteError(message=error.message, missing_fields=missing)
+        case PaymentMethodRequired():
+            return PaymentMethodRequiredError(message=error.message)
+        case UnknownPaymentMethod():
+            return PaymentMethodNotFoundError(message=error.message)
+        case auto_recharge.InvalidThreshold():
+            return InvalidThresholdError(message=error.message)
+        case AmountOutOfRange():
+            return InvalidAmountError(
+                message=error.message,
+                minimum=Money.of(error.minimum_minor, error.currency, country),
+                maximum=Money.of(error.maximum_minor, error.currency, country),
+            )
+        case InvalidAmount():
+            return InvalidAmountError(message=error.message, minimum=None, maximum=None)
+        case auto_recharge.MonthlyLimitBelowAmount():
+            return MonthlyLimitBelowAmountError(message=error.message)
+    raise error

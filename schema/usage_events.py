@@ -1,0 +1,82 @@
+"""recordUsage: the events the lead, calling and AI agent services report, and the batch's outcome."""
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+import strawberry
+
+from billing import usage
+from billing.pagination import InvalidArgument
+from schema.errors import Error
+from schema.node import from_global_id
+from schema.permissions import PermissionDeniedError
+from schema.scalars import BigInt
+
+
+@strawberry.input(description="One usage event. Its cost is in the account's billing currency.")
+class UsageEventInput:
+    external_id: str = strawberry.field(description="The reporter's id; an event sent again is applied once.")
+    account_id: strawberry.ID
+    occurred_at: datetime = strawberry.field(description="With a UTC offset; not in the future.")
+    category: str = strawberry.field(description="'lead', 'call' or 'ai_agent'.")
+    cost: str = strawberry.field(description="Exact decimal, e.g. '25.00'; at most the currency's decimals.")
+    lead_plan_id: strawberry.ID | None = strawberry.field(
+        default=None, description="lead: the plan it counts against."
+    )
+    duration_seconds: int | None = strawberry.field(default=None, description="call")
+    input_tokens: BigInt | None = strawberry.field(default=None, description="ai_agent")
+    output_tokens: BigInt | None = strawberry.field(default=None, description="ai_agent")
+
+    def to_domain(self, index: int) -> usage.UsageEvent:
+        path = f"events[{index}]"
+        try:
+            cost = Decimal(self.cost)
+        except InvalidOperation:
+            raise InvalidArgument(f"{path}.cost", "not a decimal number") from None
+        lead_plan = self.lead_plan_id
+        return usage.UsageEvent(
+            external_id=self.external_id,
+            account_id=from_global_id(self.account_id, "Account", f"{path}.accountId"),
+            occurred_at=self.occurred_at,
+            category=self.category,
+            cost=cost,
+            lead_plan_id=from_global_id(lead_plan, "LeadPlan", f"{path}.leadPlanId") if lead_plan else None,
+            duration_seconds=self.duration_seconds,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+        )
+
+
+@strawberry.type
+class RecordUsageSuccess:
+    recorded: int = strawberry.field(description="New events, debited and counted in the usage overview.")
+    duplicates: int = strawberry.field(description="Events recorded before (same account and external id).")
+
+
+@strawberry.type
+class UsageEventProblem:
+    index: int = strawberry.field(description="Position of the event in `events`.")
+    external_id: str
+    field: str
+    message: str
+
+
+@strawberry.type(description="Nothing of the batch was recorded: fix these events and send the batch again.")
+class UsageRejectedError(Error):
+    problems: list[UsageEventProblem]
+
+
+RecordUsagePayload = Annotated[
+    RecordUsageSuccess | UsageRejectedError | PermissionDeniedError, strawberry.union("RecordUsagePayload")
+]
+
+
+def rejected(error: usage.UsageRejected) -> UsageRejectedError:
+    return UsageRejectedError(
+        message=error.message,
+        problems=[
+            UsageEventProblem(index=p.index, external_id=p.external_id, field=p.field, message=p.message)
+            for p in error.problems
+        ],
+    )

@@ -1,0 +1,306 @@
+"""The auto-recharge engine: scheduling with the debit, charging once, declines, 3-D Secure, limits, crashes.
+
+Success, declines and 3-D Secure run against localstripe through the real gateway. Where localstripe cannot
+play the part, a FakeGateway does, and the test says so: Stripe-side idempotency (the crash test) and outages.
+Time is injected (`now=`), never slept.
+"""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import ledger, recharge_engine
+from billing.auto_recharge import auto_recharge_views
+from billing.db import SessionFactory
+from billing.stripe_gateway import ChargeResult, PaymentProviderUnavailable, StripeGateway
+from billing.usage import record_usage
+from models import (
+    Account,
+    AutoRechargeSettings,
+    AutoRechargeState,
+    PaymentMethod,
+    Recharge,
+    RechargeStatus,
+    Transaction,
+    TransactionKind,
+    TransactionStatus,
+)
+from models.types import utcnow
+from tests.factories import create_account, create_payment_method
+from tests.fake_gateway import DiesAfterCharging, FakeGateway
+from tests.payments_helpers import DECLINED_CARD, THREE_D_SECURE_CARD, ready_account
+from tests.stripe_server import LocalStripe
+from tests.usage_factories import ADMIN, REPORTER, call, enable_auto_recharge
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+async def spend(session: AsyncSession, account: Account, cost: str, at: datetime = NOW) -> None:
+    """A usage debit, flushed into the test's transaction, where the worker's sessions see it.
+
+    Never `session.commit()` here: on SQLite the test's first savepoint is the real transaction (pysqlite
+    begins none of its own), so releasing it would commit for good and leak rows into other tests.
+    """
+    await record_usage(session, REPORTER, [call(account, at - timedelta(minutes=1), cost=cost)], now=at)
+
+
+async def credit(session: AsyncSession, account: Account, amount_minor: int) -> None:
+    assert account.id is not None
+    await ledger.post(
+        session,
+        account_id=account.id,
+        kind=TransactionKind.ADJUSTMENT,
+        amount_minor=amount_minor,
+        description="Opening credit",
+        idempotency_key="opening",
+    )
+
+
+async def recharges(session: AsyncSession, account: Account) -> list[Recharge]:
+    statement = (
+        select(Recharge)
+        .where(Recharge.account_id == account.id)
+        .order_by(col(Recharge.id))
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.exec(statement)).all())
+
+
+async def auto_recharge_entries(session: AsyncSession, account: Account) -> list[Transaction]:
+    statement = (
+        select(Transaction)
+        .where(Transaction.account_id == account.id, Transaction.kind == TransactionKind.AUTO_RECHARGE)
+        .order_by(col(Transaction.id))
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.exec(statement)).all())
+
+
+async def state_of(session: AsyncSession, account: Account, now: datetime = NOW) -> AutoRechargeState | None:
+    assert account.id is not None
+    return (await auto_recharge_views(session, ADMIN, [account.id], now=now))[account.id].state
+
+
+async def assert_invariant(session: AsyncSession, account: Account) -> int:
+    assert account.id is not None
+    locked = await ledger.lock_account(session, account.id)
+    assert locked.balance_minor == await ledger.succeeded_sum(session, account.id)
+    return locked.balance_minor
+
+
+async def fake_ready_account(session: AsyncSession) -> tuple[Account, PaymentMethod]:
+    account = await create_account(session)
+    account.stripe_customer_id = f"cus_fake_{account.id}"
+    return account, await create_payment_method(session, account)
+
+
+async def test_a_debit_below_the_threshold_schedules_one_recharge_and_the_worker_credits_it(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+) -> None:
+    account, card = await ready_account(session, stripe_gateway, localstripe)
+    await enable_auto_recharge(session, account, card, threshold_minor=5_000, amount_minor=10_000)
+    await credit(session, account, 6_000)
+    await spend(session, account, "8.00")
+    assert await recharges(session, account) == []  # 52.00 left: above the 50.00 threshold
+    await spend(session, account, "3.00")
+    await spend(session, account, "1.00")
+
+    scheduled = await recharges(session, account)
+    assert [(r.status, r.amount_minor) for r in scheduled] == [(RechargeStatus.SCHEDULED, 10_000)]
+    assert await state_of(session, account) is AutoRechargeState.IN_PROGRESS
+
+    assert await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW) == 1
+    assert await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW) == 0
+    assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED]
+    entries = await auto_recharge_entries(session, account)
+    assert [(e.status, e.amount_minor) for e in entries] == [(TransactionStatus.SUCCEEDED, 10_000)]
+    assert await assert_invariant(session, account) == 6_000 - 1_200 + 10_000
+    assert account.stripe_customer_id is not None
+    assert [c["amount"] for c in await localstripe.charges(account.stripe_customer_id)] == [10_000]
+    assert await state_of(session, account) is AutoRechargeState.ACTIVE
+
+
+async def test_a_decline_backs_off_an_hour_and_three_in_a_row_suspend(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+) -> None:
+    account, card = await ready_account(session, stripe_gateway, localstripe, number=DECLINED_CARD)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00")
+
+    assert await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW) == 1
+    retry = (await recharges(session, account))[-1]
+    assert retry.status == RechargeStatus.SCHEDULED and retry.run_after == NOW + timedelta(hours=1)
+    # More debits in the meantime neither charge nor schedule another: one in flight, no retry storm.
+    await spend(session, account, "1.00", at=NOW + timedelta(minutes=10))
+    assert (
+        await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW + timedelta(minutes=59)) == 0
+    )
+
+    for hours in (1, 2):
+        assert (
+            await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW + timedelta(hours=hours))
+            == 1
+        )
+    assert await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW + timedelta(hours=9)) == 0
+    await spend(session, account, "1.00", at=NOW + timedelta(hours=10))
+
+    assert [r.status for r in await recharges(session, account)] == [RechargeStatus.FAILED] * 3
+    entries = await auto_recharge_entries(session, account)
+    assert [e.status for e in entries] == [TransactionStatus.FAILED] * 3
+    assert all(e.failure_code for e in entries)
+    settings = await session.get(AutoRechargeSettings, account.id, populate_existing=True)
+    assert settings is not None and settings.consecutive_failures == 3
+    assert settings.suspended_reason is not None and settings.suspended_reason.startswith("3 failed attempts")
+    assert await state_of(session, account) is AutoRechargeState.SUSPENDED
+    assert await assert_invariant(session, account) == -300
+
+
+async def test_three_d_secure_moves_to_action_required_and_stops_retrying(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+) -> None:
+    account, card = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00")
+
+    assert await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW) == 1
+    await spend(session, account, "1.00", at=NOW + timedelta(hours=2))
+    assert await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW + timedelta(hours=3)) == 0
+
+    assert [r.status for r in await recharges(session, account)] == [RechargeStatus.ACTION_REQUIRED]
+    assert account.id is not None
+    view = (await auto_recharge_views(session, ADMIN, [account.id], now=NOW))[account.id]
+    assert view.state is AutoRechargeState.ACTION_REQUIRED
+    assert view.action_client_secret is not None and "_secret_" in view.action_client_secret
+    # The pending entry waits for the customer; Stripe's webhook settles it once they authenticate.
+    assert [e.status for e in await auto_recharge_entries(session, account)] == [TransactionStatus.PENDING]
+    assert await assert_invariant(session, account) == -200
+
+
+async def test_the_monthly_limit_is_never_exceeded(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+) -> None:
+    account, card = await ready_account(session, stripe_gateway, localstripe)
+    # Each recharge of 10.00 still leaves the balance under the 500.00 threshold, so every debit wants one.
+    await enable_auto_recharge(session, account, card, threshold_minor=50_000, monthly_limit_minor=25_000)
+    for day in range(4):
+        at = NOW + timedelta(days=day)
+        await spend(session, account, "1.00", at=at)
+        await recharge_engine.run_once(session_factory, stripe_gateway, now=at)
+
+    assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED] * 2
+    assert account.id is not None
+    view = (await auto_recharge_views(session, ADMIN, [account.id], now=NOW + timedelta(days=4)))[account.id]
+    assert view.state is AutoRechargeState.MONTHLY_LIMIT_REACHED
+    assert view.recharged_this_month_minor == 20_000
+
+    next_month = datetime(2026, 4, 1, 0, 30, tzinfo=UTC)
+    await spend(session, account, "1.00", at=next_month)
+    assert await recharge_engine.run_once(session_factory, stripe_gateway, now=next_month) == 1
+    assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED] * 3
+    assert await assert_invariant(session, account) == 30_000 - 500
+
+
+async def test_a_worker_killed_after_the_charge_is_finished_exactly_once(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    """FakeGateway: localstripe does not honour idempotency keys, and the replay is what makes this safe."""
+    account, card = await fake_ready_account(session)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00")
+    dying = DiesAfterCharging()
+
+    with pytest.raises(SystemExit):
+        await recharge_engine.run_once(session_factory, dying, now=NOW)
+    [held] = await recharges(session, account)
+    assert (
+        held.status == RechargeStatus.PROCESSING and held.locked_until == NOW + recharge_engine.DEFAULT_LEASE
+    )
+    assert [e.status for e in await auto_recharge_entries(session, account)] == [TransactionStatus.PENDING]
+
+    survivor = FakeGateway()
+    survivor.results = dying.results  # the same Stripe account: it remembers the first charge's key
+    assert await recharge_engine.run_once(session_factory, survivor, now=NOW + timedelta(minutes=1)) == 0
+    after_lease = NOW + recharge_engine.DEFAULT_LEASE + timedelta(seconds=1)
+    assert await recharge_engine.run_once(session_factory, survivor, now=after_lease) == 1
+
+    assert survivor.charges == 1 and survivor.calls == [f"recharge:{held.id}"]
+    [done] = await recharges(session, account)
+    assert done.status == RechargeStatus.SUCCEEDED and done.attempts == 2
+    assert [e.status for e in await auto_recharge_entries(session, account)] == [TransactionStatus.SUCCEEDED]
+    assert await assert_invariant(session, account) == 10_000 - 100
+
+
+async def test_an_outage_keeps_the_recharge_and_retries_with_the_same_key(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    """FakeGateway: an unreachable Stripe cannot be staged with localstripe running."""
+    account, card = await fake_ready_account(session)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00")
+    gateway = FakeGateway(PaymentProviderUnavailable())
+
+    assert await recharge_engine.run_once(session_factory, gateway, now=NOW) == 1
+    [waiting] = await recharges(session, account)
+    assert waiting.status == RechargeStatus.SCHEDULED
+    assert waiting.run_after == NOW + recharge_engine.UNAVAILABLE_RETRY
+    settings = await session.get(AutoRechargeSettings, account.id, populate_existing=True)
+    assert settings is not None and settings.consecutive_failures == 0  # an outage is not a decline
+
+    gateway.outcome = FakeGateway().outcome
+    assert await recharge_engine.run_once(session_factory, gateway, now=NOW + timedelta(minutes=2)) == 1
+    assert gateway.calls == [f"recharge:{waiting.id}"] * 2 and gateway.charges == 1
+    assert await assert_invariant(session, account) == 10_000 - 100
+
+
+async def test_a_recharge_no_longer_needed_is_canceled_without_charging(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    """FakeGateway: nothing may reach Stripe here, which the fake records."""
+    account, card = await fake_ready_account(session)
+    settings = await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00")
+    settings.enabled = False
+    await session.flush()
+    gateway = FakeGateway()
+
+    assert await recharge_engine.run_once(session_factory, gateway, now=NOW) == 1
+    assert [r.status for r in await recharges(session, account)] == [RechargeStatus.CANCELED]
+    assert gateway.calls == [] and await auto_recharge_entries(session, account) == []
+
+
+async def test_the_worker_loop_charges_due_recharges_until_stopped(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    """FakeGateway: it stops the loop from inside the charge, so the test needs no sleeps."""
+    account, card = await fake_ready_account(session)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00", at=utcnow())
+    stop = asyncio.Event()
+
+    class StopsAfterCharging(FakeGateway):
+        async def charge(self, **kwargs: Any) -> ChargeResult:
+            stop.set()
+            return await super().charge(**kwargs)
+
+    gateway = StopsAfterCharging()
+    await asyncio.wait_for(
+        recharge_engine.run_worker(session_factory, gateway, stop_event=stop, poll_interval=0.01), timeout=30
+    )
+    assert gateway.charges == 1
+    assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED]
