@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from datetime import timedelta
@@ -14,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import auth, demo, fx, reconciliation
+from billing import auth, demo, fx, recharge_engine, reconciliation
 from billing.config import VAR_DIR, Settings
 from billing.db import create_engine, session_factory, unit_of_work
 from billing.stripe_gateway import StripeGateway
@@ -195,6 +196,30 @@ def reconcile(
             await engine.dispose()
 
     typer.echo(asyncio.run(main()))
+
+
+@app.command()
+def worker() -> None:
+    """Run the auto-recharge worker alone (several may run against one PostgreSQL database)."""
+    settings = Settings()
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await recharge_engine.run_worker(
+                session_factory(engine),
+                StripeGateway.from_settings(settings),
+                stop_event=stop,
+                poll_interval=settings.worker_poll_seconds,
+            )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
 
 
 @app.command()

@@ -1,5 +1,6 @@
 """The composition root: settings, engine, the Strawberry schema, Starlette routes and the lifespan."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types.execution import ExecutionResult
 
-from billing import auth
+from billing import auth, recharge_engine
 from billing.config import VAR_DIR, Environment, Settings
 from billing.db import SessionFactory, create_engine, session_factory
 from billing.graphiql import render_graphiql
@@ -141,9 +142,23 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
         if sessions is None:
             engine = create_engine(settings.database_url)
             app.state.session_factory = session_factory(engine)
+        stop = asyncio.Event()
+        worker = None
+        if settings.embedded_worker and app.state.stripe is not None:
+            worker = asyncio.create_task(
+                recharge_engine.run_worker(
+                    app.state.session_factory,
+                    app.state.stripe,
+                    stop_event=stop,
+                    poll_interval=settings.worker_poll_seconds,
+                )
+            )
         try:
             yield
         finally:
+            stop.set()
+            if worker is not None:
+                await worker
             if engine is not None:
                 await engine.dispose()
 

@@ -48,6 +48,7 @@ class Principal:
 
     @property
     def may_record_usage(self) -> bool:
+        """Usage reporters are trusted services that report for every account (and read none)."""
         return self.kind in (PrincipalKind.USAGE_REPORTER, PrincipalKind.ADMIN)
 
     @property

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_top_up_minor: int = 1_000_000
     # An account without auto-recharge is "low" below this (minor units); with it, below its threshold.
     low_balance_threshold_minor: int = 1_000
+    # The auto-recharge worker runs inside the gateway by default; turn off where `cli worker` runs apart.
+    embedded_worker: bool = True
+    worker_poll_seconds: float = 5.0
 
     @property
     def is_production(self) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import customers, ledger
+from billing import customers, ledger, recharge_engine
 from billing.company import missing_company_fields
 from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
@@ -232,7 +232,7 @@ def _outcome(entry: Transaction, balance_minor: int, client_secret: str | None) 
 
 
 async def apply_charge_result(session: AsyncSession, entry_id: int, result: ChargeResult) -> Transaction:
-    """Settle a top-up from what Stripe says happened; safe to repeat and to receive out of order.
+    """Settle a top-up or auto-recharge from what Stripe says happened; safe to repeat and out of order.
 
     Used by addFunds itself, by webhooks and by reconciliation: whichever comes first settles, the rest see a
     settled entry and change nothing.
@@ -243,12 +243,13 @@ async def apply_charge_result(session: AsyncSession, entry_id: int, result: Char
         )
         if entry.status != TransactionStatus.SUCCEEDED:
             await _credit_late_success(session, entry, result)
+        await recharge_engine.follow_settlement(session, entry)
         return entry
     if result.status == "declined":
         status = (
             TransactionStatus.CANCELED if result.decline_code == CANCELED_CODE else TransactionStatus.FAILED
         )
-        return await ledger.settle(
+        entry = await ledger.settle(
             session,
             entry_id,
             status,
@@ -256,6 +257,8 @@ async def apply_charge_result(session: AsyncSession, entry_id: int, result: Char
             failure_message=result.message,
             stripe_payment_intent_id=result.payment_intent_id,
         )
+        await recharge_engine.follow_settlement(session, entry)
+        return entry
     pending = await session.get(Transaction, entry_id)
     if pending is None:
         raise NotFound(f"transaction {entry_id} not found")

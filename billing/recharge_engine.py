@@ -46,6 +46,7 @@ from models import (
     PaymentMethod,
     Recharge,
     RechargeStatus,
+    Transaction,
     TransactionKind,
     TransactionStatus,
 )
@@ -385,18 +386,45 @@ async def _finish(session: AsyncSession, item: _Claimed, result: ChargeResult, *
         )
         _finish_as(recharge, RechargeStatus.FAILED, message, now)
         if settings is not None:
-            settings.consecutive_failures += 1
-            if result.decline_code == "authentication_required":
-                # The bank wants 3-D Secure but gave nothing to authenticate with: retrying cannot help.
-                settings.suspended_reason = f"Your bank asks you to authenticate this card: {message}"
-            elif settings.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-                settings.suspended_reason = (
-                    f"{settings.consecutive_failures} failed attempts in a row: {message}"
-                )
+            _count_failure(settings, message, result.decline_code)
         await session.flush()
         await schedule_if_low(session, [account], now=now)
     if settings is not None:
         settings.updated_at = now
+
+
+def _count_failure(settings: AutoRechargeSettings, message: str, decline_code: str | None) -> None:
+    settings.consecutive_failures += 1
+    if decline_code == "authentication_required":
+        # The bank wants 3-D Secure but gave nothing to authenticate with: retrying cannot help.
+        settings.suspended_reason = f"Your bank asks you to authenticate this card: {message}"
+    elif settings.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+        settings.suspended_reason = f"{settings.consecutive_failures} failed attempts in a row: {message}"
+
+
+async def follow_settlement(session: AsyncSession, entry: Transaction) -> None:
+    """Stripe settled an auto-recharge after the engine's charge call returned (the customer finished
+    3-D Secure, or the bank finished processing): the recharge and the account's auto-recharge state follow.
+    Called by webhooks and reconciliation once the ledger entry is settled; repeating it changes nothing."""
+    if entry.kind != TransactionKind.AUTO_RECHARGE or entry.status == TransactionStatus.PENDING:
+        return
+    statement = select(Recharge).where(Recharge.transaction_id == entry.id).with_for_update()
+    recharge = (await session.exec(statement)).first()
+    settings = await session.get(AutoRechargeSettings, entry.account_id)
+    if recharge is None or settings is None or recharge.status != RechargeStatus.ACTION_REQUIRED:
+        return
+    now = utcnow()
+    settings.action_required_client_secret = None
+    settings.updated_at = now
+    if entry.status == TransactionStatus.SUCCEEDED:
+        _finish_as(
+            recharge, RechargeStatus.SUCCEEDED, "Confirmed by the customer; the card was charged.", now
+        )
+        settings.consecutive_failures = 0
+    else:
+        message = entry.failure_message or "The confirmation did not go through."
+        _finish_as(recharge, RechargeStatus.FAILED, message, now)
+        _count_failure(settings, message, entry.failure_code)
 
 
 def _finish_as(recharge: Recharge, status: RechargeStatus, message: str, now: datetime) -> None:

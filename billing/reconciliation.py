@@ -33,7 +33,7 @@ class ReconcileReport:
     still_pending: list[int] = field(default_factory=list)  # waiting for the customer (3-D Secure) or Stripe
 
 
-async def _stale_top_ups(
+async def _stale_payments(
     factory: SessionFactory, older_than: datetime
 ) -> list[tuple[Transaction, str | None]]:
     async with unit_of_work(factory) as session:
@@ -41,7 +41,8 @@ async def _stale_top_ups(
             select(Transaction, Account.stripe_customer_id)
             .join(Account, col(Account.id) == col(Transaction.account_id))
             .where(
-                Transaction.kind == TransactionKind.TOP_UP,
+                # Auto-recharges too: a worker that died mid-charge, or a 3-D Secure nobody reported back.
+                col(Transaction.kind).in_([TransactionKind.TOP_UP, TransactionKind.AUTO_RECHARGE]),
                 Transaction.status == TransactionStatus.PENDING,
                 col(Transaction.created_at) < older_than,
             )
@@ -72,7 +73,7 @@ async def reconcile(
     """Settle every top-up pending for longer than `pending_for`. Stripe being down raises
     PaymentProviderUnavailable after the entries before it were settled; a later run carries on."""
     report = ReconcileReport()
-    for entry, customer_id in await _stale_top_ups(factory, (now or utcnow()) - pending_for):
+    for entry, customer_id in await _stale_payments(factory, (now or utcnow()) - pending_for):
         assert entry.id is not None
         intent = await _intent_for(gateway, entry, customer_id)
         result = NOT_CHARGED if intent is None else intent.charge
@@ -83,5 +84,5 @@ async def reconcile(
             TransactionStatus.PENDING: report.still_pending,
         }.get(TransactionStatus(settled.status), report.failed)
         outcome.append(entry.id)
-        logger.info("reconciled top-up %s: %s", entry.id, settled.status)
+        logger.info("reconciled payment %s: %s", entry.id, settled.status)
     return report

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import insert, true
+from sqlalchemy import false, insert, true
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,7 +27,7 @@ from billing.auth import Principal
 from billing.errors import DomainError
 from billing.months import month_of
 from billing.usage_rollups import RollupIncrement, add_to_rollups
-from models import Account, LeadPlanSubscription, PrincipalKind, Transaction, TransactionKind, UsageCategory
+from models import Account, LeadPlanSubscription, Transaction, TransactionKind, UsageCategory
 from models import UsageEvent as UsageEventRow
 from models.types import utcnow
 
@@ -173,15 +173,9 @@ async def _lock_visible_accounts(
     session: AsyncSession, principal: Principal, account_ids: set[int]
 ) -> dict[int, Account]:
     """The batch's accounts the principal may report for, locked in id order; others are simply absent."""
-    # A usage reporter is a trusted service that reports for every account; others report within their scope.
-    scope = (
-        true()
-        if principal.kind is PrincipalKind.USAGE_REPORTER
-        else principal.account_filter(col(Account.id))
-    )
     statement = (
         select(Account)
-        .where(col(Account.id).in_(account_ids), scope)
+        .where(col(Account.id).in_(account_ids), true() if principal.may_record_usage else false())
         .order_by(col(Account.id))
         .with_for_update()
         .execution_options(populate_existing=True)

@@ -62,7 +62,7 @@ def _metadata(obj: dict[str, Any]) -> dict[str, str]:
 async def _payment_intent(session: AsyncSession, _gateway: StripeGateway, intent: dict[str, Any]) -> None:
     entry = await payments.entry_for_intent(session, intent["id"], _metadata(intent))
     if entry is None or entry.id is None:
-        return  # not one of our top-ups (auto-recharge keeps its own books)
+        return  # not a payment of ours
     await payments.apply_charge_result(session, entry.id, charge_result(intent, off_session=False))
 
 

@@ -131,7 +131,8 @@ async def committing_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(environment=Environment.TEST, stripe_secret_key="sk_test_unused")
+    # No embedded worker: tests drive the recharge engine themselves, pass by pass.
+    return Settings(environment=Environment.TEST, stripe_secret_key="sk_test_unused", embedded_worker=False)
 
 
 @pytest.fixture

@@ -22,14 +22,15 @@ def localstripe_url() -> Iterator[str]:
 
 
 def stripe_settings(api_base: str, **overrides: Any) -> Settings:
-    return Settings(
-        stripe_secret_key=STRIPE_KEY,
-        stripe_api_base=api_base,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_timeout_seconds=10,
-        stripe_max_network_retries=0,
-        **overrides,
-    )
+    fields: dict[str, Any] = {
+        "stripe_secret_key": STRIPE_KEY,
+        "stripe_api_base": api_base,
+        "stripe_webhook_secret": WEBHOOK_SECRET,
+        "stripe_timeout_seconds": 10,
+        "stripe_max_network_retries": 0,
+        "embedded_worker": False,  # tests drive the recharge engine themselves
+    }
+    return Settings(**(fields | overrides))
 
 
 @pytest.fixture(scope="session")

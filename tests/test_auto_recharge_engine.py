@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import ledger, recharge_engine
+from billing import ledger, recharge_engine, reconciliation
 from billing.auto_recharge import auto_recharge_views
 from billing.db import SessionFactory
 from billing.stripe_gateway import ChargeResult, PaymentProviderUnavailable, StripeGateway
@@ -187,6 +187,35 @@ async def test_three_d_secure_moves_to_action_required_and_stops_retrying(
     # The pending entry waits for the customer; Stripe's webhook settles it once they authenticate.
     assert [e.status for e in await auto_recharge_entries(session, account)] == [TransactionStatus.PENDING]
     assert await assert_invariant(session, account) == -200
+
+
+async def test_once_the_customer_authenticates_the_recharge_is_credited_and_auto_recharge_resumes(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+) -> None:
+    account, card = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00")
+    await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW)
+    assert account.id is not None
+    secret = (await auto_recharge_views(session, ADMIN, [account.id], now=NOW))[
+        account.id
+    ].action_client_secret
+    assert secret is not None
+
+    await localstripe.complete_3ds(secret.split("_secret_")[0], secret)
+    # Stripe's webhook would settle it; reconciliation, which takes the same path, stands in for it here.
+    report = await reconciliation.reconcile(session_factory, stripe_gateway, pending_for=timedelta(0))
+    again = await reconciliation.reconcile(session_factory, stripe_gateway, pending_for=timedelta(0))
+
+    [entry] = await auto_recharge_entries(session, account)
+    assert report.succeeded == [entry.id] and again.succeeded == []
+    assert entry.status == TransactionStatus.SUCCEEDED
+    assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED]
+    assert await state_of(session, account) is AutoRechargeState.ACTIVE
+    assert await assert_invariant(session, account) == -100 + entry.amount_minor
 
 
 async def test_the_monthly_limit_is_never_exceeded(
