@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
-from billing import ledger, recharge_engine
+from billing import recharge_engine
 from billing.db import session_factory, unit_of_work
 from models import Recharge, RechargeStatus
 from tests.conftest import ROOT
 from tests.factories import create_account, create_payment_method
 from tests.fake_gateway import FakeGateway
+from tests.ledger_checks import checked_balance
 from tests.usage_factories import enable_auto_recharge
 
 PROCESSES = 2
@@ -60,7 +61,5 @@ async def test_200_concurrent_debits_from_two_processes_schedule_and_charge_once
     async with unit_of_work(factory) as session:
         found = (await session.exec(select(Recharge).where(Recharge.account_id == account.id))).all()
         assert [r.status for r in found] == [RechargeStatus.SUCCEEDED]
-        balance = (await ledger.lock_account(session, account.id)).balance_minor
-        assert balance == await ledger.succeeded_sum(session, account.id)
-        assert balance == 10_000 - PROCESSES * DEBITS_PER_PROCESS * 45
+        assert await checked_balance(session, account) == 10_000 - PROCESSES * DEBITS_PER_PROCESS * 45
     assert gateway.charges == 1

@@ -32,6 +32,7 @@ from models import (
 from models.types import utcnow
 from tests.factories import create_account, create_payment_method
 from tests.fake_gateway import DiesAfterCharging, FakeGateway
+from tests.ledger_checks import checked_balance
 from tests.payments_helpers import DECLINED_CARD, THREE_D_SECURE_CARD, ready_account
 from tests.stripe_server import LocalStripe
 from tests.usage_factories import ADMIN, REPORTER, call, enable_auto_recharge
@@ -85,13 +86,6 @@ async def state_of(session: AsyncSession, account: Account, now: datetime = NOW)
     return (await auto_recharge_views(session, ADMIN, [account.id], now=now))[account.id].state
 
 
-async def assert_invariant(session: AsyncSession, account: Account) -> int:
-    assert account.id is not None
-    locked = await ledger.lock_account(session, account.id)
-    assert locked.balance_minor == await ledger.succeeded_sum(session, account.id)
-    return locked.balance_minor
-
-
 async def fake_ready_account(session: AsyncSession) -> tuple[Account, PaymentMethod]:
     account = await create_account(session)
     account.stripe_customer_id = f"cus_fake_{account.id}"
@@ -121,7 +115,7 @@ async def test_a_debit_below_the_threshold_schedules_one_recharge_and_the_worker
     assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED]
     entries = await auto_recharge_entries(session, account)
     assert [(e.status, e.amount_minor) for e in entries] == [(TransactionStatus.SUCCEEDED, 10_000)]
-    assert await assert_invariant(session, account) == 6_000 - 1_200 + 10_000
+    assert await checked_balance(session, account) == 6_000 - 1_200 + 10_000
     assert account.stripe_customer_id is not None
     assert [c["amount"] for c in await localstripe.charges(account.stripe_customer_id)] == [10_000]
     assert await state_of(session, account) is AutoRechargeState.ACTIVE
@@ -162,7 +156,7 @@ async def test_a_decline_backs_off_an_hour_and_three_in_a_row_suspend(
     assert settings is not None and settings.consecutive_failures == 3
     assert settings.suspended_reason is not None and settings.suspended_reason.startswith("3 failed attempts")
     assert await state_of(session, account) is AutoRechargeState.SUSPENDED
-    assert await assert_invariant(session, account) == -300
+    assert await checked_balance(session, account) == -300
 
 
 async def test_three_d_secure_moves_to_action_required_and_stops_retrying(
@@ -186,7 +180,7 @@ async def test_three_d_secure_moves_to_action_required_and_stops_retrying(
     assert view.action_client_secret is not None and "_secret_" in view.action_client_secret
     # The pending entry waits for the customer; Stripe's webhook settles it once they authenticate.
     assert [e.status for e in await auto_recharge_entries(session, account)] == [TransactionStatus.PENDING]
-    assert await assert_invariant(session, account) == -200
+    assert await checked_balance(session, account) == -200
 
 
 async def test_once_the_customer_authenticates_the_recharge_is_credited_and_auto_recharge_resumes(
@@ -215,7 +209,7 @@ async def test_once_the_customer_authenticates_the_recharge_is_credited_and_auto
     assert entry.status == TransactionStatus.SUCCEEDED
     assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED]
     assert await state_of(session, account) is AutoRechargeState.ACTIVE
-    assert await assert_invariant(session, account) == -100 + entry.amount_minor
+    assert await checked_balance(session, account) == -100 + entry.amount_minor
 
 
 async def test_the_monthly_limit_is_never_exceeded(
@@ -242,7 +236,7 @@ async def test_the_monthly_limit_is_never_exceeded(
     await spend(session, account, "1.00", at=next_month)
     assert await recharge_engine.run_once(session_factory, stripe_gateway, now=next_month) == 1
     assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED] * 3
-    assert await assert_invariant(session, account) == 30_000 - 500
+    assert await checked_balance(session, account) == 30_000 - 500
 
 
 async def test_a_worker_killed_after_the_charge_is_finished_exactly_once(
@@ -272,7 +266,7 @@ async def test_a_worker_killed_after_the_charge_is_finished_exactly_once(
     [done] = await recharges(session, account)
     assert done.status == RechargeStatus.SUCCEEDED and done.attempts == 2
     assert [e.status for e in await auto_recharge_entries(session, account)] == [TransactionStatus.SUCCEEDED]
-    assert await assert_invariant(session, account) == 10_000 - 100
+    assert await checked_balance(session, account) == 10_000 - 100
 
 
 async def test_an_outage_keeps_the_recharge_and_retries_with_the_same_key(
@@ -294,7 +288,7 @@ async def test_an_outage_keeps_the_recharge_and_retries_with_the_same_key(
     gateway.outcome = FakeGateway().outcome
     assert await recharge_engine.run_once(session_factory, gateway, now=NOW + timedelta(minutes=2)) == 1
     assert gateway.calls == [f"recharge:{waiting.id}"] * 2 and gateway.charges == 1
-    assert await assert_invariant(session, account) == 10_000 - 100
+    assert await checked_balance(session, account) == 10_000 - 100
 
 
 async def test_a_recharge_no_longer_needed_is_canceled_without_charging(

@@ -10,6 +10,7 @@ from billing import ledger
 from billing.db import session_factory, unit_of_work
 from models import Account, TransactionKind, TransactionStatus
 from tests.factories import create_account
+from tests.ledger_checks import checked_balance
 
 
 async def post_top_up(
@@ -27,18 +28,12 @@ async def post_top_up(
     )
 
 
-async def assert_invariant(session: AsyncSession, account: Account) -> None:
-    assert account.id is not None
-    locked = await ledger.lock_account(session, account.id)
-    assert locked.balance_minor == await ledger.succeeded_sum(session, account.id)
-
-
 async def test_succeeded_posting_moves_the_balance(session: AsyncSession) -> None:
     account = await create_account(session)
     await post_top_up(session, account, 1_000, "a")
     await post_top_up(session, account, -250, "b")
     assert account.balance_minor == 750
-    await assert_invariant(session, account)
+    await checked_balance(session, account)
 
 
 async def test_same_idempotency_key_posts_once(session: AsyncSession) -> None:
@@ -48,7 +43,7 @@ async def test_same_idempotency_key_posts_once(session: AsyncSession) -> None:
     assert first.created and not second.created
     assert second.transaction.id == first.transaction.id
     assert account.balance_minor == 1_000
-    await assert_invariant(session, account)
+    await checked_balance(session, account)
 
 
 async def test_pending_counts_only_once_settled_and_settles_once(session: AsyncSession) -> None:
@@ -61,7 +56,7 @@ async def test_pending_counts_only_once_settled_and_settles_once(session: AsyncS
     again = await ledger.settle(session, entry_id, TransactionStatus.FAILED, failure_code="late")
     assert again.status == TransactionStatus.SUCCEEDED and again.failure_code is None
     assert account.balance_minor == 2_000
-    await assert_invariant(session, account)
+    await checked_balance(session, account)
 
 
 async def test_failed_settlement_leaves_the_balance(session: AsyncSession) -> None:
@@ -72,7 +67,7 @@ async def test_failed_settlement_leaves_the_balance(session: AsyncSession) -> No
         session, posting.transaction.id, TransactionStatus.FAILED, failure_code="card_declined"
     )
     assert entry.status == TransactionStatus.FAILED and account.balance_minor == 0
-    await assert_invariant(session, account)
+    await checked_balance(session, account)
 
 
 async def test_reversal_is_a_new_entry(session: AsyncSession) -> None:
@@ -88,7 +83,7 @@ async def test_reversal_is_a_new_entry(session: AsyncSession) -> None:
     )
     assert reversal.transaction.reverses_id == original.id
     assert original.amount_minor == 1_500 and account.balance_minor == 0
-    await assert_invariant(session, account)
+    await checked_balance(session, account)
 
 
 @pytest.mark.postgres_only
@@ -116,6 +111,6 @@ async def test_100_concurrent_postings_keep_the_invariant(committing_engine: Asy
 
     await asyncio.gather(*(one(i) for i in range(100)))
     async with unit_of_work(factory) as session:
-        stored = (await ledger.lock_account(session, account_id)).balance_minor
-        assert stored == await ledger.succeeded_sum(session, account_id)
-        assert stored == sum(100 + key for key in {key_of(i) for i in range(100)})
+        assert await checked_balance(session, account_id) == sum(
+            100 + key for key in {key_of(i) for i in range(100)}
+        )

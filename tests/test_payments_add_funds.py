@@ -16,6 +16,7 @@ from billing.payments import AddFundsRequest
 from billing.stripe_gateway import PaymentProviderUnavailable, StripeGateway
 from models import Company, Transaction, TransactionStatus
 from tests.factories import create_account, create_company, create_payment_method
+from tests.ledger_checks import checked_balance
 from tests.payments_helpers import DECLINED_CARD, THREE_D_SECURE_CARD, ready_account
 from tests.stripe_server import LocalStripe
 
@@ -27,12 +28,6 @@ def request(account_id: int | None, method_id: int | None, amount: str, key: str
     return AddFundsRequest(
         account_id=account_id, payment_method_id=method_id, amount=amount, idempotency_key=key
     )
-
-
-async def assert_invariant(session: AsyncSession, account_id: int) -> int:
-    account = await ledger.lock_account(session, account_id)
-    assert account.balance_minor == await ledger.succeeded_sum(session, account_id)
-    return account.balance_minor
 
 
 async def test_success_credits_at_once(
@@ -50,7 +45,7 @@ async def test_success_credits_at_once(
     assert result.transaction.status == TransactionStatus.SUCCEEDED
     assert result.transaction.stripe_payment_intent_id is not None
     assert account.id is not None
-    assert await assert_invariant(session, account.id) == 2_550
+    assert await checked_balance(session, account.id) == 2_550
     assert account.stripe_customer_id is not None
     charges = await localstripe.charges(account.stripe_customer_id)
     assert [c["amount"] for c in charges] == [2_550]
@@ -117,7 +112,7 @@ async def test_decline_fails_the_entry_and_keeps_the_balance(
     entry = declined.value.transaction
     assert entry.status == TransactionStatus.FAILED and entry.failure_code == "card_declined"
     assert account.id is not None
-    assert await assert_invariant(session, account.id) == 0
+    assert await checked_balance(session, account.id) == 0
     # The same key again gives the same answer and charges nothing more.
     with pytest.raises(payments.PaymentDeclined):
         await payments.add_funds(
@@ -200,7 +195,7 @@ async def test_crash_after_stripe_charged_is_healed_by_reconciliation_once(
         and entry.status == TransactionStatus.PENDING
         and entry.stripe_payment_intent_id is None
     )
-    assert await assert_invariant(session, account.id) == 0
+    assert await checked_balance(session, account.id) == 0
 
     # Not yet old enough: left alone.
     early = await reconciliation.reconcile(session_factory, stripe_gateway, pending_for=timedelta(minutes=10))
@@ -209,7 +204,7 @@ async def test_crash_after_stripe_charged_is_healed_by_reconciliation_once(
         await reconciliation.reconcile(session_factory, stripe_gateway, pending_for=timedelta(0))
     await session.refresh(entry)
     assert entry.status == TransactionStatus.SUCCEEDED and entry.stripe_payment_intent_id is not None
-    assert await assert_invariant(session, account.id) == 4_000
+    assert await checked_balance(session, account.id) == 4_000
     assert account.stripe_customer_id is not None
     assert len(await localstripe.charges(account.stripe_customer_id)) == 1
 
@@ -240,7 +235,7 @@ async def test_reconciliation_fails_an_entry_stripe_never_charged(
     assert entry is not None and entry.id in report.failed
     await session.refresh(entry)
     assert entry.status == TransactionStatus.FAILED and entry.failure_code == "not_charged"
-    assert await assert_invariant(session, account.id) == 0
+    assert await checked_balance(session, account.id) == 0
 
 
 @pytest.mark.postgres_only
@@ -261,7 +256,7 @@ async def test_fifty_concurrent_top_ups_on_one_account(
     assert all(result.status == "succeeded" for result in results)
     assert account.id is not None and account.stripe_customer_id is not None
     async with unit_of_work(factory) as session:
-        assert await assert_invariant(session, account.id) == 50 * 1_000
+        assert await checked_balance(session, account.id) == 50 * 1_000
     assert len(await localstripe.charges(account.stripe_customer_id)) == 50
 
 
@@ -281,5 +276,5 @@ async def test_concurrent_requests_with_one_key_charge_once(
     assert len({result.transaction.id for result in results}) == 1
     assert account.id is not None and account.stripe_customer_id is not None
     async with unit_of_work(factory) as session:
-        assert await assert_invariant(session, account.id) == 1_000
+        assert await checked_balance(session, account.id) == 1_000
     assert len(await localstripe.charges(account.stripe_customer_id)) == 1

@@ -15,6 +15,7 @@ from billing.funding import FundingState, funding_states
 from billing.usage import MAX_EVENTS_PER_BATCH, UsageRejected, record_usage
 from models import PrincipalKind, Transaction, TransactionKind, UsageEvent, UsageRollup
 from tests.factories import create_account
+from tests.ledger_checks import checked_balance
 from tests.usage_factories import REPORTER, ai_request, call, create_lead_plan, lead
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
@@ -47,8 +48,7 @@ async def test_a_batch_is_debited_once_per_category_and_linked_to_its_events(ses
         "call": {by_category["calls"]},
         "ai_agent": {by_category["ai_agent"]},
     }
-    assert account.id is not None
-    assert account.balance_minor == await ledger.succeeded_sum(session, account.id)
+    assert account.balance_minor == await checked_balance(session, account)
 
 
 async def test_a_retried_event_is_applied_once(session: AsyncSession) -> None:

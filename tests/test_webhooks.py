@@ -23,11 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from billing import ledger, payments
+from billing import payments
 from billing.db import SessionFactory
 from billing.stripe_gateway import StripeGateway
 from models import PaymentMethod, StripeEvent, Transaction, TransactionKind, TransactionStatus
 from resolvers.webhooks import stripe_webhook_endpoint
+from tests.ledger_checks import checked_balance
 from tests.payments_helpers import THREE_D_SECURE_CARD, ready_account
 from tests.stripe_server import WEBHOOK_SECRET, LocalStripe, free_port
 from tests.test_payments_add_funds import SETTINGS, request
@@ -105,12 +106,6 @@ async def top_up(
     return result.transaction
 
 
-async def balance(session: AsyncSession, account_id: int) -> int:
-    account = await ledger.lock_account(session, account_id)
-    assert account.balance_minor == await ledger.succeeded_sum(session, account_id)
-    return account.balance_minor
-
-
 async def test_refunds_take_only_the_newly_refunded_part_once(
     session: AsyncSession,
     session_factory: SessionFactory,
@@ -138,10 +133,10 @@ async def test_refunds_take_only_the_newly_refunded_part_once(
     assert (await deliver(webhook_client, first)).json() == {"received": True, "duplicate": False}
     assert (await deliver(webhook_client, first)).json() == {"received": True, "duplicate": True}
     await deliver(webhook_client, event("charge.refunded", refunded(1_000)))  # another event, same state
-    assert await balance(session, entry.account_id) == 3_000
+    assert await checked_balance(session, entry.account_id) == 3_000
     await deliver(webhook_client, event("charge.refunded", refunded(2_500)))
     await deliver(webhook_client, event("charge.refunded", refunded(1_000)))  # late, older state
-    assert await balance(session, entry.account_id) == 1_500
+    assert await checked_balance(session, entry.account_id) == 1_500
     refunds = (await session.exec(select(Transaction).where(Transaction.reverses_id == entry.id))).all()
     assert sorted(r.amount_minor for r in refunds) == [-1_500, -1_000]
     assert all(r.kind == TransactionKind.REFUND and r.status == TransactionStatus.SUCCEEDED for r in refunds)
@@ -175,7 +170,7 @@ async def test_out_of_order_events_only_move_forward(
     assert entry is not None
     await session.refresh(entry)
     assert entry.status == TransactionStatus.SUCCEEDED
-    assert await balance(session, account.id) == 3_000
+    assert await checked_balance(session, account.id) == 3_000
 
 
 async def test_payment_method_events_keep_the_mirror(
@@ -262,4 +257,4 @@ async def test_three_d_secure_is_settled_by_localstripe_s_own_signed_webhook(
     assert entry is not None
     await session.refresh(entry)
     assert entry.status == TransactionStatus.SUCCEEDED
-    assert await balance(session, account.id) == 3_000
+    assert await checked_balance(session, account.id) == 3_000

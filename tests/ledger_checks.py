@@ -1,0 +1,15 @@
+"""The ledger invariant, checked wherever a test looks at a balance."""
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import ledger
+from models import Account
+
+
+async def checked_balance(session: AsyncSession, account: Account | int | None) -> int:
+    """The stored balance, after asserting it equals the sum of the account's succeeded entries."""
+    account_id = account.id if isinstance(account, Account) else account
+    assert account_id is not None
+    stored = (await ledger.lock_account(session, account_id)).balance_minor
+    assert stored == await ledger.succeeded_sum(session, account_id)
+    return stored
