@@ -6,6 +6,7 @@ from enum import StrEnum
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.auth import Principal
 from models import Account, AutoRechargeSettings
 
 
@@ -27,21 +28,18 @@ def funding_state(
 
 
 async def funding_states(
-    session: AsyncSession, account_ids: Sequence[int], default_low_minor: int
+    session: AsyncSession, principal: Principal, account_ids: Sequence[int], default_low_minor: int
 ) -> dict[int, FundingState]:
-    """States for many accounts in two statements; unknown ids are left out."""
-    balances = dict(
-        (
-            await session.exec(
-                select(Account.id, Account.balance_minor).where(col(Account.id).in_(account_ids))
-            )
-        ).all()
+    """States for many accounts in two statements; unknown and invisible ids are left out."""
+    statement = select(Account.id, Account.balance_minor).where(
+        col(Account.id).in_(account_ids), principal.account_filter(col(Account.id))
     )
+    balances = dict((await session.exec(statement)).all())
     settings = {
         row.account_id: row
         for row in (
             await session.exec(
-                select(AutoRechargeSettings).where(col(AutoRechargeSettings.account_id).in_(account_ids))
+                select(AutoRechargeSettings).where(col(AutoRechargeSettings.account_id).in_(balances))
             )
         ).all()
     }

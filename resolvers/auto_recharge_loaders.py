@@ -21,5 +21,6 @@ class FundingStateByAccount(Loader[int, FundingState | None]):
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[int]
     ) -> dict[int, FundingState]:
-        # The keys are accounts already loaded through the principal's scope.
-        return await funding_states(session, keys, self.context.settings.low_balance_threshold_minor)
+        return await funding_states(
+            session, principal, keys, self.context.settings.low_balance_threshold_minor
+        )

@@ -4,7 +4,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -13,10 +12,11 @@ from billing import ledger
 from billing.auth import Principal
 from billing.funding import FundingState, funding_states
 from billing.usage import MAX_EVENTS_PER_BATCH, UsageRejected, record_usage
-from models import PrincipalKind, Transaction, TransactionKind, UsageEvent, UsageRollup
+from models import Account, PrincipalKind, Transaction, TransactionKind, UsageEvent, UsageRollup
 from tests.factories import create_account
 from tests.ledger_checks import checked_balance
-from tests.usage_factories import REPORTER, ai_request, call, create_lead_plan, lead
+from tests.statements import recorded_statements
+from tests.usage_factories import ADMIN, REPORTER, ai_request, call, create_lead_plan, lead
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(hours=2)
@@ -134,32 +134,39 @@ async def test_funding_state_follows_the_balance(session: AsyncSession) -> None:
         )
     await record_usage(session, REPORTER, [call(broke, EARLIER)], now=NOW)
     ids = [a.id or 0 for a in (rich, low, broke)]
-    states = await funding_states(session, ids, default_low_minor=1_000)
+    states = await funding_states(session, ADMIN, ids, default_low_minor=1_000)
     assert [states[i] for i in ids] == [FundingState.OK, FundingState.LOW, FundingState.DEPLETED]
 
 
-async def test_a_full_batch_costs_a_handful_of_statements(session: AsyncSession, engine: AsyncEngine) -> None:
-    """1,000 events over the three categories of one account: the count must not grow with the events."""
-    account = await create_account(session)
-    plan = await create_lead_plan(session, account)
+async def full_batch_statements(
+    session: AsyncSession, engine: AsyncEngine, accounts: list[Account]
+) -> list[str]:
+    """The statements recording 1,000 events, a third of each category, spread over `accounts`."""
+    plans = [await create_lead_plan(session, account) for account in accounts]
     makers = (
-        lambda i: lead(account, plan, EARLIER),
-        lambda i: call(account, EARLIER),
-        lambda i: ai_request(account, EARLIER),
+        lambda i: lead(accounts[i % len(accounts)], plans[i % len(accounts)], EARLIER),
+        lambda i: call(accounts[i % len(accounts)], EARLIER),
+        lambda i: ai_request(accounts[i % len(accounts)], EARLIER),
     )
     events = [makers[i % 3](i) for i in range(MAX_EVENTS_PER_BATCH)]
-    statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(engine) as statements:
         result = await record_usage(session, REPORTER, events, now=NOW)
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert result.recorded == MAX_EVENTS_PER_BATCH
-    # lock + plans + duplicates + 3 x (lock, key lookup, insert entry, balance update) + events + rollup + settings
-    assert len(statements) <= 20, statements
-    stored = (await session.exec(select(Transaction).where(col(Transaction.account_id) == account.id))).all()
-    assert sum(t.amount_minor for t in stored) == account.balance_minor == -(334 * 2_500 + 333 * 45 + 333 * 3)
+    return statements
+
+
+async def test_a_full_batch_costs_a_handful_of_statements_however_many_accounts(
+    session: AsyncSession, engine: AsyncEngine
+) -> None:
+    """1,000 events over one account and over 100: the count grows neither with events nor with accounts."""
+    one = await create_account(session)
+    hundred = [await create_account(session) for _ in range(100)]
+    alone = await full_batch_statements(session, engine, [one])
+    spread = await full_batch_statements(session, engine, hundred)
+
+    # lock + plans + duplicates + ledger (lock, keys, entries, balances) + events + rollups + auto-recharge settings
+    assert len(alone) == len(spread) == 10, spread
+    stored = (await session.exec(select(Transaction).where(col(Transaction.account_id) == one.id))).all()
+    assert sum(t.amount_minor for t in stored) == one.balance_minor == -(334 * 2_500 + 333 * 45 + 333 * 3)
+    for account in hundred:
+        assert account.balance_minor == await checked_balance(session, account)
