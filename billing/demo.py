@@ -4,13 +4,17 @@ Idempotent: the demo account is found by its name, and everything is created onl
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import auth, fx, ledger, payment_methods
+from billing import auth, fx, ledger, payment_methods, usage
+from billing.auth import Principal
+from billing.money import to_decimal
+from billing.months import month_of
 from billing.stripe_gateway import StripeGateway
 from models import (
     Account,
@@ -27,6 +31,8 @@ from models.types import utcnow
 
 DEMO_ACCOUNT = "Nordlicht Solar GmbH"
 DEMO_PARTNER = "Demo Partner Agency"
+# The seed reports usage like the lead, calling and AI agent services do; no API key stands behind it.
+DEMO_REPORTER = Principal(kind=PrincipalKind.USAGE_REPORTER, api_key_id=0)
 SAMPLE_RATES = Path(__file__).resolve().parent.parent / "data" / "ecb-eurofxref-sample.xml"
 
 
@@ -44,20 +50,16 @@ async def _account(session: AsyncSession, name: str, currency: str, country: str
     return account
 
 
-async def _history(session: AsyncSession, account: Account) -> None:
-    """Top-ups and usage over the last weeks, through the ledger like real money."""
+async def _history(session: AsyncSession, account: Account, plans: list[LeadPlanSubscription]) -> None:
+    """Top-ups over the past weeks, then this month's usage reported the way the services report it."""
     assert account.id is not None
-    entries = [
+    credits = [
         (TransactionKind.TOP_UP, 250_000, "Top-up with Visa •••• 4242"),
-        (TransactionKind.USAGE_LEADS, -37_500, "Leads: 15 delivered (Solar installs, Bavaria)"),
-        (TransactionKind.USAGE_CALLS, -4_260, "Calls: 71 calls, 213 minutes"),
-        (TransactionKind.USAGE_AI_AGENT, -1_890, "AI agent: 420 requests, 1.2M tokens"),
-        (TransactionKind.TOP_UP, 100_000, "Top-up with Visa •••• 4242"),
-        (TransactionKind.USAGE_LEADS, -52_500, "Leads: 21 delivered (Solar installs, Bavaria)"),
         (TransactionKind.ADJUSTMENT, 5_000, "Goodwill credit: duplicate lead"),
-        (TransactionKind.USAGE_CALLS, -3_120, "Calls: 52 calls, 156 minutes"),
+        (TransactionKind.TOP_UP, 100_000, "Top-up with Visa •••• 4242"),
     ]
-    for index, (kind, amount, description) in enumerate(entries):
+    now = utcnow()
+    for index, (kind, amount, description) in enumerate(credits):
         posting = await ledger.post(
             session,
             account_id=account.id,
@@ -66,9 +68,45 @@ async def _history(session: AsyncSession, account: Account) -> None:
             description=description,
             idempotency_key=f"demo-{index}",
         )
-        # Spread the history over the past weeks so paging and date filters have something to show.
-        posting.transaction.created_at = utcnow() - timedelta(days=3 * (len(entries) - index))
-    await session.flush()
+        # Backdated, so paging and date filters have weeks of history to show.
+        posting.transaction.created_at = now - timedelta(days=9 * (len(credits) - index))
+    await usage.record_usage(
+        session, DEMO_REPORTER, _usage_events(account.id, account.time_zone, plans, now), now=now
+    )
+
+
+def _usage_events(
+    account_id: int, time_zone: str, plans: list[LeadPlanSubscription], now: datetime
+) -> list[usage.UsageEvent]:
+    """About 180 events spread from the start of this month (in the account's time zone) until now."""
+    start, _ = month_of(now, time_zone).bounds(time_zone)
+    step = (now - start) / 180
+    events = []
+    for index in range(180):
+        at = start + step * index
+        if index % 5 == 0:
+            plan = plans[index % 2]
+            assert plan.id is not None
+            cost, extra = to_decimal(plan.price_per_lead_minor, "EUR"), {"lead_plan_id": plan.id}
+            category = "lead"
+        elif index % 5 in (1, 2):
+            seconds = 45 + (index * 37) % 400
+            cost, extra, category = Decimal(seconds * 2) / 100, {"duration_seconds": seconds}, "call"
+        else:
+            tokens = 800 + (index * 131) % 3_000
+            cost = Decimal(tokens) / 20_000
+            extra, category = {"input_tokens": tokens, "output_tokens": tokens // 4}, "ai_agent"
+        events.append(
+            usage.UsageEvent(
+                external_id=f"demo-{category}-{index}",
+                account_id=account_id,
+                occurred_at=at,
+                category=category,
+                cost=cost.quantize(Decimal("0.01")),
+                **extra,
+            )
+        )
+    return events
 
 
 async def seed(session: AsyncSession) -> Demo:
@@ -95,20 +133,22 @@ async def seed(session: AsyncSession) -> Demo:
             country="DE",
         )
     )
-    for name, budget, price in (
-        ("Solar installs — Bavaria", 300_000, 2_500),
-        ("Heat pumps — Munich", 150_000, 3_000),
-    ):
-        session.add(
-            LeadPlanSubscription(
-                account_id=account.id,
-                name=name,
-                monthly_budget_minor=budget,
-                price_per_lead_minor=price,
-                currency="EUR",
-            )
+    plans = [
+        LeadPlanSubscription(
+            account_id=account.id,
+            name=name,
+            monthly_budget_minor=budget,
+            price_per_lead_minor=price,
+            currency="EUR",
         )
-    await _history(session, account)
+        for name, budget, price in (
+            ("Solar installs — Bavaria", 300_000, 2_500),
+            ("Heat pumps — Munich", 150_000, 3_000),
+        )
+    ]
+    session.add_all(plans)
+    await session.flush()
+    await _history(session, account, plans)
 
     partner = Partner(name=DEMO_PARTNER)
     session.add(partner)
