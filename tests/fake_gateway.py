@@ -1,11 +1,10 @@
-"""A stand-in for StripeGateway.charge where localstripe cannot play the part (Stripe-side idempotency, outages).
+"""A stand-in for StripeGateway.charge where no Stripe server is needed (outages, the worker loop, counting).
 
 Like Stripe, it replays the first result for a repeated idempotency key without charging again.
 """
 
 from dataclasses import replace
 from itertools import count
-from typing import Any
 
 from billing.stripe_gateway import ChargeResult, PaymentProviderUnavailable
 
@@ -44,11 +43,3 @@ class FakeGateway:
         result = replace(self.outcome, payment_intent_id=f"pi_fake_{next(_intents)}")
         self.results[idempotency_key] = result
         return result
-
-
-class DiesAfterCharging(FakeGateway):
-    """The worker process dies after Stripe charged but before the ledger was credited."""
-
-    async def charge(self, **kwargs: Any) -> ChargeResult:
-        await super().charge(**kwargs)
-        raise SystemExit("worker killed mid-recharge")

@@ -1,7 +1,8 @@
 """The auto-recharge engine: scheduling with the debit, charging once, declines, 3-D Secure, limits, crashes.
 
 Success, declines and 3-D Secure run against localstripe through the real gateway. Where localstripe cannot
-play the part, a FakeGateway does, and the test says so: Stripe-side idempotency (the crash test) and outages.
+play the part, the test says so: a stub Stripe API over HTTP for Stripe-side idempotency (the crash test) and
+off-session `authentication_required`; a FakeGateway for outages and the worker loop.
 Time is injected (`now=`), never slept.
 """
 
@@ -31,10 +32,11 @@ from models import (
 )
 from models.types import utcnow
 from tests.factories import create_account, create_payment_method
-from tests.fake_gateway import DiesAfterCharging, FakeGateway
+from tests.fake_gateway import FakeGateway
 from tests.ledger_checks import checked_balance
 from tests.payments_helpers import DECLINED_CARD, THREE_D_SECURE_CARD, ready_account
 from tests.stripe_server import LocalStripe
+from tests.stripe_stub import stub_gateway
 from tests.usage_factories import ADMIN, REPORTER, call, enable_auto_recharge
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -240,33 +242,60 @@ async def test_the_monthly_limit_is_never_exceeded(
 
 
 async def test_a_worker_killed_after_the_charge_is_finished_exactly_once(
-    session: AsyncSession, session_factory: SessionFactory
+    session: AsyncSession, session_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """FakeGateway: localstripe does not honour idempotency keys, and the replay is what makes this safe."""
+    """Stub Stripe over HTTP: localstripe ignores idempotency keys, and Stripe's replay is what makes this safe."""
     account, card = await fake_ready_account(session)
     await enable_auto_recharge(session, account, card)
     await spend(session, account, "1.00")
-    dying = DiesAfterCharging()
+    finish = recharge_engine._finish
 
-    with pytest.raises(SystemExit):
-        await recharge_engine.run_once(session_factory, dying, now=NOW)
-    [held] = await recharges(session, account)
-    assert (
-        held.status == RechargeStatus.PROCESSING and held.locked_until == NOW + recharge_engine.DEFAULT_LEASE
-    )
-    assert [e.status for e in await auto_recharge_entries(session, account)] == [TransactionStatus.PENDING]
+    async def killed(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit("worker killed between Stripe's answer and the ledger credit")
 
-    survivor = FakeGateway()
-    survivor.results = dying.results  # the same Stripe account: it remembers the first charge's key
-    assert await recharge_engine.run_once(session_factory, survivor, now=NOW + timedelta(minutes=1)) == 0
-    after_lease = NOW + recharge_engine.DEFAULT_LEASE + timedelta(seconds=1)
-    assert await recharge_engine.run_once(session_factory, survivor, now=after_lease) == 1
+    async with stub_gateway() as (gateway, stripe):
+        monkeypatch.setattr(recharge_engine, "_finish", killed)
+        with pytest.raises(SystemExit):
+            await recharge_engine.run_once(session_factory, gateway, now=NOW)
+        [held] = await recharges(session, account)
+        assert held.status == RechargeStatus.PROCESSING
+        assert held.locked_until == NOW + recharge_engine.DEFAULT_LEASE
+        assert [e.status for e in await auto_recharge_entries(session, account)] == [
+            TransactionStatus.PENDING
+        ]
 
-    assert survivor.charges == 1 and survivor.calls == [f"recharge:{held.id}"]
+        monkeypatch.setattr(recharge_engine, "_finish", finish)
+        assert await recharge_engine.run_once(session_factory, gateway, now=NOW + timedelta(minutes=1)) == 0
+        after_lease = NOW + recharge_engine.DEFAULT_LEASE + timedelta(seconds=1)
+        assert await recharge_engine.run_once(session_factory, gateway, now=after_lease) == 1
+
+    assert stripe.charges == 1 and stripe.keys == [f"recharge:{held.id}"] * 2
     [done] = await recharges(session, account)
     assert done.status == RechargeStatus.SUCCEEDED and done.attempts == 2
     assert [e.status for e in await auto_recharge_entries(session, account)] == [TransactionStatus.SUCCEEDED]
     assert await checked_balance(session, account) == 10_000 - 100
+
+
+async def test_off_session_authentication_required_waits_for_the_customer(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    """Stub Stripe over HTTP: localstripe answers requires_action where Stripe fails off-session charges with
+    `authentication_required`."""
+    account, card = await fake_ready_account(session)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00")
+    async with stub_gateway("authentication_required") as (gateway, stripe):
+        assert await recharge_engine.run_once(session_factory, gateway, now=NOW) == 1
+        await spend(session, account, "1.00", at=NOW + timedelta(hours=2))
+        assert await recharge_engine.run_once(session_factory, gateway, now=NOW + timedelta(hours=3)) == 0
+
+    assert stripe.charges == 1
+    assert [r.status for r in await recharges(session, account)] == [RechargeStatus.ACTION_REQUIRED]
+    assert account.id is not None
+    view = (await auto_recharge_views(session, ADMIN, [account.id], now=NOW))[account.id]
+    assert view.state is AutoRechargeState.ACTION_REQUIRED
+    assert view.action_client_secret == "pi_stub_1_secret_stub"
+    assert [e.status for e in await auto_recharge_entries(session, account)] == [TransactionStatus.PENDING]
 
 
 async def test_an_outage_keeps_the_recharge_and_retries_with_the_same_key(

@@ -19,6 +19,7 @@ from tests.factories import create_account, create_company, create_payment_metho
 from tests.ledger_checks import checked_balance
 from tests.payments_helpers import DECLINED_CARD, THREE_D_SECURE_CARD, ready_account
 from tests.stripe_server import LocalStripe
+from tests.stripe_stub import stub_gateway
 
 SETTINGS = Settings(min_top_up_minor=500, max_top_up_minor=1_000_000)
 
@@ -278,3 +279,21 @@ async def test_concurrent_requests_with_one_key_charge_once(
     async with unit_of_work(factory) as session:
         assert await checked_balance(session, account.id) == 1_000
     assert len(await localstripe.charges(account.stripe_customer_id)) == 1
+
+
+async def test_the_charge_carries_an_idempotency_key_from_our_transaction(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    """Stub Stripe over HTTP: localstripe ignores the Idempotency-Key header, so only a stub can show what is sent."""
+    account = await create_account(session)
+    await create_company(session, account)
+    method = await create_payment_method(session, account)
+    account.stripe_customer_id = "cus_stub"
+    await session.flush()
+    async with stub_gateway() as (gateway, stripe):
+        top_up = await payments.add_funds(
+            session_factory, gateway, SETTINGS, request(account.id, method.id, "12.34", "k")
+        )
+    assert top_up.status == "succeeded" and top_up.transaction.id is not None
+    assert stripe.keys == [payments.stripe_idempotency_key(top_up.transaction.id)]
+    assert await checked_balance(session, account) == 1_234

@@ -4,12 +4,9 @@ localstripe has no billing portal, so the session call goes to a stub Stripe API
 loopback port) through the real SDK and gateway.
 """
 
-import asyncio
 from collections.abc import AsyncIterator
-from urllib.parse import parse_qs
 
 import pytest
-import uvicorn
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,8 +16,8 @@ from starlette.routing import Route
 from billing import portal
 from billing.stripe_gateway import StripeGateway
 from tests.factories import create_account
-from tests.stripe_server import free_port, stripe_settings
-from tests.test_webhooks import started
+from tests.loopback import form, serving
+from tests.stripe_server import stripe_settings
 
 ALLOWLIST = ["https://app.example.com/billing", "http://localhost:3000"]
 
@@ -50,27 +47,21 @@ def test_return_url_allow_list(url: str, allowed: bool) -> None:
 @pytest.fixture
 async def stub_stripe() -> AsyncIterator[str]:
     async def create_session(request: Request) -> JSONResponse:
-        form = {key: values[0] for key, values in parse_qs((await request.body()).decode()).items()}
+        fields = form(await request.body())
         return JSONResponse(
             {
                 "id": "bps_1",
                 "object": "billing_portal.session",
-                "customer": form["customer"],
-                "return_url": form["return_url"],
-                "url": f"https://billing.stripe.test/p/{form['customer']}",
+                "customer": fields["customer"],
+                "return_url": fields["return_url"],
+                "url": f"https://billing.stripe.test/p/{fields['customer']}",
             }
         )
 
-    app = Starlette(routes=[Route("/v1/billing_portal/sessions", create_session, methods=["POST"])])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve())
-    await asyncio.wait_for(started(server), timeout=10)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await serving
+    async with serving(
+        Starlette(routes=[Route("/v1/billing_portal/sessions", create_session, methods=["POST"])])
+    ) as url:
+        yield url
 
 
 async def test_portal_session_for_the_account_customer(session: AsyncSession, stub_stripe: str) -> None:

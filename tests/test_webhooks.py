@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-import uvicorn
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.applications import Starlette
@@ -29,8 +28,9 @@ from billing.stripe_gateway import StripeGateway
 from models import PaymentMethod, StripeEvent, Transaction, TransactionKind, TransactionStatus
 from resolvers.webhooks import stripe_webhook_endpoint
 from tests.ledger_checks import checked_balance
+from tests.loopback import serving
 from tests.payments_helpers import THREE_D_SECURE_CARD, ready_account
-from tests.stripe_server import WEBHOOK_SECRET, LocalStripe, free_port
+from tests.stripe_server import WEBHOOK_SECRET, LocalStripe
 from tests.test_payments_add_funds import SETTINGS, request
 
 _ids = count(1)
@@ -207,12 +207,6 @@ async def test_payment_method_events_keep_the_mirror(
     assert remaining[0].is_default
 
 
-async def started(server: uvicorn.Server) -> None:
-    # uvicorn exposes only a flag to poll; callers bound the wait with wait_for.
-    while not server.started:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-
-
 async def test_three_d_secure_is_settled_by_localstripe_s_own_signed_webhook(
     session: AsyncSession,
     session_factory: SessionFactory,
@@ -239,20 +233,11 @@ async def test_three_d_secure_is_settled_by_localstripe_s_own_signed_webhook(
         return response
 
     endpoint.router.routes[0] = Route("/webhooks/stripe", only_this_test, methods=["POST"])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(endpoint, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        await asyncio.wait_for(started(server), timeout=10)
-        await localstripe.deliver_webhooks_to(f"http://127.0.0.1:{port}/webhooks/stripe")
+    async with serving(endpoint) as url:
+        await localstripe.deliver_webhooks_to(f"{url}/webhooks/stripe")
         await localstripe.complete_3ds(intent_id, pending.client_secret)
         kind = await asyncio.wait_for(handled.get(), timeout=15)
         assert kind == "payment_intent.succeeded"
-    finally:
-        server.should_exit = True
-        await serving
     entry = await session.get(Transaction, pending.transaction.id)
     assert entry is not None
     await session.refresh(entry)
