@@ -42,7 +42,7 @@ class AutoRechargeMutation:
             payment_method_id=from_global_id(method, "PaymentMethod", "paymentMethodId") if method else None,
         )
         try:
-            async with info.context.db() as session:
+            async with info.context.atomic() as session:
                 await auto_recharge.save_settings(
                     session, principal, account_id, request, limits=info.context.settings
                 )

@@ -47,6 +47,13 @@ class Context:
             raise PaymentProviderUnavailable("payments are not configured on this server (no Stripe key)")
         return self.stripe_gateway
 
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[AsyncSession]:
+        """The request's session for one mutation, in a savepoint: if the block raises, what it wrote is undone
+        (a rejected input saves nothing) while earlier mutations of the same request stand."""
+        async with self._lock, self.session.begin_nested():
+            yield self.session
+
     def loader(self, cls: Callable[["Context"], LoaderT]) -> LoaderT:
         """This request's instance of a dataloader class, made on first use (aiodataloader binds to the loop)."""
         if cls not in self._loaders:

@@ -29,7 +29,7 @@ async def _run(
     info: Info, change: Callable[[AsyncSession], Awaitable[LeadPlanSubscription]]
 ) -> LeadPlanPayload:
     try:
-        async with info.context.db() as session:
+        async with info.context.atomic() as session:
             plan = await change(session)
     except EXPECTED_ERRORS as error:
         return cast(LeadPlanPayload, to_error(error))

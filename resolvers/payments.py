@@ -1,6 +1,8 @@
 """Mutation entry points for money in: check the caller may act on the account, call one service, map the result.
 
-Every expected failure comes back as a typed error in the mutation's payload union (see schema/payments.py).
+Every expected failure comes back as a typed error in the mutation's payload union (see schema/payments.py),
+and what the mutation wrote is undone by its savepoint (`Context.atomic`). The account's country is read
+before the work: a rolled-back savepoint expires the rows it touched.
 """
 
 from typing import cast
@@ -8,14 +10,12 @@ from typing import cast
 import strawberry
 
 from billing import company, payment_methods, payments, portal
-from billing.errors import DomainError
 from billing.pagination import InvalidArgument
 from billing.stripe_gateway import StripeGateway
 from models import Account as AccountModel
 from resolvers.accounts import visible_account
 from resolvers.context import Info
 from schema.company import Company
-from schema.errors import Error
 from schema.money import Money
 from schema.node import from_global_id
 from schema.payment_method import PaymentMethod
@@ -62,14 +62,6 @@ def _stripe(info: Info) -> StripeGateway:
     return info.context.stripe
 
 
-async def _rejected(info: Info, error: DomainError, account: AccountModel) -> Error:
-    """The typed error, after dropping whatever the request wrote before failing (a rejected input saves nothing)."""
-    country = account.country  # read before the rollback expires the row
-    async with info.context.db() as session:
-        await session.rollback()
-    return to_error(error, country)
-
-
 def _pk(account: AccountModel) -> int:
     assert account.id is not None
     return account.id
@@ -80,11 +72,12 @@ class PaymentMutation:
     @strawberry.mutation(description="Save the company profile; the Stripe customer follows.")
     async def update_company(self, info: Info, input: UpdateCompanyInput) -> UpdateCompanyPayload:
         account = await _account(info, input.account_id)
+        country = account.country
         try:
-            async with info.context.db() as session:
+            async with info.context.atomic() as session:
                 saved = await company.save_company(session, _stripe(info), account, input.to_domain())
         except EXPECTED_ERRORS as error:
-            return cast(UpdateCompanyPayload, await _rejected(info, error, account))
+            return cast(UpdateCompanyPayload, to_error(error, country))
         return UpdateCompanySuccess(company=Company.from_model(saved))
 
     @strawberry.mutation(description="A SetupIntent for Stripe Elements to collect a new card.")
@@ -92,11 +85,12 @@ class PaymentMutation:
         self, info: Info, account_id: strawberry.ID | None = None
     ) -> CreateSetupIntentPayload:
         account = await _account(info, account_id)
+        country = account.country
         try:
-            async with info.context.db() as session:
+            async with info.context.atomic() as session:
                 secret = await payment_methods.create_setup_intent(session, _stripe(info), account)
         except EXPECTED_ERRORS as error:
-            return cast(CreateSetupIntentPayload, await _rejected(info, error, account))
+            return cast(CreateSetupIntentPayload, to_error(error, country))
         return CreateSetupIntentSuccess(client_secret=secret)
 
     @strawberry.mutation(description="Record a card Stripe.js confirmed; the first card becomes the default.")
@@ -104,13 +98,14 @@ class PaymentMutation:
         self, info: Info, input: AttachPaymentMethodInput
     ) -> AttachPaymentMethodPayload:
         account = await _account(info, input.account_id)
+        country = account.country
         try:
-            async with info.context.db() as session:
+            async with info.context.atomic() as session:
                 method = await payment_methods.attach(
                     session, _stripe(info), account, input.stripe_payment_method_id
                 )
         except EXPECTED_ERRORS as error:
-            return cast(AttachPaymentMethodPayload, await _rejected(info, error, account))
+            return cast(AttachPaymentMethodPayload, to_error(error, country))
         return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
 
     @strawberry.mutation
@@ -118,12 +113,13 @@ class PaymentMutation:
         self, info: Info, input: PaymentMethodInput
     ) -> SetDefaultPaymentMethodPayload:
         account = await _account(info, input.account_id)
+        country = account.country
         method_id = from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId")
         try:
-            async with info.context.db() as session:
+            async with info.context.atomic() as session:
                 method = await payment_methods.set_default(session, _pk(account), method_id)
         except EXPECTED_ERRORS as error:
-            return cast(SetDefaultPaymentMethodPayload, await _rejected(info, error, account))
+            return cast(SetDefaultPaymentMethodPayload, to_error(error, country))
         return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
 
     @strawberry.mutation(description="Remove a card from Stripe and from the account.")
@@ -131,6 +127,7 @@ class PaymentMutation:
         self, info: Info, input: DeletePaymentMethodInput
     ) -> DeletePaymentMethodPayload:
         account = await _account(info, input.account_id)
+        country = account.country
         method_id = from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId")
         replacement = input.replacement_payment_method_id
         replacement_id = (
@@ -139,17 +136,18 @@ class PaymentMutation:
             else None
         )
         try:
-            async with info.context.db() as session:
+            async with info.context.atomic() as session:
                 await payment_methods.delete(
                     session, _stripe(info), _pk(account), method_id, replacement_id=replacement_id
                 )
         except EXPECTED_ERRORS as error:
-            return cast(DeletePaymentMethodPayload, await _rejected(info, error, account))
+            return cast(DeletePaymentMethodPayload, to_error(error, country))
         return DeletePaymentMethodSuccess(deleted_payment_method_id=input.payment_method_id)
 
     @strawberry.mutation(description="Top up the balance from a saved card.")
     async def add_funds(self, info: Info, input: AddFundsInput) -> AddFundsPayload:
         account = await _account(info, input.account_id)
+        country = account.country
         request = payments.AddFundsRequest(
             account_id=_pk(account),
             payment_method_id=from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId"),
@@ -162,7 +160,7 @@ class PaymentMutation:
                 info.context.session_factory, _stripe(info), info.context.settings, request
             )
         except EXPECTED_ERRORS as error:
-            return cast(AddFundsPayload, to_error(error, account.country))
+            return cast(AddFundsPayload, to_error(error, country))
         return AddFundsSuccess(
             status=TopUpStatus(top_up.status),
             transaction=Transaction.from_model(top_up.transaction, account.country),
@@ -175,12 +173,13 @@ class PaymentMutation:
         self, info: Info, input: CreateBillingPortalSessionInput
     ) -> CreateBillingPortalSessionPayload:
         account = await _account(info, input.account_id)
+        country = account.country
         allowlist = info.context.settings.portal_return_url_allowlist
         try:
-            async with info.context.db() as session:
+            async with info.context.atomic() as session:
                 url = await portal.create_portal_session(
                     session, _stripe(info), account, input.return_url, allowlist
                 )
         except EXPECTED_ERRORS as error:
-            return cast(CreateBillingPortalSessionPayload, await _rejected(info, error, account))
+            return cast(CreateBillingPortalSessionPayload, to_error(error, country))
         return CreateBillingPortalSessionSuccess(url=url)

@@ -18,7 +18,7 @@ class UsageMutation:
             return PermissionDeniedError(message="only usage reporter keys record usage")
         batch = [event.to_domain(index) for index, event in enumerate(events)]
         try:
-            async with info.context.db() as session:
+            async with info.context.atomic() as session:
                 result = await usage.record_usage(session, info.context.principal, batch)
         except usage.UsageRejected as error:
             return cast(RecordUsagePayload, rejected(error))
