@@ -82,11 +82,23 @@ async def attach(
         card = await gateway.attach_card(stripe_payment_method_id, customer)
     elif card.customer_id != customer:
         raise PaymentMethodNotOwned("this card belongs to another customer")
-    return await _mirror(session, account.id, card)
+    method = await _mirror(session, account.id, card)
+    if method.is_default:
+        await gateway.set_default_card(customer, card.id)
+    return method
 
 
-async def set_default(session: AsyncSession, account_id: int, payment_method_id: int) -> PaymentMethod:
+async def set_default(
+    session: AsyncSession, gateway: StripeGateway, account: Account, payment_method_id: int
+) -> PaymentMethod:
+    """The account's default card, here and in Stripe (its invoices and customer portal show the same one)."""
+    assert account.id is not None
+    account_id = account.id
     method = await get_owned(session, account_id, payment_method_id)
+    # Stripe first: if it cannot be reached, the mirror keeps matching it.
+    await gateway.set_default_card(
+        await customers.customer_id(session, gateway, account), method.stripe_payment_method_id
+    )
     # Clear first: a unique partial index allows one default per account at any moment.
     await session.exec(
         update(PaymentMethod)

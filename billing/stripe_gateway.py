@@ -280,6 +280,13 @@ class StripeGateway:
             method = await self._v1.payment_methods.attach_async(payment_method_id, {"customer": customer_id})
         return card_from_stripe(method.to_dict())
 
+    async def set_default_card(self, customer_id: str, payment_method_id: str) -> None:
+        """The card Stripe's invoices and the customer portal show as the default."""
+        with _translated("make the card the default"):
+            await self._v1.customers.update_async(
+                customer_id, {"invoice_settings": {"default_payment_method": payment_method_id}}
+            )
+
     async def detach_card(self, payment_method_id: str) -> None:
         with _translated("remove the card"):
             await self._v1.payment_methods.detach_async(payment_method_id)

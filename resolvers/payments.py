@@ -117,7 +117,7 @@ class PaymentMutation:
         method_id = from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId")
         try:
             async with info.context.atomic() as session:
-                method = await payment_methods.set_default(session, _pk(account), method_id)
+                method = await payment_methods.set_default(session, _stripe(info), account, method_id)
         except EXPECTED_ERRORS as error:
             return cast(SetDefaultPaymentMethodPayload, to_error(error, country))
         return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
