@@ -21,6 +21,8 @@ from models.types import utcnow
 logger = logging.getLogger(__name__)
 
 # Nothing in Stripe for the entry: the charge never happened (Stripe was unreachable, or we crashed first).
+# PaymentIntent statuses in which nothing happens until the customer acts.
+WAITING_FOR_CUSTOMER = frozenset({"requires_action", "requires_payment_method", "requires_confirmation"})
 NOT_CHARGED = ChargeResult(
     "declined", None, None, "not_charged", "The payment did not reach the card network."
 )
@@ -68,14 +70,24 @@ async def reconcile(
     gateway: StripeGateway,
     *,
     pending_for: timedelta = timedelta(minutes=10),
+    abandon_after: timedelta = timedelta(hours=24),
     now: datetime | None = None,
 ) -> ReconcileReport:
-    """Settle every top-up pending for longer than `pending_for`. Stripe being down raises
-    PaymentProviderUnavailable after the entries before it were settled; a later run carries on."""
+    """Settle every top-up and auto-recharge pending for longer than `pending_for`. One still waiting for the
+    customer's 3-D Secure after `abandon_after` is canceled at Stripe, so it can never be charged unseen later.
+    Stripe being down raises PaymentProviderUnavailable after the entries before it were settled; a later
+    run carries on."""
     report = ReconcileReport()
-    for entry, customer_id in await _stale_payments(factory, (now or utcnow()) - pending_for):
+    now = now or utcnow()
+    for entry, customer_id in await _stale_payments(factory, now - pending_for):
         assert entry.id is not None
         intent = await _intent_for(gateway, entry, customer_id)
+        if (
+            intent is not None
+            and intent.status in WAITING_FOR_CUSTOMER
+            and entry.created_at < now - abandon_after
+        ):
+            intent = await gateway.cancel_payment_intent(intent.id)
         result = NOT_CHARGED if intent is None else intent.charge
         async with unit_of_work(factory) as session:
             settled = await payments.apply_charge_result(session, entry.id, result)

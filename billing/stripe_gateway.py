@@ -332,6 +332,11 @@ class StripeGateway:
         logger.info("stripe charge %s: %s (%s)", idempotency_key, result.status, result.payment_intent_id)
         return result
 
+    async def cancel_payment_intent(self, payment_intent_id: str) -> PaymentIntentState:
+        with _translated("cancel the payment"):
+            intent = await self._v1.payment_intents.cancel_async(payment_intent_id)
+        return _intent_state(intent.to_dict())
+
     async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntentState:
         with _translated("read the payment"):
             intent = await self._v1.payment_intents.retrieve_async(payment_intent_id)

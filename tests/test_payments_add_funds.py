@@ -15,6 +15,7 @@ from billing.money import InvalidAmount
 from billing.payments import AddFundsRequest
 from billing.stripe_gateway import PaymentProviderUnavailable, StripeGateway
 from models import Company, Transaction, TransactionStatus
+from models.types import utcnow
 from tests.factories import create_account, create_company, create_payment_method
 from tests.ledger_checks import checked_balance
 from tests.payments_helpers import DECLINED_CARD, THREE_D_SECURE_CARD, ready_account
@@ -147,6 +148,31 @@ async def test_three_d_secure_returns_the_client_secret_and_settles_later(
         session_factory, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "3ds")
     )
     assert third.balance_minor == 3_000 and third.transaction.id == first.transaction.id
+
+
+async def test_a_3d_secure_nobody_finishes_is_canceled_at_stripe_after_a_day(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+) -> None:
+    account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
+    pending = await payments.add_funds(
+        session_factory, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "abandoned")
+    )
+    intent_id = pending.transaction.stripe_payment_intent_id
+    assert pending.status == "requires_action" and intent_id is not None
+
+    waiting = await reconciliation.reconcile(session_factory, stripe_gateway, pending_for=timedelta(0))
+    assert waiting.still_pending == [pending.transaction.id]
+    later = utcnow() + timedelta(hours=25)
+    abandoned = await reconciliation.reconcile(session_factory, stripe_gateway, now=later)
+
+    assert abandoned.failed == [pending.transaction.id]
+    assert (await localstripe.retrieve(f"/v1/payment_intents/{intent_id}"))["status"] == "canceled"
+    entry = await session.get(Transaction, pending.transaction.id, populate_existing=True)
+    assert entry is not None and entry.status == TransactionStatus.CANCELED
+    assert await checked_balance(session, account) == 0
 
 
 async def test_idempotent_retry_and_conflicting_retry(
