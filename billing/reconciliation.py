@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from billing import payments
 from billing.db import SessionFactory, unit_of_work
-from billing.stripe_gateway import ChargeResult, PaymentIntentState, StripeGateway
+from billing.stripe_gateway import ChargeResult, PaymentIntentState, PaymentProviderRejected, StripeGateway
 from models import Account, Transaction, TransactionKind, TransactionStatus
 from models.types import utcnow
 
@@ -87,7 +87,11 @@ async def reconcile(
             and intent.status in WAITING_FOR_CUSTOMER
             and entry.created_at < now - abandon_after
         ):
-            intent = await gateway.cancel_payment_intent(intent.id)
+            try:
+                intent = await gateway.cancel_payment_intent(intent.id)
+            except PaymentProviderRejected:
+                # Another reconciler (or the customer) got there first: settle from what Stripe says now.
+                intent = await gateway.retrieve_payment_intent(intent.id)
         result = NOT_CHARGED if intent is None else intent.charge
         async with unit_of_work(factory) as session:
             settled = await payments.apply_charge_result(session, entry.id, result)
