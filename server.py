@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -23,10 +24,11 @@ from billing.config import VAR_DIR, Environment, Settings
 from billing.db import SessionFactory, create_engine, session_factory
 from billing.graphiql import render_graphiql
 from billing.stripe_gateway import StripeGateway
+from models import PrincipalKind
 from resolvers.context import Context
 from resolvers.webhooks import stripe_webhook_endpoint
 from schema.root import build_schema
-from server_metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from server_metrics import Metrics, MetricsMiddleware
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLE_QUERY = (ROOT / "schema" / "billing_page.graphql").read_text(encoding="utf-8")
@@ -44,6 +46,17 @@ def unauthorized(message: str) -> JSONResponse:
 def bearer_token(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def authenticated(request: Request, session: AsyncSession) -> auth.Principal | Response:
+    """The caller behind the request's bearer key, or the 401 to answer with."""
+    token = bearer_token(request)
+    if token is None:
+        return unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    try:
+        return await auth.authenticate(session, token)
+    except auth.InvalidApiKey as error:
+        return unauthorized(error.message)
 
 
 class BillingGraphQL(GraphQL[Context, None]):
@@ -100,16 +113,11 @@ class GraphQLEndpoint:
         if request.method == "GET":
             await graphiql_page(self.graphql.settings)(scope, receive, send)
             return
-        token = bearer_token(request)
-        if token is None:
-            await unauthorized("missing API key: send 'Authorization: Bearer <key>'")(scope, receive, send)
-            return
         factory: SessionFactory = request.app.state.session_factory
         async with factory() as session:
-            try:
-                principal = await auth.authenticate(session, token)
-            except auth.InvalidApiKey as error:
-                await unauthorized(error.message)(scope, receive, send)
+            principal = await authenticated(request, session)
+            if isinstance(principal, Response):
+                await principal(scope, receive, send)
                 return
             request.state.session = session
             request.state.principal = principal
@@ -131,10 +139,23 @@ async def readyz(request: Request) -> Response:
     return PlainTextResponse("ready")
 
 
+async def metrics(request: Request) -> Response:
+    """Admin keys only: the counters tell how the service is used."""
+    factory: SessionFactory = request.app.state.session_factory
+    async with factory() as session:
+        principal = await authenticated(request, session)
+    if isinstance(principal, Response):
+        return principal
+    if principal.kind is not PrincipalKind.ADMIN:
+        return PlainTextResponse("metrics are for admin keys", status_code=403)
+    collected: Metrics = request.app.state.metrics
+    return PlainTextResponse(collected.render(), media_type="text/plain; version=0.0.4")
+
+
 def create_app(settings: Settings | None = None, *, sessions: SessionFactory | None = None) -> Starlette:
     """The ASGI app. Tests pass `sessions` bound to their rolled-back connection."""
     settings = settings or Settings()
-    metrics = Metrics()
+    counters = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -167,16 +188,16 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
             Route("/graphql", GraphQLEndpoint(BillingGraphQL(settings)), methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
+            Route("/metrics", metrics),
             # Outside the Bearer check: Stripe signs its requests instead (verified on the raw body).
             Route("/webhooks/stripe", stripe_webhook_endpoint, methods=["POST"]),
             Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[Middleware(MetricsMiddleware, metrics=counters)],
     )
     app.state.settings = settings
-    app.state.metrics = metrics
+    app.state.metrics = counters
     app.state.stripe = StripeGateway.from_settings(settings) if settings.stripe_secret_key else None
     if sessions is not None:
         app.state.session_factory = sessions

@@ -4,8 +4,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 KNOWN_PATHS = frozenset({"/graphql", "/webhooks/stripe", "/healthz", "/readyz", "/metrics"})
@@ -61,8 +59,3 @@ class MetricsMiddleware:
             self.metrics.requests[(method, path, status)] += 1
             elapsed = time.perf_counter() - started
             self.metrics.seconds[(method, path)] = self.metrics.seconds.get((method, path), 0.0) + elapsed
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    metrics: Metrics = request.app.state.metrics
-    return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")

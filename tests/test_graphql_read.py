@@ -10,7 +10,7 @@ from billing import ledger, transactions
 from models import Account, LeadPlanSubscription, TransactionKind, TransactionStatus
 from models.types import utcnow
 from schema.node import to_global_id
-from tests.factories import create_account, create_company, create_payment_method, member_key
+from tests.factories import admin_key, create_account, create_company, create_payment_method, member_key
 from tests.graphql_client import error_messages, execute
 
 ACCOUNT = """
@@ -215,11 +215,15 @@ async def test_revoked_key_stops_working_at_once(session: AsyncSession, client: 
     assert response.status_code == 401
 
 
-async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:
+async def test_health_readiness_and_metrics(session: AsyncSession, client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).text == "ok"
     assert (await client.get("/readyz")).text == "ready"
     await client.get("/no-such-page")
-    metrics = (await client.get("/metrics")).text
+    assert (await client.get("/metrics")).status_code == 401
+    member = await member_key(session, await create_account(session))
+    assert (await client.get("/metrics", headers={"Authorization": f"Bearer {member}"})).status_code == 403
+    admin = await admin_key(session)
+    metrics = (await client.get("/metrics", headers={"Authorization": f"Bearer {admin}"})).text
     assert 'http_requests_total{method="GET",path="/healthz",status="200"} 1' in metrics
     assert 'http_requests_total{method="GET",path="other",status="404"} 1' in metrics
 
