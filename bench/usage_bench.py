@@ -2,39 +2,60 @@
 
     BENCH_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/billing_bench .venv/bin/python -m bench.usage_bench
 
-1. record_usage in batches of 1,000 events (one account, three categories; then 100 accounts): events per second.
+1. Recording usage in batches of 1,000 events (three categories) over one account, then over 100 accounts:
+   events per second, both through the `recordUsage` mutation (the app from `server.create_app`, over ASGI,
+   with a usage-reporter key) and by calling `record_usage` directly (the GraphQL layer's share is the gap).
 2. The usage overview (monthly_summaries) at 10k, 100k and 1M events in one month: it reads the rollup, so its
    latency must stay flat. The volume is inserted as raw rows in bulk (generate_series), and the rollup is set
    to their sums, as record_usage would have left it.
 
-The database named in the URL is dropped and re-created.
+The database named in the URL is dropped and re-created. A few minutes on two cores.
 """
 
 import asyncio
 import os
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
+import httpx
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing import auth
 from billing.auth import Principal
-from billing.db import create_engine, session_factory, unit_of_work
+from billing.config import Settings
+from billing.db import SessionFactory, create_engine, session_factory, unit_of_work
 from billing.months import Month
 from billing.usage import UsageEvent, record_usage
 from billing.usage_summary import monthly_summaries
 from models import Account, LeadPlanSubscription, PrincipalKind
+from schema.node import to_global_id
+from server import create_app
 
 URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/billing_bench")
 REPORTER = Principal(kind=PrincipalKind.USAGE_REPORTER, api_key_id=0)
 ADMIN = Principal(kind=PrincipalKind.ADMIN, api_key_id=0)
 MONTH = Month(2026, 3)
-AT = datetime(2026, 3, 14, 12, tzinfo=UTC)
+AT = datetime(
+    2026, 3, 14, 12, tzinfo=UTC
+)  # in the past, so the mutation (which uses the real clock) accepts it
+BATCHES = 10  # timed batches per measurement, after one warm-up batch
+RECORD_USAGE = """
+mutation Record($events: [UsageEventInput!]!) {
+  recordUsage(events: $events) {
+    __typename
+    ... on RecordUsageSuccess { recorded }
+    ... on Error { message }
+  }
+}
+"""
 
 
 async def recreate_database() -> None:
@@ -80,6 +101,104 @@ def batch(account_ids: list[int], plans: dict[int, int], prefix: str) -> list[Us
     return events
 
 
+def as_input(event: UsageEvent) -> dict[str, object]:
+    """The event as the reporting services send it: a `UsageEventInput`."""
+    return {
+        "externalId": event.external_id,
+        "accountId": to_global_id("Account", event.account_id),
+        "occurredAt": event.occurred_at.isoformat(),
+        "category": event.category,
+        "cost": str(event.cost),
+        "leadPlanId": to_global_id("LeadPlan", event.lead_plan_id) if event.lead_plan_id else None,
+        "durationSeconds": event.duration_seconds,
+        "inputTokens": event.input_tokens,
+        "outputTokens": event.output_tokens,
+    }
+
+
+async def events_per_second(record: Callable[[str], Awaitable[None]], label: str) -> float:
+    """Batches recorded one after another, each its own transaction; the first one warms up and is not timed."""
+    await record(f"{label}-warm-up")
+    started = time.perf_counter()
+    for number in range(BATCHES):
+        await record(f"{label}-{number}")
+    return BATCHES * 1_000 / (time.perf_counter() - started)
+
+
+async def bench_recording(factory: SessionFactory, ids: list[int], plans: dict[int, int], key: str) -> None:
+    app = create_app(Settings(database_url=URL, embedded_worker=False))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as client,
+    ):
+        for label, targets in (("1 account", ids[:1]), ("100 accounts", ids[1:101])):
+
+            async def through_graphql(prefix: str, targets: list[int] = targets) -> None:
+                variables = {"events": [as_input(e) for e in batch(targets, plans, prefix)]}
+                response = await client.post(
+                    "/graphql",
+                    json={"query": RECORD_USAGE, "variables": variables},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                result = response.json()["data"]["recordUsage"]
+                assert result == {"__typename": "RecordUsageSuccess", "recorded": 1_000}, result
+
+            async def direct(prefix: str, targets: list[int] = targets) -> None:
+                async with unit_of_work(factory) as session:
+                    await record_usage(
+                        session, REPORTER, batch(targets, plans, prefix), now=AT + timedelta(hours=1)
+                    )
+
+            graphql = await events_per_second(through_graphql, f"graphql {label}")
+            plain = await events_per_second(direct, f"direct {label}")
+            print(
+                f"recordUsage, batches of 1,000 over {label}: {graphql:,.0f} events/s through GraphQL, "
+                f"{plain:,.0f} events/s calling record_usage directly"
+            )
+
+
+async def bench_overview(engine: AsyncEngine, factory: SessionFactory, account_id: int) -> None:
+    start, end = MONTH.bounds("UTC")
+    span = int((end - start).total_seconds())
+    inserted = 0
+    for volume in (10_000, 100_000, 1_000_000):
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO usage_event (account_id, external_id, category, occurred_at, cost_minor, currency,"
+                    " duration_seconds, recorded_at)"
+                    " SELECT :account, 'bulk-' || n, 'call', CAST(:start AS timestamptz) + (n % CAST(:span AS bigint)) * interval '1 second', 45, 'USD',"
+                    " 90, now() FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS n"
+                ),
+                {"account": account_id, "start": start, "span": span, "first": inserted, "last": volume - 1},
+            )
+            inserted = volume
+            await connection.execute(
+                text(
+                    "UPDATE usage_rollup SET call_spent_minor = s.spent, calls = s.calls, call_seconds = s.seconds"
+                    " FROM (SELECT sum(cost_minor) AS spent, count(*) AS calls, sum(duration_seconds) AS seconds"
+                    " FROM usage_event WHERE account_id = :account AND category = 'call'"
+                    " AND occurred_at >= :start AND occurred_at < :end) AS s"
+                    " WHERE account_id = :account AND month = :month"
+                ),
+                {"account": account_id, "start": start, "end": end, "month": str(MONTH)},
+            )
+            await connection.execute(text("ANALYZE usage_event"))
+        timings = []
+        for _ in range(200):
+            async with unit_of_work(factory) as session:
+                started = time.perf_counter()
+                summaries = await monthly_summaries(session, ADMIN, [account_id], MONTH)
+                timings.append((time.perf_counter() - started) * 1_000)
+        calls = summaries[account_id].calling.calls
+        p95 = statistics.quantiles(timings, n=20)[18]
+        print(
+            f"usage overview at {volume:>9,} events this month (calls counted {calls:,}): "
+            f"median {statistics.median(timings):.2f} ms, p95 {p95:.2f} ms"
+        )
+
+
 async def main() -> None:
     await recreate_database()
     engine = create_engine(URL)
@@ -105,69 +224,10 @@ async def main() -> None:
         session.add_all(plans.values())
         await session.flush()
         plan_ids = {account_id: plan.id or 0 for account_id, plan in plans.items()}
+        _, key = await auth.create_api_key(session, kind=PrincipalKind.USAGE_REPORTER, name="bench")
 
-    for label, targets in (("1 account", ids[:1]), ("100 accounts", ids[1:101])):
-        batches = 20
-        started = time.perf_counter()
-        for number in range(batches):
-            async with unit_of_work(factory) as session:
-                await record_usage(
-                    session,
-                    REPORTER,
-                    batch(targets, plan_ids, f"{label}-{number}"),
-                    now=AT + timedelta(hours=1),
-                )
-        elapsed = time.perf_counter() - started
-        print(
-            f"recordUsage, batches of 1,000 over {label}: {batches * 1_000 / elapsed:,.0f} events/s "
-            f"({elapsed / batches * 1_000:.0f} ms per batch)"
-        )
-
-    overview_account = ids[0]
-    start, end = MONTH.bounds("UTC")
-    span = int((end - start).total_seconds())
-    inserted = 0
-    for volume in (10_000, 100_000, 1_000_000):
-        async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO usage_event (account_id, external_id, category, occurred_at, cost_minor, currency,"
-                    " duration_seconds, recorded_at)"
-                    " SELECT :account, 'bulk-' || n, 'call', CAST(:start AS timestamptz) + (n % CAST(:span AS bigint)) * interval '1 second', 45, 'USD',"
-                    " 90, now() FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS n"
-                ),
-                {
-                    "account": overview_account,
-                    "start": start,
-                    "span": span,
-                    "first": inserted,
-                    "last": volume - 1,
-                },
-            )
-            inserted = volume
-            await connection.execute(
-                text(
-                    "UPDATE usage_rollup SET call_spent_minor = s.spent, calls = s.calls, call_seconds = s.seconds"
-                    " FROM (SELECT sum(cost_minor) AS spent, count(*) AS calls, sum(duration_seconds) AS seconds"
-                    " FROM usage_event WHERE account_id = :account AND category = 'call'"
-                    " AND occurred_at >= :start AND occurred_at < :end) AS s"
-                    " WHERE account_id = :account AND month = :month"
-                ),
-                {"account": overview_account, "start": start, "end": end, "month": str(MONTH)},
-            )
-            await connection.execute(text("ANALYZE usage_event"))
-        timings = []
-        for _ in range(200):
-            async with unit_of_work(factory) as session:
-                started = time.perf_counter()
-                summaries = await monthly_summaries(session, ADMIN, [overview_account], MONTH)
-                timings.append((time.perf_counter() - started) * 1_000)
-        calls = summaries[overview_account].calling.calls
-        p95 = statistics.quantiles(timings, n=20)[18]
-        print(
-            f"usage overview at {volume:>9,} events this month (calls counted {calls:,}): "
-            f"median {statistics.median(timings):.2f} ms, p95 {p95:.2f} ms"
-        )
+    await bench_recording(factory, ids, plan_ids, key)
+    await bench_overview(engine, factory, ids[0])
     await engine.dispose()
 
 

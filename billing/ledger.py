@@ -1,13 +1,17 @@
 """The ledger: the only code that changes a balance.
 
-Every posting locks the account row (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite serialises writers), appends
-an entry and moves the stored balance in the same transaction. Entries never change amount; a pending entry is
+Every posting locks its accounts' rows (`SELECT ... FOR UPDATE` on PostgreSQL, in id order; SQLite serialises
+writers), appends its entries and moves the stored balances in the same transaction. Entries never change amount; a pending entry is
 settled once, and a settled one never moves again. Balance == sum of succeeded entries, always.
 """
 
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import BigInteger, case, func, insert, literal, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,20 +21,44 @@ from models.types import utcnow
 
 
 @dataclass(frozen=True)
+class NewEntry:
+    account_id: int
+    kind: TransactionKind
+    amount_minor: int
+    description: str
+    idempotency_key: str
+    status: TransactionStatus = TransactionStatus.SUCCEEDED
+    payment_method_id: int | None = None
+    stripe_payment_intent_id: str | None = None
+    reverses_id: int | None = None
+
+
+@dataclass(frozen=True)
 class Posting:
     transaction: Transaction
     created: bool  # False when the idempotency key had already been posted
 
 
-async def lock_account(session: AsyncSession, account_id: int) -> Account:
-    """The account row, locked until the transaction ends, with a fresh balance."""
+async def lock_accounts(session: AsyncSession, account_ids: Iterable[int]) -> dict[int, Account]:
+    """The accounts found, locked until the transaction ends, with fresh balances.
+
+    Locked in id order, the order every writer takes them in, so writers of overlapping accounts never deadlock.
+    """
     statement = (
         select(Account)
-        .where(Account.id == account_id)
+        .where(col(Account.id).in_(set(account_ids)))
+        .order_by(col(Account.id))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    account = (await session.exec(statement)).first()
+    return {
+        account.id: account for account in (await session.exec(statement)).all() if account.id is not None
+    }
+
+
+async def lock_account(session: AsyncSession, account_id: int) -> Account:
+    """The account row, locked until the transaction ends, with a fresh balance."""
+    account = (await lock_accounts(session, [account_id])).get(account_id)
     if account is None:
         raise NotFound(f"account {account_id} not found")
     return account
@@ -57,30 +85,117 @@ async def post(
     reverses_id: int | None = None,
 ) -> Posting:
     """Append an entry once per idempotency key; a succeeded entry moves the balance at once."""
-    account = await lock_account(session, account_id)
-    existing = await find_by_idempotency_key(session, account_id, idempotency_key)
-    if existing is not None:
-        return Posting(existing, created=False)
-    now = utcnow()
-    entry = Transaction(
+    entry = NewEntry(
         account_id=account_id,
         kind=kind,
-        status=status,
         amount_minor=amount_minor,
-        currency=account.currency,
         description=description,
         idempotency_key=idempotency_key,
+        status=status,
         payment_method_id=payment_method_id,
         stripe_payment_intent_id=stripe_payment_intent_id,
         reverses_id=reverses_id,
-        created_at=now,
-        settled_at=now if status is TransactionStatus.SUCCEEDED else None,
     )
-    session.add(entry)
-    if status is TransactionStatus.SUCCEEDED:
-        account.balance_minor += amount_minor
-    await session.flush()
-    return Posting(entry, created=True)
+    return (await post_many(session, [entry]))[0]
+
+
+async def post_many(session: AsyncSession, entries: Sequence[NewEntry]) -> list[Posting]:
+    """Append each entry once per (account, idempotency key); succeeded ones move their balances at once.
+
+    One posting per entry, in order: a key posted before, or earlier in `entries`, gives that entry and moves
+    nothing. At most four statements, however many accounts and entries: lock the accounts, look up the keys,
+    insert the new entries, update the balances.
+    """
+    if not entries:
+        return []
+    wanted = {entry.account_id for entry in entries}
+    accounts = await lock_accounts(session, wanted)
+    if missing := wanted - accounts.keys():
+        raise NotFound(f"account {min(missing)} not found")
+    existing = await _posted(session, entries)
+    fresh: dict[tuple[int, str], NewEntry] = {}
+    for entry in entries:
+        if _key(entry) not in existing:
+            fresh.setdefault(_key(entry), entry)
+    created = await _insert(session, list(fresh.values()), accounts, utcnow())
+    await _move_balances(session, accounts, created.values())
+    postings = []
+    for entry in entries:
+        key = _key(entry)
+        if (transaction := created.pop(key, None)) is not None:
+            existing[key] = transaction  # a repeat later in `entries` finds it posted
+            postings.append(Posting(transaction, created=True))
+        else:
+            postings.append(Posting(existing[key], created=False))
+    return postings
+
+
+def _key(entry: NewEntry | Transaction) -> tuple[int, str]:
+    return entry.account_id, entry.idempotency_key
+
+
+async def _posted(session: AsyncSession, entries: Sequence[NewEntry]) -> dict[tuple[int, str], Transaction]:
+    """The entries already posted under these (account, idempotency key) pairs: one statement."""
+    statement = select(Transaction).where(
+        col(Transaction.account_id).in_({entry.account_id for entry in entries}),
+        col(Transaction.idempotency_key).in_({entry.idempotency_key for entry in entries}),
+    )
+    wanted = {_key(entry) for entry in entries}
+    return {_key(t): t for t in (await session.exec(statement)).all() if _key(t) in wanted}
+
+
+async def _insert(
+    session: AsyncSession, entries: Sequence[NewEntry], accounts: dict[int, Account], now: datetime
+) -> dict[tuple[int, str], Transaction]:
+    """One multi-row INSERT ... RETURNING; the new entries join the session, found by their unique key."""
+    if not entries:
+        return {}
+    rows = [
+        {
+            "account_id": entry.account_id,
+            "kind": entry.kind,
+            "status": entry.status,
+            "amount_minor": entry.amount_minor,
+            "currency": accounts[entry.account_id].currency,
+            "description": entry.description,
+            "idempotency_key": entry.idempotency_key,
+            "payment_method_id": entry.payment_method_id,
+            "stripe_payment_intent_id": entry.stripe_payment_intent_id,
+            "reverses_id": entry.reverses_id,
+            "created_at": now,
+            "settled_at": now if entry.status is TransactionStatus.SUCCEEDED else None,
+        }
+        for entry in entries
+    ]
+    # Matched by key, not by position: ordered RETURNING would cost SQLite one INSERT per row.
+    statement = insert(Transaction).returning(Transaction)
+    return {_key(t): t for t in (await session.exec(statement, params=rows)).scalars().all()}
+
+
+async def _move_balances(
+    session: AsyncSession, accounts: dict[int, Account], entries: Iterable[Transaction]
+) -> None:
+    """One UPDATE adding each account's new succeeded entries; the session's Account objects follow it."""
+    deltas: dict[int, int] = defaultdict(int)
+    for entry in entries:
+        if entry.status == TransactionStatus.SUCCEEDED:
+            deltas[entry.account_id] += entry.amount_minor
+    if not deltas:
+        return
+    # BIGINT binds: a plain int would bind as INTEGER on asyncpg, and amounts may exceed 32 bits.
+    delta = case(
+        {account_id: literal(d, BigInteger) for account_id, d in deltas.items()}, value=col(Account.id)
+    )
+    statement = (
+        update(Account)
+        .where(col(Account.id).in_(deltas))
+        .values(balance_minor=col(Account.balance_minor) + delta)
+    )
+    await (await session.connection()).execute(statement)
+    for account_id, moved in deltas.items():
+        account = accounts[account_id]  # read under the lock, so this is what the row now holds
+        # Already written: the object learns its new value without it becoming a change to flush.
+        set_committed_value(account, "balance_minor", account.balance_minor + moved)
 
 
 async def settle(

@@ -6,9 +6,9 @@ account and external id) are skipped, so resending is always safe. Every accepte
 past a zero balance: usage has happened and is never dropped; the account's funding state tells lead
 delivery to stop.
 
-A batch of 1,000 events costs a constant number of statements plus a few per (account, category) group: one
-lock of the batch's accounts, one lead-plan check, one duplicate check, one ledger entry per group, one bulk
-insert of the events, one bulk upsert of the rollups, and the auto-recharge check.
+A batch of 1,000 events costs the same few statements however many accounts it spans: one lock of the batch's
+accounts, one lead-plan check, one duplicate check, the ledger's bulk posting (one entry per account and
+category), one bulk insert of the events, one bulk upsert of the rollups, and the auto-recharge check.
 """
 
 import hashlib
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import false, insert, true
+from sqlalchemy import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -108,7 +108,9 @@ async def record_usage(
                 )
             ]
         )
-    accounts = await _lock_visible_accounts(session, principal, {event.account_id for event in events})
+    # Locked before the duplicate check, so a concurrent copy of this batch waits here and then sees it recorded.
+    visible = {event.account_id for event in events} if principal.may_record_usage else set()
+    accounts = await ledger.lock_accounts(session, visible)
     plan_owners = await _lead_plan_owners(
         session, {e.lead_plan_id for e in events if e.lead_plan_id is not None}
     )
@@ -144,20 +146,23 @@ async def record_usage(
             output_tokens=event.output_tokens or 0,
         )
 
-    transactions: list[Transaction] = []
-    # Accounts in id order, the order every writer locks them in.
-    for (account_id, category), group in sorted(groups.items()):
-        posting = await ledger.post(
-            session,
-            account_id=account_id,
-            kind=_KIND[category],
-            amount_minor=-group.cost_minor,
-            description=_describe(category, group),
-            idempotency_key=_debit_key(category, (str(row["external_id"]) for row in group.rows)),
-        )
+    ordered = sorted(groups.items())
+    postings = await ledger.post_many(
+        session,
+        [
+            ledger.NewEntry(
+                account_id=account_id,
+                kind=_KIND[category],
+                amount_minor=-group.cost_minor,
+                description=_describe(category, group),
+                idempotency_key=_debit_key(category, (str(row["external_id"]) for row in group.rows)),
+            )
+            for (account_id, category), group in ordered
+        ],
+    )
+    for (_, group), posting in zip(ordered, postings, strict=True):
         for row in group.rows:
             row["transaction_id"] = posting.transaction.id
-        transactions.append(posting.transaction)
     new_rows = [row for group in groups.values() for row in group.rows]
     if new_rows:
         await (await session.connection()).execute(insert(UsageEventRow), new_rows)
@@ -165,24 +170,10 @@ async def record_usage(
         debited = sorted({account_id for account_id, _ in groups})
         await recharge_engine.schedule_if_low(session, [accounts[a] for a in debited], now=now)
     return UsageRecorded(
-        recorded=len(new_rows), duplicates=len(events) - len(new_rows), transactions=transactions
+        recorded=len(new_rows),
+        duplicates=len(events) - len(new_rows),
+        transactions=[posting.transaction for posting in postings],
     )
-
-
-async def _lock_visible_accounts(
-    session: AsyncSession, principal: Principal, account_ids: set[int]
-) -> dict[int, Account]:
-    """The batch's accounts the principal may report for, locked in id order; others are simply absent."""
-    statement = (
-        select(Account)
-        .where(col(Account.id).in_(account_ids), true() if principal.may_record_usage else false())
-        .order_by(col(Account.id))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return {
-        account.id: account for account in (await session.exec(statement)).all() if account.id is not None
-    }
 
 
 async def _lead_plan_owners(session: AsyncSession, plan_ids: set[int]) -> dict[int, int]:

@@ -1,6 +1,7 @@
 """The ledger: idempotent posting, settling once, and balance == sum of succeeded entries."""
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -8,9 +9,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import ledger
 from billing.db import session_factory, unit_of_work
+from billing.errors import NotFound
 from models import Account, TransactionKind, TransactionStatus
 from tests.factories import create_account
 from tests.ledger_checks import checked_balance
+from tests.statements import recorded_statements
 
 
 async def post_top_up(
@@ -114,3 +117,135 @@ async def test_100_concurrent_postings_keep_the_invariant(committing_engine: Asy
         assert await checked_balance(session, account_id) == sum(
             100 + key for key in {key_of(i) for i in range(100)}
         )
+
+
+def top_up(account: Account, amount: int, key: str, **kw: object) -> ledger.NewEntry:
+    assert account.id is not None
+    return ledger.NewEntry(
+        account_id=account.id,
+        kind=TransactionKind.TOP_UP,
+        amount_minor=amount,
+        description="Top-up",
+        idempotency_key=key,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_post_many_moves_each_accounts_balance(session: AsyncSession) -> None:
+    one, two, three = [await create_account(session) for _ in range(3)]
+    # Not in id order: the ledger orders the locks itself.
+    entries = [top_up(three, 300, "a"), top_up(one, 100, "a"), top_up(two, -50, "a"), top_up(one, 25, "b")]
+    postings = await ledger.post_many(session, entries)
+
+    assert all(p.created for p in postings)
+    assert [(p.transaction.account_id, p.transaction.amount_minor) for p in postings] == [
+        (e.account_id, e.amount_minor) for e in entries
+    ]
+    assert [a.balance_minor for a in (one, two, three)] == [125, -50, 300]
+    for account in (one, two, three):
+        await checked_balance(session, account)
+
+
+async def test_post_many_posts_a_repeated_key_once(session: AsyncSession) -> None:
+    one, two = await create_account(session), await create_account(session)
+    first = await ledger.post_many(
+        session, [top_up(one, 100, "k"), top_up(one, 100, "k"), top_up(two, 100, "k")]
+    )
+    again = await ledger.post_many(session, [top_up(two, 999, "k"), top_up(one, 100, "new")])
+
+    assert [p.created for p in first] == [True, False, True]
+    assert first[1].transaction.id == first[0].transaction.id != first[2].transaction.id
+    assert [p.created for p in again] == [False, True]
+    assert again[0].transaction.id == first[2].transaction.id and again[0].transaction.amount_minor == 100
+    assert (one.balance_minor, two.balance_minor) == (200, 100)
+    await checked_balance(session, one)
+    await checked_balance(session, two)
+
+
+async def test_post_many_moves_only_succeeded_entries(session: AsyncSession) -> None:
+    one, two = await create_account(session), await create_account(session)
+    pending = TransactionStatus.PENDING
+    postings = await ledger.post_many(
+        session,
+        [top_up(one, 1_000, "p", status=pending), top_up(one, 40, "s"), top_up(two, 70, "p", status=pending)],
+    )
+    assert (one.balance_minor, two.balance_minor) == (40, 0)
+    assert [p.transaction.settled_at is None for p in postings] == [True, False, True]
+
+    entry_id = postings[0].transaction.id
+    assert entry_id is not None
+    await ledger.settle(session, entry_id, TransactionStatus.SUCCEEDED)
+    assert (await checked_balance(session, one), await checked_balance(session, two)) == (1_040, 0)
+
+
+async def test_post_many_takes_amounts_beyond_32_bits(session: AsyncSession) -> None:
+    one, two = await create_account(session), await create_account(session)
+    await ledger.post_many(session, [top_up(one, 5_000_000_000, "big"), top_up(two, -3_000_000_000, "big")])
+    assert (await checked_balance(session, one), await checked_balance(session, two)) == (
+        5_000_000_000,
+        -3_000_000_000,
+    )
+
+
+async def test_post_many_to_an_unknown_account_posts_nothing(session: AsyncSession) -> None:
+    account = await create_account(session)
+    with pytest.raises(NotFound):
+        await ledger.post_many(
+            session, [top_up(account, 100, "x"), replace(top_up(account, 1, "y"), account_id=999_999)]
+        )
+    assert await checked_balance(session, account) == 0
+    assert await ledger.find_by_idempotency_key(session, account.id or 0, "x") is None
+
+
+async def test_post_many_costs_four_statements_for_any_number_of_accounts(
+    session: AsyncSession, engine: AsyncEngine
+) -> None:
+    accounts = [await create_account(session) for _ in range(50)]
+    counts = []
+    for batch in (
+        [top_up(accounts[0], 1, "one")],
+        [top_up(a, 1, f"all-{i}") for i, a in enumerate(accounts * 2)],
+    ):
+        with recorded_statements(engine) as statements:
+            await ledger.post_many(session, batch)
+        counts.append(len(statements))
+    # lock the accounts, look up the keys, insert the entries, update the balances
+    assert counts == [4, 4]
+    assert [a.balance_minor for a in accounts] == [3] + [2] * 49
+
+
+@pytest.mark.postgres_only
+async def test_concurrent_post_many_over_overlapping_accounts_keep_the_invariant(
+    committing_engine: AsyncEngine,
+) -> None:
+    """Every batch names its accounts in a different order; the ledger locks them in id order: no deadlock."""
+    factory = session_factory(committing_engine)
+    async with unit_of_work(factory) as session:
+        accounts = [await create_account(session) for _ in range(6)]
+    ids = [a.id for a in accounts if a.id is not None]
+
+    def batch(number: int) -> list[ledger.NewEntry]:
+        # Overlapping windows of 4 of the 6 accounts, every other batch reversed; each batch posts twice per account.
+        window = [ids[(number + offset) % len(ids)] for offset in range(4)]
+        window = window[::-1] if number % 2 else window
+        return [
+            ledger.NewEntry(
+                account_id=account_id,
+                kind=TransactionKind.ADJUSTMENT,
+                amount_minor=10 + number % 30,
+                description="concurrent",
+                idempotency_key=f"b{number % 30}-{repeat}",  # batches 30+ repeat earlier keys: posted once
+            )
+            for account_id in window
+            for repeat in range(2)
+        ]
+
+    async def one(number: int) -> None:
+        async with unit_of_work(factory) as session:
+            await ledger.post_many(session, batch(number))
+
+    await asyncio.gather(*(one(number) for number in range(40)))
+    async with unit_of_work(factory) as session:
+        for account_id in ids:
+            expected = sum(2 * (10 + n) for n in range(30) if account_id in {e.account_id for e in batch(n)})
+            assert await checked_balance(session, account_id) == expected

@@ -1,17 +1,13 @@
 """A partner dashboard over N accounts runs the same number of SQL statements for every N (dataloaders)."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import httpx
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import Partner
 from tests.factories import create_account, create_company, create_partner, create_payment_method, partner_key
 from tests.graphql_client import execute
+from tests.statements import recorded_statements
 
 DASHBOARD = """
 query Dashboard {
@@ -35,20 +31,6 @@ query Dashboard {
 """
 
 
-@contextmanager
-def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(args[2])
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
-
-
 async def partner_with_accounts(session: AsyncSession, count: int) -> Partner:
     accounts = []
     for index in range(count):
@@ -66,7 +48,7 @@ async def test_dashboard_statements_do_not_grow_with_accounts(
     for size in (1, 10, 50):
         key = await partner_key(session, await partner_with_accounts(session, size))
         await session.commit()  # releases the savepoint so the app's session sees the rows
-        with count_statements(engine) as statements:
+        with recorded_statements(engine) as statements:
             body = await execute(client, key, DASHBOARD)
         assert "errors" not in body, body
         assert len(body["data"]["accounts"]["edges"]) == size
