@@ -33,16 +33,21 @@ async def visible_account(info: Info, account_id: int, argument: str = "id") -> 
     return Account.from_model(row)
 
 
+async def named_or_own_account(info: Info, id: strawberry.ID | None, argument: str) -> Account:
+    """The account named by `argument` (if the caller may see it), or the caller's own when it is omitted."""
+    if id is not None:
+        return await visible_account(info, from_global_id(id, "Account", argument), argument)
+    home = info.context.principal.home_account_id
+    if home is None:
+        raise InvalidArgument(argument, "required: this API key is not tied to one account")
+    return await visible_account(info, home, argument)
+
+
 @strawberry.type
 class AccountQuery:
     @strawberry.field(description="An account by ID; the caller's own account when `id` is omitted.")
     async def account(self, info: Info, id: strawberry.ID | None = None) -> Account:
-        if id is None:
-            home = info.context.principal.home_account_id
-            if home is None:
-                raise InvalidArgument("id", "required: this API key is not tied to one account")
-            return await visible_account(info, home)
-        return await visible_account(info, from_global_id(id, "Account", "id"))
+        return await named_or_own_account(info, id, "id")
 
     @strawberry.field(
         description="Every account the caller may see, by creation order. `first` is at most 100."

@@ -5,8 +5,7 @@ from typing import cast
 import strawberry
 
 from billing import auto_recharge
-from billing.pagination import InvalidArgument
-from resolvers.accounts import visible_account
+from resolvers.accounts import named_or_own_account
 from resolvers.context import Info
 from schema.auto_recharge import (
     EXPECTED_ERRORS,
@@ -26,13 +25,8 @@ class AutoRechargeMutation:
     )
     async def auto_recharge(self, info: Info, input: AutoRechargeInput) -> AutoRechargePayload:
         principal = info.context.principal
-        if input.account_id is not None:
-            account_id = from_global_id(input.account_id, "Account", "accountId")
-        elif principal.home_account_id is not None:
-            account_id = principal.home_account_id
-        else:
-            raise InvalidArgument("accountId", "required: this API key is not tied to one account")
-        account = (await visible_account(info, account_id, "accountId")).model
+        account = await named_or_own_account(info, input.account_id, "accountId")
+        account_id, country = account.pk, account.country
         method = input.payment_method_id
         request = auto_recharge.AutoRechargeInput(
             enabled=input.enabled,
@@ -48,5 +42,5 @@ class AutoRechargeMutation:
                 )
                 view = (await auto_recharge.auto_recharge_views(session, principal, [account_id]))[account_id]
         except EXPECTED_ERRORS as error:
-            return cast(AutoRechargePayload, to_error(error, account.country))
-        return AutoRechargeSuccess(auto_recharge=AutoRecharge.of(view, account.country))
+            return cast(AutoRechargePayload, to_error(error, country))
+        return AutoRechargeSuccess(auto_recharge=AutoRecharge.of(view, country))

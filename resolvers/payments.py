@@ -10,10 +10,9 @@ from typing import cast
 import strawberry
 
 from billing import company, payment_methods, payments, portal
-from billing.pagination import InvalidArgument
 from billing.stripe_gateway import StripeGateway
 from models import Account as AccountModel
-from resolvers.accounts import visible_account
+from resolvers.accounts import named_or_own_account
 from resolvers.context import Info
 from schema.company import Company
 from schema.money import Money
@@ -48,14 +47,7 @@ from schema.transaction import Transaction
 
 async def _account(info: Info, account_id: strawberry.ID | None) -> AccountModel:
     """The account the caller acts on: the one named (if visible to them) or their own."""
-    if account_id is not None:
-        return (
-            await visible_account(info, from_global_id(account_id, "Account", "accountId"), "accountId")
-        ).model
-    home = info.context.principal.home_account_id
-    if home is None:
-        raise InvalidArgument("accountId", "required: this API key is not tied to one account")
-    return (await visible_account(info, home, "accountId")).model
+    return (await named_or_own_account(info, account_id, "accountId")).model
 
 
 def _stripe(info: Info) -> StripeGateway:
