@@ -14,7 +14,12 @@ from billing.auth import Principal
 from billing.company import missing_company_fields
 from billing.config import Settings
 from billing.errors import DomainError
-from billing.payments import AmountOutOfRange, CompanyIncomplete, PaymentMethodRequired, UnknownPaymentMethod
+from billing.payments import (
+    CompanyIncomplete,
+    PaymentMethodRequired,
+    UnknownPaymentMethod,
+    check_top_up_range,
+)
 from models import (
     Account,
     AutoRechargeSettings,
@@ -124,9 +129,8 @@ async def _check_prerequisites(session: AsyncSession, account: Account, request:
 def _check_amounts(threshold: int, amount: int, monthly_limit: int, currency: str, limits: Settings) -> None:
     if threshold < 0:
         raise InvalidThreshold("the threshold must not be negative")
-    if not limits.min_top_up_minor <= amount <= limits.max_top_up_minor:
-        # A recharge is a top-up: the same bounds, and the same error as addFunds.
-        raise AmountOutOfRange(limits.min_top_up_minor, limits.max_top_up_minor, currency)
+    # A recharge is a top-up: the same bounds, and the same error as addFunds.
+    check_top_up_range(limits, amount, currency)
     if monthly_limit < amount:
         raise MonthlyLimitBelowAmount("the monthly limit must be at least the recharge amount")
 

@@ -185,9 +185,14 @@ def _amount(settings: Settings, amount: str, currency: str) -> int:
     minor = to_minor(amount, currency)
     if minor <= 0:
         raise InvalidAmount("the amount must be positive")
+    check_top_up_range(settings, minor, currency)
+    return minor
+
+
+def check_top_up_range(settings: Settings, minor: int, currency: str) -> None:
+    """One top-up (by hand or by auto-recharge) stays within the configured bounds."""
     if not settings.min_top_up_minor <= minor <= settings.max_top_up_minor:
         raise AmountOutOfRange(settings.min_top_up_minor, settings.max_top_up_minor, currency)
-    return minor
 
 
 def _check_same_request(entry: Transaction, request: AddFundsRequest) -> None:
