@@ -1,8 +1,9 @@
 """The ledger: the only code that changes a balance.
 
 Every posting locks its accounts' rows (`SELECT ... FOR UPDATE` on PostgreSQL, in id order; SQLite serialises
-writers), appends its entries and moves the stored balances in the same transaction. Entries never change amount; a pending entry is
-settled once, and a settled one never moves again. Balance == sum of succeeded entries, always.
+writers), appends its entries and moves the stored balances in the same transaction. Entries never change
+amount; a pending entry is settled once, and a settled one never moves again. Balance == sum of succeeded
+entries, always.
 """
 
 from collections import defaultdict
