@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import auth, demo, fx, recharge_engine, reconciliation
 from billing.config import VAR_DIR, Settings
-from billing.db import create_engine, session_factory, unit_of_work
+from billing.db import engine_from_settings, session_factory, unit_of_work
 from billing.stripe_gateway import StripeGateway
 from devtools import stripe_standin
 from models import Account, Partner, PartnerAccount, PrincipalKind
@@ -32,7 +32,7 @@ def run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run `work` in one committed transaction against DATABASE_URL."""
 
     async def main() -> T:
-        engine = create_engine(Settings().database_url)
+        engine = engine_from_settings(Settings())
         try:
             async with unit_of_work(session_factory(engine)) as session:
                 return await work(session)
@@ -186,7 +186,7 @@ def reconcile(
     settings = Settings()
 
     async def main() -> reconciliation.ReconcileReport:
-        engine = create_engine(settings.database_url)
+        engine = engine_from_settings(settings)
         try:
             gateway = StripeGateway.from_settings(settings)
             return await reconciliation.reconcile(
@@ -204,7 +204,7 @@ def worker() -> None:
     settings = Settings()
 
     async def main() -> None:
-        engine = create_engine(settings.database_url)
+        engine = engine_from_settings(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

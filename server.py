@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -21,7 +20,7 @@ from strawberry.types.execution import ExecutionResult
 
 from billing import auth, recharge_engine
 from billing.config import VAR_DIR, Environment, Settings
-from billing.db import SessionFactory, create_engine, session_factory
+from billing.db import DatabaseBusy, SessionFactory, engine_from_settings, read_session, session_factory
 from billing.graphiql import render_graphiql
 from billing.stripe_gateway import StripeGateway
 from models import PrincipalKind
@@ -48,19 +47,42 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def authenticated(request: Request, session: AsyncSession) -> auth.Principal | Response:
-    """The caller behind the request's bearer key, or the 401 to answer with."""
+def service_busy(settings: Settings) -> JSONResponse:
+    """Load shedding: no connection (or SQLite write lock) came free in time; nothing was done."""
+    return JSONResponse(
+        {
+            "errors": [
+                {
+                    "message": "The service is busy; retry shortly.",
+                    "extensions": {"code": "SERVICE_UNAVAILABLE"},
+                }
+            ]
+        },
+        status_code=503,
+        headers={"Retry-After": str(settings.retry_after_seconds)},
+    )
+
+
+async def authenticated(request: Request, factory: SessionFactory) -> auth.Principal | Response:
+    """The caller behind the request's bearer key, or the 401 (or, under load, 503) to answer with.
+
+    The lookup borrows a connection for its own statement only; the request holds none afterwards.
+    """
     token = bearer_token(request)
     if token is None:
         return unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     try:
-        return await auth.authenticate(session, token)
+        async with read_session(factory) as session:
+            return await auth.authenticate(session, token)
     except auth.InvalidApiKey as error:
         return unauthorized(error.message)
+    except DatabaseBusy:
+        # A key we could not check is not a bad key: the client should retry, not re-authenticate.
+        return service_busy(request.app.state.settings)
 
 
 class BillingGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI view, given the request's session and principal by `GraphQLEndpoint`."""
+    """Strawberry's ASGI view, given the request's principal by `GraphQLEndpoint`."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(
@@ -72,23 +94,25 @@ class BillingGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
         context = Context(
-            request=request,
-            response=response,
             settings=self.settings,
             principal=request.state.principal,
             session_factory=request.app.state.session_factory,
-            session=request.state.session,
             stripe_gateway=request.app.state.stripe,
         )
         request.state.context = context
         return context
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
-        # The request is one unit of work: kept unless something unexpected failed part-way.
         context: Context | None = getattr(request.state, "context", None)
-        session = request.state.session
-        await (session.rollback() if context is None or context.unexpected_error else session.commit())
+        if context is not None:
+            await context.finish()
+        if context is not None and context.database_busy:
+            raise ServiceBusy
         return await super().process_result(request, result)
+
+
+class ServiceBusy(Exception):
+    """Raised out of the GraphQL view so the endpoint answers 503 instead of a partial result."""
 
 
 def graphiql_page(settings: Settings) -> Response:
@@ -113,15 +137,15 @@ class GraphQLEndpoint:
         if request.method == "GET":
             await graphiql_page(self.graphql.settings)(scope, receive, send)
             return
-        factory: SessionFactory = request.app.state.session_factory
-        async with factory() as session:
-            principal = await authenticated(request, session)
-            if isinstance(principal, Response):
-                await principal(scope, receive, send)
-                return
-            request.state.session = session
-            request.state.principal = principal
+        principal = await authenticated(request, request.app.state.session_factory)
+        if isinstance(principal, Response):
+            await principal(scope, receive, send)
+            return
+        request.state.principal = principal
+        try:
             await self.graphql(scope, receive, send)
+        except ServiceBusy:
+            await service_busy(self.graphql.settings)(scope, receive, send)
 
 
 async def healthz(request: Request) -> Response:
@@ -132,7 +156,7 @@ async def readyz(request: Request) -> Response:
     """Open like /healthz so probes need no key; it tells only whether the database answers."""
     factory: SessionFactory = request.app.state.session_factory
     try:
-        async with factory() as session:
+        async with read_session(factory) as session:
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
     except Exception as error:  # any failure means not ready; the reason goes to the probe's log
         return PlainTextResponse(f"database unreachable: {type(error).__name__}", status_code=503)
@@ -141,9 +165,7 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Admin keys only: the counters tell how the service is used."""
-    factory: SessionFactory = request.app.state.session_factory
-    async with factory() as session:
-        principal = await authenticated(request, session)
+    principal = await authenticated(request, request.app.state.session_factory)
     if isinstance(principal, Response):
         return principal
     if principal.kind is not PrincipalKind.ADMIN:
@@ -161,7 +183,7 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = None
         if sessions is None:
-            engine = create_engine(settings.database_url)
+            engine = engine_from_settings(settings)
             app.state.session_factory = session_factory(engine)
         stop = asyncio.Event()
         worker = None

@@ -1,12 +1,27 @@
 """Settings read from the environment (and a `.env` file when present)."""
 
+import os
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+import limits
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-VAR_DIR = Path(__file__).resolve().parent.parent / "var"
+# Local state of `make run` (the SQLite database, the demo keys); BILLING_VAR_DIR moves it (tests do).
+VAR_DIR = Path(os.environ.get("BILLING_VAR_DIR") or Path(__file__).resolve().parent.parent / "var")
+# The webhook secret `make run` gives its Stripe stand-in: public, so production refuses it.
+DEVELOPMENT_WEBHOOK_SECRET = "whsec_test_secret"
+
+
+def _rate_limit(value: str) -> str:
+    """A limit in the `limits` notation ("10/minute", "100 per hour"), checked when the settings load."""
+    limits.parse(value)
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]
 
 
 class Environment(StrEnum):
@@ -47,6 +62,32 @@ class Settings(BaseSettings):
     # The auto-recharge worker runs inside the gateway by default; turn off where `cli worker` runs apart.
     embedded_worker: bool = True
     worker_poll_seconds: float = 5.0
+
+    # Connections per process: a request holds one only while a statement block runs, never across a
+    # Stripe call. When none frees up within `db_pool_timeout_seconds` the request is shed with a 503.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_pool_timeout_seconds: float = 5.0
+    # SQLite: how long a writer waits for the write lock before the request is shed with a 503.
+    sqlite_busy_timeout_seconds: float = 10.0
+    # What a shed request tells the client to wait before retrying.
+    retry_after_seconds: int = 2
+
+    # Failed authentication (a wrong, unknown or revoked key) allowed per key prefix and per client address
+    # before further failures answer 429; a right key is never refused (see billing/auth_throttle.py).
+    auth_failures_per_key_prefix: RateLimit = "10/minute"
+    auth_failures_per_address: RateLimit = "30/minute"
+    # Where failures are counted: unset, in this process; a Redis URL (redis://host:6379/0), shared by
+    # every gateway using it.
+    redis_url: str | None = None
+    # Comma-separated proxy addresses (or "*") whose X-Forwarded-For names the client; by default none is
+    # trusted and the client is the connection's peer (passed to uvicorn as `forwarded_allow_ips`).
+    forwarded_allow_ips: str = ""
+    # On SIGTERM, requests in flight get this long to finish before their connections are closed.
+    shutdown_grace_seconds: float = 10.0
+    # Production refuses to start on SQLite or with a Stripe test key unless these say it is meant.
+    allow_sqlite_in_production: bool = False
+    allow_stripe_test_key_in_production: bool = False
 
     @property
     def is_production(self) -> bool:

@@ -1,4 +1,8 @@
-"""Engine and session plumbing. Services take an AsyncSession and never commit; the caller's scope does."""
+"""Engine and session plumbing. Services take an AsyncSession and never commit; the caller's scope does.
+
+A session holds a pooled connection only while its block runs: a request, the worker or a webhook opens one
+short unit of work per step and never keeps a connection across a network call (Stripe, a webhook receiver).
+"""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -6,27 +10,56 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.config import Settings
+
 SessionFactory = async_sessionmaker[AsyncSession]
+
+# Execution option naming how a SQLite transaction begins (see `create_engine`).
+SQLITE_BEGIN = "sqlite_begin"
+
+
+class DatabaseBusy(Exception):
+    """No connection (pool exhausted) or no write lock (SQLite) within the configured wait: shed the request."""
 
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout: float = 5.0,
+    sqlite_busy_timeout: float = 10.0,
+    **kwargs: Any,
+) -> AsyncEngine:
     if not is_sqlite(url):
-        return create_async_engine(url, pool_pre_ping=True, **kwargs)
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # No pre-ping (a round trip per checkout): a connection the server dropped is invalidated on its
+        # first error and replaced, and recycling keeps them from going stale behind idle-timeout proxies.
+        return create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=1800,
+            **kwargs,
+        )
+    engine = create_async_engine(url, connect_args={"timeout": sqlite_busy_timeout}, **kwargs)
+    busy_ms = int(sqlite_busy_timeout * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
         # The sqlite3 driver opens transactions lazily and on its own terms, which breaks SAVEPOINT
         # nesting (a savepoint would become the real transaction); SQLAlchemy takes over BEGIN instead.
@@ -34,7 +67,11 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _sqlite_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # Writers take the write lock up front (waiting up to the busy timeout): a deferred transaction that
+        # reads and then writes fails at once with "database is locked" when another writer went first,
+        # because SQLite cannot upgrade its snapshot. Reads ask for DEFERRED and stay concurrent (WAL).
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
@@ -43,13 +80,48 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
+def is_busy(error: BaseException) -> bool:
+    """A failure that means "too much load now, try again shortly", not a fault of the request."""
+    if isinstance(error, DatabaseBusy | PoolTimeout):
+        return True
+    return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
+
+
+@asynccontextmanager
+async def _busy_as_typed() -> AsyncIterator[None]:
+    try:
+        yield
+    except (PoolTimeout, OperationalError) as error:
+        if is_busy(error):
+            raise DatabaseBusy(str(error)) from error
+        raise
+
+
 @asynccontextmanager
 async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     """One database transaction: committed when the block succeeds, rolled back when it raises."""
-    async with factory() as session:
+    async with _busy_as_typed(), factory() as session:
         try:
             yield session
             await session.commit()
         except BaseException:
             await session.rollback()
             raise
+
+
+@asynccontextmanager
+async def read_session(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """A transaction that only reads: on SQLite it takes no write lock, so reads run beside a writer."""
+    async with _busy_as_typed(), factory() as session:
+        await session.connection(execution_options={SQLITE_BEGIN: "DEFERRED"})
+        yield session
+
+
+def engine_from_settings(settings: Settings) -> AsyncEngine:
+    return create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
+    )

@@ -1,4 +1,9 @@
-"""The per-request context: the caller, one database session, and the request's dataloaders."""
+"""The per-operation context: the caller, a session factory, and the operation's dataloaders.
+
+Nothing here depends on HTTP, so the same resolvers serve a request and a websocket subscription. The context
+holds no connection: `read()` and `atomic()` borrow one for their block only, one at a time (a lock), so an
+operation never needs two connections and never keeps one while it waits on Stripe.
+"""
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
@@ -8,38 +13,60 @@ from typing import Any, TypeVar
 
 import strawberry
 from sqlmodel.ext.asyncio.session import AsyncSession
-from starlette.requests import Request
-from starlette.responses import Response
 
 from billing.auth import Principal
 from billing.config import Settings
-from billing.db import SessionFactory
+from billing.db import SessionFactory, read_session, unit_of_work
 from billing.stripe_gateway import PaymentProviderUnavailable, StripeGateway
 
 LoaderT = TypeVar("LoaderT")
 
 
+class OperationFinished(Exception):
+    """A field still resolving after its operation answered (its result would be thrown away)."""
+
+
 @dataclass
 class Context:
-    request: Request
-    response: Response | None
     settings: Settings
     principal: Principal
     session_factory: SessionFactory
-    session: AsyncSession
     # None when no Stripe key is configured: payment mutations then answer "payment provider unavailable".
     stripe_gateway: StripeGateway | None = None
-    # Set when a resolver failed unexpectedly: the request's unit of work is then rolled back.
-    unexpected_error: bool = False
-    # Sibling fields resolve concurrently, but one session runs one statement at a time.
+    # Set when the database shed this operation (pool exhausted, SQLite write lock not granted in time):
+    # the HTTP edge answers 503 with Retry-After instead of a GraphQL error.
+    database_busy: bool = False
+    # Sibling fields resolve concurrently; the lock keeps them to one connection at a time.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _finished: bool = False
     _loaders: dict[Callable[..., Any], Any] = field(default_factory=dict)
 
     @asynccontextmanager
-    async def db(self) -> AsyncIterator[AsyncSession]:
-        """The request's session, held exclusively for the block."""
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session for the block."""
         async with self._lock:
-            yield self.session
+            self._check_open()
+            async with read_session(self.session_factory) as session:
+                yield session
+
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[AsyncSession]:
+        """One mutation's unit of work: committed when the block succeeds, undone when it raises; earlier
+        mutations of the same request stand. Never await the network inside it."""
+        async with self._lock:
+            self._check_open()
+            async with unit_of_work(self.session_factory) as session:
+                yield session
+
+    async def finish(self) -> None:
+        """End the operation: wait for a database block still running and refuse new ones. Execution returns
+        as soon as a non-null field fails, while its siblings may still be resolving."""
+        async with self._lock:
+            self._finished = True
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise OperationFinished("the operation already answered")
 
     @property
     def stripe(self) -> StripeGateway:
@@ -47,15 +74,8 @@ class Context:
             raise PaymentProviderUnavailable("payments are not configured on this server (no Stripe key)")
         return self.stripe_gateway
 
-    @asynccontextmanager
-    async def atomic(self) -> AsyncIterator[AsyncSession]:
-        """The request's session for one mutation, in a savepoint: if the block raises, what it wrote is undone
-        (a rejected input saves nothing) while earlier mutations of the same request stand."""
-        async with self._lock, self.session.begin_nested():
-            yield self.session
-
     def loader(self, cls: Callable[["Context"], LoaderT]) -> LoaderT:
-        """This request's instance of a dataloader class, made on first use (aiodataloader binds to the loop)."""
+        """This operation's instance of a dataloader class, made on first use (aiodataloader binds to the loop)."""
         if cls not in self._loaders:
             self._loaders[cls] = cls(self)
         instance: LoaderT = self._loaders[cls]

@@ -37,7 +37,7 @@ class Loader(DataLoader[K, V]):
         return None  # type: ignore[return-value]  # the loaders whose V excludes None override this
 
     async def batch_load_fn(self, keys: Sequence[K]) -> list[V]:
-        async with self.context.db() as session:
+        async with self.context.read() as session:
             found = await self.fetch(session, self.context.principal, keys)
         return [found[key] if key in found else self.missing() for key in keys]
 

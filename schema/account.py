@@ -166,7 +166,7 @@ class Account(Node):
             since=filter.since if filter else None,
             until=filter.until if filter else None,
         )
-        async with info.context.db() as session:
+        async with info.context.read() as session:
             page = await transactions.history(session, self.pk, first=first, after=after, where=where)
         edges = [
             Edge(cursor=transactions.transaction_cursor(row), node=Transaction.from_model(row, self.country))

@@ -2,7 +2,8 @@
 
 Expected failures raised as domain errors (a bad argument, something not found) stay visible, with a
 machine-readable `extensions.code` (and `argument` where one is to blame). Anything else is logged and
-masked, and marks the request so its unit of work is rolled back.
+masked (the mutation's own unit of work has already been rolled back). A database too busy to serve the
+operation marks the context, and the HTTP edge answers 503 with Retry-After.
 """
 
 import logging
@@ -13,6 +14,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from billing.db import is_busy
 from billing.errors import DomainError, NotFound
 from billing.pagination import InvalidArgument
 
@@ -50,10 +52,17 @@ class ErrorPolicy(SchemaExtension):
                 extensions["argument"] = original.argument
             error.extensions = extensions
             return error
-        logger.error("unexpected error in %s", error.path, exc_info=original)
         context = self.execution_context.context
-        if context is not None:
-            context.unexpected_error = True
+        if is_busy(original):
+            if context is not None:
+                context.database_busy = True
+            return GraphQLError(
+                "The service is busy; retry shortly.",
+                nodes=error.nodes,
+                path=error.path,
+                extensions={"code": "SERVICE_UNAVAILABLE"},
+            )
+        logger.error("unexpected error in %s", error.path, exc_info=original)
         return GraphQLError(
             "Unexpected error.",
             nodes=error.nodes,
