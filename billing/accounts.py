@@ -8,7 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.auth import Principal
 from billing.errors import NotFound
-from billing.pagination import InvalidArgument, Page, check_page_size, decode_cursor, encode_cursor
+from billing.pagination import Page, check_page_size, cursor_row_id, decode_cursor, encode_cursor
 from models import Account
 
 CURSOR_KIND = "account"
@@ -44,9 +44,7 @@ async def list_visible(
     statement = select(Account).where(principal.account_filter(col(Account.id)))
     if after is not None:
         (raw_id,) = decode_cursor(after, CURSOR_KIND, 1)
-        if not raw_id.isdigit():
-            raise InvalidArgument("after", "not a valid cursor")
-        statement = statement.where(col(Account.id) > int(raw_id))
+        statement = statement.where(col(Account.id) > cursor_row_id(raw_id))
     rows = list((await session.exec(statement.order_by(col(Account.id)).limit(first + 1))).all())
     return Page(rows[:first], has_next=len(rows) > first)
 

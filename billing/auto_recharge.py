@@ -77,8 +77,12 @@ async def save_settings(
     account = await ledger.lock_account(session, visible.id)
     method_id = await _check_prerequisites(session, account, request) if request.enabled else None
     threshold, amount, monthly_limit = (
-        money.to_minor(value, account.currency)
-        for value in (request.threshold, request.amount, request.monthly_limit)
+        money.to_minor(value, account.currency, field=name)
+        for name, value in (
+            ("threshold", request.threshold),
+            ("amount", request.amount),
+            ("monthly_limit", request.monthly_limit),
+        )
     )
     _check_amounts(threshold, amount, monthly_limit, account.currency, limits)
     settings = await session.get(AutoRechargeSettings, account_id)

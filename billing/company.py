@@ -1,5 +1,6 @@
 """The company profile: validated as a whole, saved only when all of it is right, mirrored to Stripe."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import phonenumbers
@@ -7,7 +8,7 @@ import pycountry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import customers
-from billing.errors import DomainError
+from billing.errors import DomainError, as_named_here
 from billing.stripe_gateway import StripeGateway
 from models import Account, Company
 from models.types import utcnow
@@ -41,9 +42,15 @@ class CompanyInput:
 
 
 class InvalidCompanyInput(DomainError):
+    """Every bad field at once: (field, what is wrong as a predicate, e.g. "is required")."""
+
     def __init__(self, field_errors: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{name}: {why}" for name, why in field_errors))
         self.field_errors = field_errors
+        super().__init__(self.describe(as_named_here))
+
+    def describe(self, field_name: Callable[[str], str]) -> str:
+        """The message for a person, naming each field as `field_name` spells it."""
+        return "; ".join(f"{field_name(name)} {why}" for name, why in self.field_errors)
 
 
 def missing_company_fields(company: Company | None) -> list[str]:
@@ -95,7 +102,7 @@ def validate(data: CompanyInput) -> dict[str, str | None]:
         clean["phone"] = _phone(phone, country)
         if clean["phone"] is None:
             errors.append(
-                ("phone", "is not a valid phone number; include the country code, e.g. +49 30 123456")
+                ("phone", "is not a valid phone number (include the country code, e.g. +49 30 123456)")
             )
     if errors:
         raise InvalidCompanyInput(errors)

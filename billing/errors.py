@@ -11,3 +11,9 @@ class DomainError(Exception):
 
 class NotFound(DomainError):
     """The thing does not exist or the caller may not see it: the two are deliberately indistinguishable."""
+
+
+def as_named_here(name: str) -> str:
+    """Field names as the domain spells them. Errors that name fields have `describe(field_name)`, so the API's
+    edge can name them as its clients do (`legalName`, not `legal_name`)."""
+    return name

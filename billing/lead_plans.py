@@ -54,9 +54,9 @@ async def create_lead_plan(
     amounts: dict[str, int] = {}
     for field, value in (("monthlyBudget", request.monthly_budget), ("pricePerLead", request.price_per_lead)):
         try:
-            amounts[field] = money.to_minor(value, account.currency)
+            amounts[field] = money.to_minor(value, account.currency, field=field)
         except money.InvalidAmount as error:
-            problems.append((field, error.message))
+            problems.append((field, error.problem))
             continue
         if amounts[field] <= 0:
             problems.append((field, "must be more than zero"))

@@ -2,7 +2,9 @@
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from billing.errors import DomainError
@@ -10,6 +12,15 @@ from billing.errors import DomainError
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
+# Cursors are ours: a kind and a few short keys. Anything longer is refused before it is decoded.
+MAX_CURSOR_LENGTH = 200
+# The parts cursors carry, exactly as `encode_cursor` callers write them: a positive signed 64-bit row id in
+# ASCII digits, and an aware `datetime.isoformat()`.
+MAX_ROW_ID = 2**63 - 1
+_ROW_ID = re.compile(r"[1-9][0-9]{0,18}", re.ASCII)
+_MOMENT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?[+-][0-9]{2}:[0-9]{2}", re.ASCII
+)
 
 
 class InvalidArgument(DomainError):
@@ -39,9 +50,30 @@ def encode_cursor(kind: str, *parts: str) -> str:
 def decode_cursor(cursor: str, kind: str, parts: int, argument: str = "after") -> list[str]:
     """The parts of a cursor made by `encode_cursor(kind, ...)`; anything else is an InvalidArgument."""
     try:
-        fields = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise ValueError("too long")
+        fields = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode().split("|")
     except (binascii.Error, UnicodeError, ValueError):
         raise InvalidArgument(argument, "not a valid cursor") from None
     if len(fields) != parts + 1 or fields[0] != kind:
         raise InvalidArgument(argument, "not a valid cursor")
     return fields[1:]
+
+
+def cursor_row_id(part: str, argument: str = "after") -> int:
+    """A row id carried by a cursor: ASCII digits, positive and within a 64-bit key."""
+    if not _ROW_ID.fullmatch(part) or int(part) > MAX_ROW_ID:
+        raise InvalidArgument(argument, "not a valid cursor")
+    return int(part)
+
+
+def cursor_moment(part: str, argument: str = "after") -> datetime:
+    """A timestamp carried by a cursor, with its zone (a naive one cannot be compared with a UTC column)."""
+    try:
+        if not _MOMENT.fullmatch(part):
+            raise ValueError("not an aware isoformat")
+        moment = datetime.fromisoformat(part)
+        moment.astimezone(UTC)  # an offset can carry year 1 or 9999 out of range
+    except (ValueError, OverflowError):
+        raise InvalidArgument(argument, "not a valid cursor") from None
+    return moment

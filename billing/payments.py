@@ -10,6 +10,7 @@ across the network call would lose that row on a crash and block the account mea
   3. the outcome applied through the ledger: credited, failed, or left pending (commit)
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,7 +22,7 @@ from billing import customers, ledger, recharge_engine
 from billing.company import missing_company_fields
 from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
-from billing.errors import DomainError, NotFound
+from billing.errors import DomainError, NotFound, as_named_here
 from billing.money import InvalidAmount, format_money, to_minor
 from billing.payment_methods import account_methods
 from billing.stripe_gateway import (
@@ -36,8 +37,12 @@ from models import Account, Company, PaymentMethod, Transaction, TransactionKind
 
 class CompanyIncomplete(DomainError):
     def __init__(self, missing_fields: list[str]) -> None:
-        super().__init__("complete the company profile first: " + ", ".join(missing_fields))
         self.missing_fields = missing_fields
+        super().__init__(self.describe(as_named_here))
+
+    def describe(self, field_name: Callable[[str], str]) -> str:
+        """The message for a person, naming each field as `field_name` spells it."""
+        return "complete the company profile first: " + ", ".join(map(field_name, self.missing_fields))
 
 
 class PaymentMethodRequired(DomainError):
@@ -50,13 +55,17 @@ class UnknownPaymentMethod(DomainError):
 
 class AmountOutOfRange(DomainError):
     def __init__(self, minimum_minor: int, maximum_minor: int, currency: str) -> None:
-        super().__init__(
-            f"top-ups are between {format_money(minimum_minor, currency)}"
-            f" and {format_money(maximum_minor, currency)}"
-        )
         self.minimum_minor = minimum_minor
         self.maximum_minor = maximum_minor
         self.currency = currency
+        super().__init__(self.describe("en_US"))
+
+    def describe(self, locale: str) -> str:
+        """The message for a person, with money written the way `locale` writes it (as `formatted` fields are)."""
+        minimum, maximum = (
+            format_money(minor, self.currency, locale) for minor in (self.minimum_minor, self.maximum_minor)
+        )
+        return f"top-ups are between {minimum} and {maximum}"
 
 
 class IdempotencyConflict(DomainError):
@@ -184,7 +193,7 @@ async def _payment_method(session: AsyncSession, account_id: int, payment_method
 def _amount(settings: Settings, amount: str, currency: str) -> int:
     minor = to_minor(amount, currency)
     if minor <= 0:
-        raise InvalidAmount("the amount must be positive")
+        raise InvalidAmount("must be more than zero")
     check_top_up_range(settings, minor, currency)
     return minor
 

@@ -7,7 +7,15 @@ from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.pagination import InvalidArgument, Page, check_page_size, decode_cursor, encode_cursor
+from billing.pagination import (
+    InvalidArgument,
+    Page,
+    check_page_size,
+    cursor_moment,
+    cursor_row_id,
+    decode_cursor,
+    encode_cursor,
+)
 from models import Transaction, TransactionKind, TransactionStatus
 
 CURSOR_KIND = "transaction"
@@ -34,10 +42,7 @@ def transaction_cursor(entry: Transaction) -> str:
 
 def _decode(after: str) -> tuple[datetime, int]:
     created, raw_id = decode_cursor(after, CURSOR_KIND, 2)
-    try:
-        return datetime.fromisoformat(created), int(raw_id)
-    except ValueError:
-        raise InvalidArgument("after", "not a valid cursor") from None
+    return cursor_moment(created), cursor_row_id(raw_id)
 
 
 async def history(

@@ -35,6 +35,8 @@ MAX_EVENTS_PER_BATCH = 1_000
 # Reporting services' clocks drift a little; an event later than this is a bug on their side.
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_EXTERNAL_ID_LENGTH = 255
+# How much of an over-long external id a problem quotes back.
+SHOWN_ID_LENGTH = 64
 
 _KIND = {
     UsageCategory.LEAD: TransactionKind.USAGE_LEADS,
@@ -51,7 +53,7 @@ class UsageEvent:
     account_id: int
     occurred_at: datetime
     category: str
-    cost: Decimal
+    cost: Decimal | str  # text as the client sent it is parsed strictly here, with the event's other problems
     lead_plan_id: int | None = None  # lead
     duration_seconds: int | None = None  # call
     input_tokens: int | None = None  # AI agent
@@ -67,10 +69,12 @@ class EventProblem:
 
 
 class UsageRejected(DomainError):
-    """The batch was not recorded, because of these events."""
+    """The batch was not recorded, because of these events (an event can have several problems)."""
 
-    def __init__(self, problems: list[EventProblem]) -> None:
-        super().__init__(f"{len(problems)} invalid usage event(s); nothing was recorded")
+    def __init__(self, problems: list[EventProblem], message: str | None = None) -> None:
+        invalid = len({problem.index for problem in problems})
+        events = "1 usage event is" if invalid == 1 else f"{invalid} usage events are"
+        super().__init__(message or f"{events} invalid; nothing was recorded")
         self.problems = problems
 
 
@@ -97,16 +101,11 @@ async def record_usage(
     """Validate the whole batch, then debit, store and roll up its new events in the caller's transaction."""
     now = now or utcnow()
     if len(events) > MAX_EVENTS_PER_BATCH:
+        too_many = f"at most {MAX_EVENTS_PER_BATCH:,} events per call; split the batch"
         first_over = events[MAX_EVENTS_PER_BATCH]
         raise UsageRejected(
-            [
-                EventProblem(
-                    MAX_EVENTS_PER_BATCH,
-                    first_over.external_id,
-                    "events",
-                    f"at most {MAX_EVENTS_PER_BATCH} events per call; split the batch",
-                )
-            ]
+            [EventProblem(MAX_EVENTS_PER_BATCH, _shown_id(first_over.external_id), "events", too_many)],
+            f"{len(events):,} events sent; {too_many}; nothing was recorded",
         )
     # Locked before the duplicate check, so a concurrent copy of this batch waits here and then sees it recorded.
     visible = {event.account_id for event in events} if principal.may_record_usage else set()
@@ -118,7 +117,8 @@ async def record_usage(
     costs: list[int] = []
     for index, event in enumerate(events):
         found = list(_problems(event, accounts.get(event.account_id), plan_owners, now))
-        problems.extend(EventProblem(index, event.external_id, name, message) for name, message in found)
+        shown_id = _shown_id(event.external_id)
+        problems.extend(EventProblem(index, shown_id, name, message) for name, message in found)
         costs.append(0 if found else money.to_minor(event.cost, accounts[event.account_id].currency))
     if problems:
         raise UsageRejected(problems)
@@ -199,15 +199,21 @@ def _problems(
     elif event.occurred_at > now + CLOCK_SKEW:
         yield "occurredAt", "is in the future"
     if event.category not in _KIND:
-        yield "category", f"unknown category '{event.category}'"
-    if event.cost < 0:
-        yield "cost", "must not be negative"
-    elif account is not None:
+        yield "category", "must be one of " + ", ".join(f"'{category}'" for category in _KIND)
+    if account is not None:
         try:
-            money.to_minor(event.cost, account.currency)
+            if money.to_minor(event.cost, account.currency) < 0:
+                yield "cost", "must not be negative"
         except money.InvalidAmount as error:
-            yield "cost", error.message
+            yield "cost", error.problem
     yield from _category_problems(event, plan_owners)
+
+
+def _shown_id(external_id: str) -> str:
+    """The external id as a problem quotes it: an over-long one (itself the problem) is cut, never echoed whole."""
+    if len(external_id) <= MAX_EXTERNAL_ID_LENGTH:
+        return external_id
+    return external_id[:SHOWN_ID_LENGTH] + "…"
 
 
 def _category_problems(event: UsageEvent, plan_owners: dict[int, int]) -> Iterable[tuple[str, str]]:

@@ -16,10 +16,12 @@ from schema.errors import Error
 from schema.money import Money
 from schema.node import to_global_id
 from schema.payments import (
+    PAYMENT_METHOD_NOT_FOUND,
     CompanyIncompleteError,
     InvalidAmountError,
     PaymentMethodNotFoundError,
     PaymentMethodRequiredError,
+    invalid_amount_error,
 )
 
 # Registered on the domain enums themselves, so fields are typed with them (as schema/transaction.py does).
@@ -146,21 +148,15 @@ def to_error(error: Exception, country: str) -> Error:
             return NoActiveLeadPlanError(message=error.message)
         case CompanyIncomplete():
             missing = [company_field_path(name) for name in error.missing_fields]
-            return CompanyIncompleteError(message=error.message, missing_fields=missing)
+            return CompanyIncompleteError(message=error.describe(company_field_path), missing_fields=missing)
         case PaymentMethodRequired():
             return PaymentMethodRequiredError(message=error.message)
         case UnknownPaymentMethod():
-            return PaymentMethodNotFoundError(message=error.message)
+            return PaymentMethodNotFoundError(message=PAYMENT_METHOD_NOT_FOUND)
         case auto_recharge.InvalidThreshold():
             return InvalidThresholdError(message=error.message)
-        case AmountOutOfRange():
-            return InvalidAmountError(
-                message=error.message,
-                minimum=Money.of(error.minimum_minor, error.currency, country),
-                maximum=Money.of(error.maximum_minor, error.currency, country),
-            )
-        case InvalidAmount():
-            return InvalidAmountError(message=error.message, minimum=None, maximum=None)
+        case AmountOutOfRange() | InvalidAmount():
+            return invalid_amount_error(error, country)
         case auto_recharge.MonthlyLimitBelowAmount():
             return MonthlyLimitBelowAmountError(message=error.message)
     raise error

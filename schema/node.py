@@ -2,10 +2,17 @@
 
 import base64
 import binascii
+import re
 
 import strawberry
 
 from billing.pagination import InvalidArgument
+
+# Primary keys are positive signed 64-bit integers, written in ASCII digits (int() would take '²' or '١٢').
+MAX_PK = 2**63 - 1
+_GLOBAL_ID = re.compile(r"([A-Za-z][A-Za-z0-9]{0,39}):([1-9][0-9]{0,18})", re.ASCII)
+# The base64 of the longest `Type:pk` above; anything longer is refused before decoding.
+MAX_GLOBAL_ID_LENGTH = 80
 
 
 @strawberry.interface(description="An object with a globally unique ID.")
@@ -19,13 +26,16 @@ def to_global_id(type_name: str, pk: int) -> strawberry.ID:
 
 def parse_global_id(global_id: str, argument: str) -> tuple[str, int]:
     """(type name, pk) of a global ID, or an InvalidArgument naming `argument`."""
-    try:
-        type_name, raw_pk = base64.urlsafe_b64decode(global_id.encode()).decode().split(":", 1)
-    except (binascii.Error, UnicodeError, ValueError):
-        raise InvalidArgument(argument, "not a valid ID") from None
-    if not raw_pk.isdigit():
+    match = None
+    if len(global_id) <= MAX_GLOBAL_ID_LENGTH:
+        try:
+            raw = base64.b64decode(global_id.encode(), altchars=b"-_", validate=True)
+            match = _GLOBAL_ID.fullmatch(raw.decode())
+        except (binascii.Error, UnicodeError, ValueError):
+            match = None
+    if match is None or int(match.group(2)) > MAX_PK:
         raise InvalidArgument(argument, "not a valid ID")
-    return type_name, int(raw_pk)
+    return match.group(1), int(match.group(2))
 
 
 def from_global_id(global_id: str, type_name: str, argument: str) -> int:

@@ -4,6 +4,7 @@ from enum import Enum
 from typing import Annotated
 
 import strawberry
+from strawberry.utils.str_converters import to_camel_case
 
 from billing import company, payments
 from billing.errors import DomainError, NotFound
@@ -13,7 +14,7 @@ from billing.portal import ReturnUrlNotAllowed
 from billing.stripe_gateway import PaymentProviderRejected, PaymentProviderUnavailable
 from schema.company import Company, company_field_path
 from schema.errors import Error
-from schema.money import Money
+from schema.money import Money, locale_for_country
 from schema.payment_method import PaymentMethod
 from schema.transaction import Transaction
 
@@ -118,6 +119,10 @@ class PaymentMethodNotFoundError(Error):
     pass
 
 
+# One message however the card is missing (unknown, another account's, deleted): nothing to tell them apart by.
+PAYMENT_METHOD_NOT_FOUND = "no such payment method on this account"
+
+
 @strawberry.type
 class PaymentMethodInUseError(Error):
     pass
@@ -127,6 +132,23 @@ class PaymentMethodInUseError(Error):
 class InvalidAmountError(Error):
     minimum: Money | None
     maximum: Money | None
+    field: str = strawberry.field(description="The input field at fault, e.g. 'amount' or 'threshold'.")
+
+
+def invalid_amount_error(
+    error: InvalidAmount | payments.AmountOutOfRange, country: str
+) -> InvalidAmountError:
+    """The typed error for an amount that does not parse or is out of bounds, in the account's locale."""
+    if isinstance(error, payments.AmountOutOfRange):
+        return InvalidAmountError(
+            message=error.describe(locale_for_country(country)),
+            minimum=Money.of(error.minimum_minor, error.currency, country),
+            maximum=Money.of(error.maximum_minor, error.currency, country),
+            field="amount",
+        )
+    return InvalidAmountError(
+        message=error.describe(to_camel_case), minimum=None, maximum=None, field=to_camel_case(error.field)
+    )
 
 
 @strawberry.type
@@ -264,24 +286,18 @@ def to_error(error: DomainError, country: str) -> Error:
             fields = [
                 FieldError(field=company_field_path(name), message=why) for name, why in error.field_errors
             ]
-            return InvalidCompanyInputError(message=message, field_errors=fields)
+            return InvalidCompanyInputError(message=error.describe(company_field_path), field_errors=fields)
         case payments.CompanyIncomplete():
             missing = [company_field_path(name) for name in error.missing_fields]
-            return CompanyIncompleteError(message=message, missing_fields=missing)
+            return CompanyIncompleteError(message=error.describe(company_field_path), missing_fields=missing)
         case payments.PaymentMethodRequired():
             return PaymentMethodRequiredError(message=message)
         case payments.UnknownPaymentMethod() | PaymentMethodNotOwned() | NotFound():
-            return PaymentMethodNotFoundError(message=message)
+            return PaymentMethodNotFoundError(message=PAYMENT_METHOD_NOT_FOUND)
         case PaymentMethodInUse():
             return PaymentMethodInUseError(message=message)
-        case payments.AmountOutOfRange():
-            return InvalidAmountError(
-                message=message,
-                minimum=Money.of(error.minimum_minor, error.currency, country),
-                maximum=Money.of(error.maximum_minor, error.currency, country),
-            )
-        case InvalidAmount():
-            return InvalidAmountError(message=message, minimum=None, maximum=None)
+        case payments.AmountOutOfRange() | InvalidAmount():
+            return invalid_amount_error(error, country)
         case payments.IdempotencyConflict():
             return IdempotencyConflictError(message=message)
         case payments.PaymentDeclined():

@@ -1,13 +1,11 @@
 """recordUsage: the events the lead, calling and AI agent services report, and the batch's outcome."""
 
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
 import strawberry
 
 from billing import usage
-from billing.pagination import InvalidArgument
 from schema.errors import Error
 from schema.node import from_global_id
 from schema.permissions import PermissionDeniedError
@@ -30,17 +28,13 @@ class UsageEventInput:
 
     def to_domain(self, index: int) -> usage.UsageEvent:
         path = f"events[{index}]"
-        try:
-            cost = Decimal(self.cost)
-        except InvalidOperation:
-            raise InvalidArgument(f"{path}.cost", "not a decimal number") from None
         lead_plan = self.lead_plan_id
         return usage.UsageEvent(
             external_id=self.external_id,
             account_id=from_global_id(self.account_id, "Account", f"{path}.accountId"),
             occurred_at=self.occurred_at,
             category=self.category,
-            cost=cost,
+            cost=self.cost,  # parsed strictly by the service: a bad cost is one of the event's problems
             lead_plan_id=from_global_id(lead_plan, "LeadPlan", f"{path}.leadPlanId") if lead_plan else None,
             duration_seconds=self.duration_seconds,
             input_tokens=self.input_tokens,
