@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, TypeVar
 
 import typer
@@ -15,9 +16,9 @@ from alembic import command
 from alembic.config import Config
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import auth, demo, fx, recharge_engine, reconciliation
+from billing import auth, demo, fx, production, recharge_engine, reconciliation
 from billing.config import VAR_DIR, Settings
-from billing.db import engine_from_settings, session_factory, unit_of_work
+from billing.db import SessionFactory, engine_from_settings, session_factory, unit_of_work
 from billing.stripe_gateway import StripeGateway
 from devtools import stripe_standin
 from models import Account, Partner, PartnerAccount, PrincipalKind
@@ -28,18 +29,27 @@ T = TypeVar("T")
 app = typer.Typer(help="Billing gateway operations.", no_args_is_help=True, add_completion=False)
 
 
-def run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one committed transaction against DATABASE_URL."""
+def run_with_database(work: Callable[[SessionFactory], Awaitable[T]]) -> T:
+    """Run `work` against DATABASE_URL; it opens its own transactions."""
 
     async def main() -> T:
         engine = engine_from_settings(Settings())
         try:
-            async with unit_of_work(session_factory(engine)) as session:
-                return await work(session)
+            return await work(session_factory(engine))
         finally:
             await engine.dispose()
 
     return asyncio.run(main())
+
+
+def run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one committed transaction against DATABASE_URL."""
+
+    async def in_one_transaction(factory: SessionFactory) -> T:
+        async with unit_of_work(factory) as session:
+            return await work(session)
+
+    return run_with_database(in_one_transaction)
 
 
 @app.command()
@@ -134,23 +144,26 @@ def seed_demo() -> None:
 
 
 def seed_with(settings: Settings, *, fresh_stripe: bool) -> None:
-    async def work(session: AsyncSession) -> tuple[str, str]:
-        seeded = await demo.seed(session)
+    async def work(factory: SessionFactory) -> tuple[str, str]:
+        async with unit_of_work(factory) as session:
+            seeded = await demo.seed(session)
+            member, _ = await demo.ensure_key(
+                session, read_key("demo-api-key"), kind=PrincipalKind.MEMBER, account_id=seeded.account.id
+            )
+            partner, _ = await demo.ensure_key(
+                session,
+                read_key("demo-partner-api-key"),
+                kind=PrincipalKind.PARTNER,
+                partner_id=seeded.partner.id,
+            )
         if settings.stripe_secret_key:
+            # After the seed committed: linking calls Stripe, with no transaction open.
+            assert seeded.account.id is not None
             gateway = StripeGateway.from_settings(settings)
-            await demo.link_card(session, gateway, seeded.account, fresh_stripe=fresh_stripe)
-        member, _ = await demo.ensure_key(
-            session, read_key("demo-api-key"), kind=PrincipalKind.MEMBER, account_id=seeded.account.id
-        )
-        partner, _ = await demo.ensure_key(
-            session,
-            read_key("demo-partner-api-key"),
-            kind=PrincipalKind.PARTNER,
-            partner_id=seeded.partner.id,
-        )
+            await demo.link_card(factory, gateway, seeded.account.id, fresh_stripe=fresh_stripe)
         return member, partner
 
-    member, partner = run_in_session(work)
+    member, partner = run_with_database(work)
     write_key("demo-api-key", member)
     write_key("demo-partner-api-key", partner)
     typer.echo(f"Demo account API key:  {member}   (also in var/demo-api-key)")
@@ -182,7 +195,8 @@ def export_schema(path: Annotated[Path, typer.Argument()] = ROOT / "schema.graph
 def reconcile(
     minutes: Annotated[int, typer.Option(help="settle top-ups pending for longer than this")] = 10,
 ) -> None:
-    """Re-check top-ups still pending against Stripe and settle each exactly once."""
+    """Re-check top-ups still pending against Stripe and settle each exactly once, now (every worker also
+    does this every RECONCILE_INTERVAL_SECONDS)."""
     settings = Settings()
 
     async def main() -> reconciliation.ReconcileReport:
@@ -200,7 +214,7 @@ def reconcile(
 
 @app.command()
 def worker() -> None:
-    """Run the auto-recharge worker alone (several may run against one PostgreSQL database)."""
+    """Run the auto-recharge worker and periodic reconciliation alone (several may share one PostgreSQL)."""
     settings = Settings()
 
     async def main() -> None:
@@ -214,7 +228,7 @@ def worker() -> None:
                 session_factory(engine),
                 StripeGateway.from_settings(settings),
                 stop_event=stop,
-                poll_interval=settings.worker_poll_seconds,
+                settings=settings,
             )
         finally:
             await engine.dispose()
@@ -231,7 +245,33 @@ def serve() -> None:
 def serve_with(settings: Settings) -> None:
     from server import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # The lifespan checks too (for any other server); here an operator gets the list, not a traceback.
+    try:
+        asyncio.run(production.refuse_if_unsafe(settings))
+    except production.UnsafeProduction as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+    trusted_proxies = settings.forwarded_allow_ips
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        # X-Forwarded-For names the client only when a proxy the settings trust sent it.
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
+        # SIGTERM: stop accepting, give requests in flight this long, then run the lifespan's shutdown.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+
+
+def exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """Unwind like Ctrl-C does, so `finally` blocks (the Stripe stand-in's) run before the process ends.
+
+    uvicorn shuts down gracefully on SIGTERM and then raises the signal again with the handler it found:
+    without this one, that is the default handler, which ends the process on the spot.
+    """
+    raise SystemExit(128 + signum)
 
 
 @app.command()
@@ -241,6 +281,7 @@ def dev() -> None:
     Without STRIPE_SECRET_KEY a Stripe stand-in (localstripe) runs beside the gateway, with its webhooks
     delivered to it, so Add funds works on a machine with no keys and no internet.
     """
+    signal.signal(signal.SIGTERM, exit_on_signal)
     migrate()
     settings = Settings()
     with ExitStack() as stack:

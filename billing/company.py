@@ -5,10 +5,10 @@ from dataclasses import dataclass, fields
 
 import phonenumbers
 import pycountry
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import customers
-from billing.errors import DomainError, as_named_here
+from billing.db import SessionFactory, read_session, unit_of_work
+from billing.errors import DomainError, NotFound, as_named_here
 from billing.stripe_gateway import StripeGateway
 from models import Account, Company
 from models.types import utcnow
@@ -110,21 +110,29 @@ def validate(data: CompanyInput) -> dict[str, str | None]:
 
 
 async def save_company(
-    session: AsyncSession, gateway: StripeGateway, account: Account, data: CompanyInput
+    factory: SessionFactory, gateway: StripeGateway, account_id: int, data: CompanyInput
 ) -> Company:
-    """Validate, save, and bring the Stripe customer's name, phone and address along (creating it if needed).
+    """Validate, bring the Stripe customer's name, phone and address along (creating it if needed), save.
 
-    The Stripe call comes last: when Stripe is down the caller's transaction rolls back and nothing is saved.
+    Stripe first, with no connection held: when Stripe is down nothing is saved, and when saving fails
+    after Stripe took the new profile, the next save brings Stripe along again.
     """
     values = validate(data)
-    assert account.id is not None
-    company = await session.get(Company, account.id)
-    if company is None:
-        company = Company(account_id=account.id)
-        session.add(company)
+    async with read_session(factory) as session:
+        account = await session.get(Account, account_id)
+        if account is None:
+            raise NotFound("account not found")
+    await customers.push_customer(factory, gateway, account, _filled(Company(account_id=account_id), values))
+    async with unit_of_work(factory) as session:
+        company = await session.get(Company, account_id)
+        if company is None:
+            company = Company(account_id=account_id)
+            session.add(company)
+        _filled(company, values).updated_at = utcnow()
+    return company
+
+
+def _filled(company: Company, values: dict[str, str | None]) -> Company:
     for name, value in values.items():
         setattr(company, name, value)
-    company.updated_at = utcnow()
-    await session.flush()
-    await customers.sync_customer(session, gateway, account, company)
     return company

@@ -1,7 +1,13 @@
-"""Each account's Stripe customer: created on first need, kept in step with the company profile."""
+"""Each account's Stripe customer: created on first need, kept in step with the company profile.
 
-from sqlmodel.ext.asyncio.session import AsyncSession
+Every function here that calls Stripe takes a session *factory*: it reads in one short transaction, calls
+Stripe with no connection held, and records the outcome in another.
+"""
 
+from sqlmodel import col, update
+
+from billing.db import SessionFactory, read_session, unit_of_work
+from billing.errors import NotFound
 from billing.stripe_gateway import CustomerAddress, StripeGateway
 from models import Account, Company
 
@@ -19,10 +25,11 @@ def _address(company: Company) -> CustomerAddress | None:
     )
 
 
-async def sync_customer(
-    session: AsyncSession, gateway: StripeGateway, account: Account, company: Company | None
+async def push_customer(
+    factory: SessionFactory, gateway: StripeGateway, account: Account, company: Company | None
 ) -> str:
-    """Create or update the customer from the company profile (the account name until there is one)."""
+    """Create or update the account's customer from this company profile (the account name until there is
+    one), and remember its id. Creation is idempotent at Stripe per account, so a race creates one."""
     assert account.id is not None
     customer_id = await gateway.ensure_customer(
         customer_id=account.stripe_customer_id,
@@ -32,14 +39,23 @@ async def sync_customer(
         account_id=account.id,
     )
     if account.stripe_customer_id != customer_id:
+        async with unit_of_work(factory) as session:
+            await session.exec(
+                update(Account)
+                .where(col(Account.id) == account.id, col(Account.stripe_customer_id).is_(None))
+                .values(stripe_customer_id=customer_id)
+            )
         account.stripe_customer_id = customer_id
-        await session.flush()
     return customer_id
 
 
-async def customer_id(session: AsyncSession, gateway: StripeGateway, account: Account) -> str:
+async def customer_id(factory: SessionFactory, gateway: StripeGateway, account_id: int) -> str:
     """The account's Stripe customer, created now if it has none yet."""
-    if account.stripe_customer_id is not None:
-        return account.stripe_customer_id
-    assert account.id is not None
-    return await sync_customer(session, gateway, account, await session.get(Company, account.id))
+    async with read_session(factory) as session:
+        account = await session.get(Account, account_id)
+        if account is None:
+            raise NotFound("account not found")
+        if account.stripe_customer_id is not None:
+            return account.stripe_customer_id
+        company = await session.get(Company, account_id)
+    return await push_customer(factory, gateway, account, company)

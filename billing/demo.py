@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import auth, fx, ledger, payment_methods, usage
 from billing.auth import Principal
+from billing.db import SessionFactory, unit_of_work
 from billing.money import to_decimal
 from billing.months import month_of
 from billing.stripe_gateway import StripeGateway
@@ -166,28 +167,31 @@ async def seed(session: AsyncSession) -> Demo:
 
 
 async def link_card(
-    session: AsyncSession, gateway: StripeGateway, account: Account, *, fresh_stripe: bool
+    factory: SessionFactory, gateway: StripeGateway, account_id: int, *, fresh_stripe: bool
 ) -> None:
     """Give the demo account a Stripe customer and a saved test card, so Add funds works from GraphiQL.
 
     A fresh Stripe stand-in (`make run` without keys) starts empty every time, so the customer and card of an
     earlier run are gone there: they are forgotten and made again. With real (test) keys this runs once.
     """
-    assert account.id is not None
-    if not fresh_stripe and account.stripe_customer_id is not None:
-        return
-    await session.exec(delete(PaymentMethod).where(col(PaymentMethod.account_id) == account.id))
-    account.stripe_customer_id = None
+    async with unit_of_work(factory) as session:
+        account = await session.get(Account, account_id)
+        assert account is not None
+        if not fresh_stripe and account.stripe_customer_id is not None:
+            return
+        await session.exec(delete(PaymentMethod).where(col(PaymentMethod.account_id) == account_id))
+        account.stripe_customer_id = None
     # Stripe's documented test card: in test mode it becomes a real card object of the customer's.
-    card = await payment_methods.attach(session, gateway, account, "pm_card_visa")
-    await session.exec(
-        update(AutoRechargeSettings)
-        .where(
-            col(AutoRechargeSettings.account_id) == account.id,
-            col(AutoRechargeSettings.payment_method_id).is_(None),
+    card = await payment_methods.attach(factory, gateway, account_id, "pm_card_visa")
+    async with unit_of_work(factory) as session:
+        await session.exec(
+            update(AutoRechargeSettings)
+            .where(
+                col(AutoRechargeSettings.account_id) == account_id,
+                col(AutoRechargeSettings.payment_method_id).is_(None),
+            )
+            .values(payment_method_id=card.id)
         )
-        .values(payment_method_id=card.id)
-    )
 
 
 async def ensure_key(

@@ -6,11 +6,14 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import customers
+from billing.db import SessionFactory, read_session, unit_of_work
 from billing.errors import DomainError, NotFound
 from billing.stripe_gateway import Card, PaymentProviderRejected, StripeGateway
 from models import Account, AutoRechargeSettings, PaymentMethod
 
 logger = logging.getLogger(__name__)
+
+NOT_FOUND = "payment method not found"
 
 
 class PaymentMethodNotOwned(DomainError):
@@ -34,7 +37,7 @@ async def get_owned(session: AsyncSession, account_id: int, payment_method_id: i
     """The account's card, or NotFound for a missing one and another account's alike."""
     method = await session.get(PaymentMethod, payment_method_id)
     if method is None or method.account_id != account_id:
-        raise NotFound("payment method not found")
+        raise NotFound(NOT_FOUND)
     return method
 
 
@@ -66,53 +69,69 @@ async def _mirror(session: AsyncSession, account_id: int, card: Card) -> Payment
     return method
 
 
-async def create_setup_intent(session: AsyncSession, gateway: StripeGateway, account: Account) -> str:
+async def create_setup_intent(factory: SessionFactory, gateway: StripeGateway, account_id: int) -> str:
     """The client secret Stripe Elements needs to collect a card for this account's customer."""
-    return await gateway.create_setup_intent(await customers.customer_id(session, gateway, account))
+    return await gateway.create_setup_intent(await customers.customer_id(factory, gateway, account_id))
+
+
+async def _customers_card(gateway: StripeGateway, stripe_payment_method_id: str, customer: str) -> Card:
+    """The card, attached to `customer` first if no customer has it yet.
+
+    An unknown id and another customer's card get the same NotFound, message included: trying ids must not
+    tell which cards exist.
+    """
+    try:
+        card = await gateway.retrieve_card(stripe_payment_method_id)
+    except PaymentProviderRejected:  # no such payment method, or not a card
+        raise NotFound(NOT_FOUND) from None
+    if card.customer_id is None:
+        return await gateway.attach_card(stripe_payment_method_id, customer)
+    if card.customer_id != customer:
+        raise NotFound(NOT_FOUND)
+    return card
 
 
 async def attach(
-    session: AsyncSession, gateway: StripeGateway, account: Account, stripe_payment_method_id: str
+    factory: SessionFactory, gateway: StripeGateway, account_id: int, stripe_payment_method_id: str
 ) -> PaymentMethod:
     """Record a card the frontend confirmed, after checking with Stripe that it is this customer's."""
-    assert account.id is not None
-    customer = await customers.customer_id(session, gateway, account)
-    card = await gateway.retrieve_card(stripe_payment_method_id)
-    if card.customer_id is None:
-        card = await gateway.attach_card(stripe_payment_method_id, customer)
-    elif card.customer_id != customer:
-        raise PaymentMethodNotOwned("this card belongs to another customer")
-    method = await _mirror(session, account.id, card)
-    if method.is_default:
+    customer = await customers.customer_id(factory, gateway, account_id)
+    card = await _customers_card(gateway, stripe_payment_method_id, customer)
+    async with read_session(factory) as session:
+        first_card = not any(m.is_default for m in await account_methods(session, account_id))
+    if first_card:
+        # Stripe first, so the mirror never shows a default that Stripe's invoices and portal don't.
         await gateway.set_default_card(customer, card.id)
-    return method
+    async with unit_of_work(factory) as session:
+        return await _mirror(session, account_id, card)
 
 
 async def set_default(
-    session: AsyncSession, gateway: StripeGateway, account: Account, payment_method_id: int
+    factory: SessionFactory, gateway: StripeGateway, account_id: int, payment_method_id: int
 ) -> PaymentMethod:
     """The account's default card, here and in Stripe (its invoices and customer portal show the same one)."""
-    assert account.id is not None
-    account_id = account.id
-    method = await get_owned(session, account_id, payment_method_id)
+    async with read_session(factory) as session:
+        method = await get_owned(session, account_id, payment_method_id)
     # Stripe first: if it cannot be reached, the mirror keeps matching it.
     await gateway.set_default_card(
-        await customers.customer_id(session, gateway, account), method.stripe_payment_method_id
+        await customers.customer_id(factory, gateway, account_id), method.stripe_payment_method_id
     )
-    # Clear first: a unique partial index allows one default per account at any moment.
-    await session.exec(
-        update(PaymentMethod)
-        .where(col(PaymentMethod.account_id) == account_id, col(PaymentMethod.id) != method.id)
-        .values(is_default=False)
-    )
-    await session.flush()
-    method.is_default = True
-    await session.flush()
+    async with unit_of_work(factory) as session:
+        method = await get_owned(session, account_id, payment_method_id)
+        # Clear first: a unique partial index allows one default per account at any moment.
+        await session.exec(
+            update(PaymentMethod)
+            .where(col(PaymentMethod.account_id) == account_id, col(PaymentMethod.id) != method.id)
+            .values(is_default=False)
+        )
+        await session.flush()
+        method.is_default = True
+        await session.flush()
     return method
 
 
 async def delete(
-    session: AsyncSession,
+    factory: SessionFactory,
     gateway: StripeGateway,
     account_id: int,
     payment_method_id: int,
@@ -122,8 +141,28 @@ async def delete(
     """Detach the card in Stripe and drop it from the mirror.
 
     Refused while auto-recharge pays with it, unless `replacement_id` names another of the account's cards,
-    which then pays for auto-recharge (and becomes the default if the deleted card was).
+    which then pays for auto-recharge (and becomes the default if the deleted card was). The checks run
+    before Stripe is called and again, with the write, after it: the card may have changed meanwhile.
     """
+    async with read_session(factory) as session:
+        method, _ = await _deletable(session, account_id, payment_method_id, replacement_id)
+    try:
+        await gateway.detach_card(method.stripe_payment_method_id)
+    except PaymentProviderRejected as error:
+        # Already detached or gone in Stripe (e.g. from the portal): the mirror only has to follow.
+        logger.info("detaching %s: %s", method.stripe_payment_method_id, error)
+    async with unit_of_work(factory) as session:
+        try:
+            method, replacement = await _deletable(session, account_id, payment_method_id, replacement_id)
+        except NotFound:
+            return  # removed meanwhile (a webhook for the detach we just did): nothing left to do
+        await _remove(session, method, preferred_default=replacement)
+
+
+async def _deletable(
+    session: AsyncSession, account_id: int, payment_method_id: int, replacement_id: int | None
+) -> tuple[PaymentMethod, PaymentMethod | None]:
+    """The card to delete and its replacement, with auto-recharge moved over to the replacement."""
     method = await get_owned(session, account_id, payment_method_id)
     replacement = None
     if replacement_id is not None:
@@ -135,12 +174,7 @@ async def delete(
         if replacement is None:
             raise PaymentMethodInUse("auto-recharge pays with this card; choose another card for it first")
         settings.payment_method_id = replacement.id
-    try:
-        await gateway.detach_card(method.stripe_payment_method_id)
-    except PaymentProviderRejected as error:
-        # Already detached or gone in Stripe (e.g. from the portal): the mirror only has to follow.
-        logger.info("detaching %s: %s", method.stripe_payment_method_id, error)
-    await _remove(session, method, preferred_default=replacement)
+    return method, replacement
 
 
 async def _remove(

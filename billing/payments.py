@@ -12,13 +12,14 @@ across the network call would lose that row on a crash and block the account mea
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import customers, ledger, recharge_engine
+from billing import ledger, recharge_settlement
 from billing.company import missing_company_fields
 from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
@@ -33,6 +34,7 @@ from billing.stripe_gateway import (
     StripeGateway,
 )
 from models import Account, Company, PaymentMethod, Transaction, TransactionKind, TransactionStatus
+from models.types import utcnow
 
 
 class CompanyIncomplete(DomainError):
@@ -115,7 +117,7 @@ def stripe_idempotency_key(transaction_id: int) -> str:
 async def add_funds(
     factory: SessionFactory, gateway: StripeGateway, settings: Settings, request: AddFundsRequest
 ) -> TopUp:
-    pending = await _begin(factory, gateway, settings, request)
+    pending = await _begin(factory, settings, request)
     entry = pending.transaction
     assert entry.id is not None
     if not pending.created:
@@ -135,21 +137,17 @@ async def add_funds(
     return await _finish(factory, entry.id, result)
 
 
-async def _begin(
-    factory: SessionFactory, gateway: StripeGateway, settings: Settings, request: AddFundsRequest
-) -> _Pending:
+async def _begin(factory: SessionFactory, settings: Settings, request: AddFundsRequest) -> _Pending:
     try:
         async with unit_of_work(factory) as session:
-            return await _gate_and_post(session, gateway, settings, request)
+            return await _gate_and_post(session, settings, request)
     except IntegrityError:
         # SQLite: a concurrent request with the same key inserted first; the second look finds it.
         async with unit_of_work(factory) as session:
-            return await _gate_and_post(session, gateway, settings, request)
+            return await _gate_and_post(session, settings, request)
 
 
-async def _gate_and_post(
-    session: AsyncSession, gateway: StripeGateway, settings: Settings, request: AddFundsRequest
-) -> _Pending:
+async def _gate_and_post(session: AsyncSession, settings: Settings, request: AddFundsRequest) -> _Pending:
     account = await session.get(Account, request.account_id)
     if account is None or account.id is None:
         raise NotFound("account not found")
@@ -164,8 +162,11 @@ async def _gate_and_post(
         raise CompanyIncomplete(missing)
     method = await _payment_method(session, account.id, request.payment_method_id)
     amount_minor = _amount(settings, request.amount, account.currency)
+    # Saving a card created the customer; without one there is no card Stripe could charge.
+    customer_id = account.stripe_customer_id
+    if customer_id is None:
+        raise PaymentMethodRequired("add a payment method first")
 
-    customer_id = await customers.customer_id(session, gateway, account)
     posting = await ledger.post(
         session,
         account_id=account.id,
@@ -245,19 +246,23 @@ def _outcome(entry: Transaction, balance_minor: int, client_secret: str | None) 
     raise PaymentDeclined(entry)
 
 
-async def apply_charge_result(session: AsyncSession, entry_id: int, result: ChargeResult) -> Transaction:
+async def apply_charge_result(
+    session: AsyncSession, entry_id: int, result: ChargeResult, *, now: datetime | None = None
+) -> Transaction:
     """Settle a top-up or auto-recharge from what Stripe says happened; safe to repeat and out of order.
 
-    Used by addFunds itself, by webhooks and by reconciliation: whichever comes first settles, the rest see a
-    settled entry and change nothing.
+    Used by addFunds itself, the recharge worker, webhooks and reconciliation: whichever comes first settles,
+    the rest see a settled entry and change nothing. An auto-recharge's recharge follows in the same
+    transaction, so the monthly limit counts the charge however it was settled.
     """
+    now = now or utcnow()
     if result.status == "succeeded":
         entry = await ledger.settle(
             session, entry_id, TransactionStatus.SUCCEEDED, stripe_payment_intent_id=result.payment_intent_id
         )
         if entry.status != TransactionStatus.SUCCEEDED:
             await _credit_late_success(session, entry, result)
-        await recharge_engine.follow_settlement(session, entry)
+        await recharge_settlement.follow_settlement(session, entry, paid=True, now=now)
         return entry
     if result.status == "declined":
         status = (
@@ -271,25 +276,24 @@ async def apply_charge_result(session: AsyncSession, entry_id: int, result: Char
             failure_message=result.message,
             stripe_payment_intent_id=result.payment_intent_id,
         )
-        await recharge_engine.follow_settlement(session, entry)
+        paid = entry.status == TransactionStatus.SUCCEEDED  # a stale failure of an entry that was paid since
+        await recharge_settlement.follow_settlement(session, entry, paid=paid, now=now)
         return entry
     pending = await session.get(Transaction, entry_id)
     if pending is None:
         raise NotFound(f"transaction {entry_id} not found")
     if result.payment_intent_id is not None and pending.stripe_payment_intent_id is None:
         # Still pending: remember the PaymentIntent so webhooks, retries and reconciliation can find it.
-        await session.exec(
-            update(Transaction)
-            .where(col(Transaction.id) == entry_id, col(Transaction.stripe_payment_intent_id).is_(None))
-            .values(stripe_payment_intent_id=result.payment_intent_id)
-        )
+        await _link_intent(session, entry_id, result.payment_intent_id)
         await session.refresh(pending)
     return pending
 
 
 async def _credit_late_success(session: AsyncSession, entry: Transaction, result: ChargeResult) -> None:
-    """Stripe says paid after we recorded a failure (a retried 3-D Secure, say): statuses never move back,
-    so the money is credited by a new entry, once per PaymentIntent."""
+    """Stripe says paid after we recorded a failure (a retried 3-D Secure, or a charge that landed after
+    reconciliation found nothing): statuses never move back, so the money is credited by a new entry, once per
+    PaymentIntent (its key), whichever of the webhook, the worker or reconciliation reports it first."""
+    assert entry.id is not None
     await ledger.post(
         session,
         account_id=entry.account_id,
@@ -298,20 +302,52 @@ async def _credit_late_success(session: AsyncSession, entry: Transaction, result
         description=f"{entry.description} (paid after first failing)",
         idempotency_key=f"late-success:{result.payment_intent_id or entry.id}",
     )
+    if result.payment_intent_id is not None and entry.stripe_payment_intent_id is None:
+        # Failed without a PaymentIntent (reconciliation found none): link the one that paid, so its later
+        # events find this entry by id, and reconciliation stops looking for it.
+        await _link_intent(session, entry.id, result.payment_intent_id)
+
+
+async def _link_intent(session: AsyncSession, entry_id: int, payment_intent_id: str) -> None:
+    """Record the PaymentIntent of an entry that has none yet (it moves no money)."""
+    await session.exec(
+        update(Transaction)
+        .where(col(Transaction.id) == entry_id, col(Transaction.stripe_payment_intent_id).is_(None))
+        .values(stripe_payment_intent_id=payment_intent_id)
+    )
 
 
 async def entry_for_intent(
     session: AsyncSession, payment_intent_id: str, metadata: dict[str, str]
 ) -> Transaction | None:
-    """The top-up a PaymentIntent pays for: by the id we stored, else by the entry id in its metadata."""
-    statement = select(Transaction).where(Transaction.stripe_payment_intent_id == payment_intent_id)
-    by_intent = (await session.exec(statement)).first()
+    """The top-up or auto-recharge a PaymentIntent claims to pay for, as far as our ledger can tell.
+
+    By the PaymentIntent id we stored; else by the entry and account ids in its metadata, and then only an
+    entry that has no PaymentIntent yet (one entry is one charge). A claim by metadata is only a claim: the
+    caller confirms it with Stripe before settling anything on it (billing.webhooks).
+    """
+    by_intent = await entry_paid_by(session, payment_intent_id)
     if by_intent is not None:
         return by_intent
     raw_id = metadata.get(TRANSACTION_ID_KEY, "")
-    if not raw_id.isdigit():
+    # ASCII digits within the id column's range: `int()` takes other digits, and the database refuses more.
+    if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 10 and int(raw_id) <= _MAX_ENTRY_ID):
         return None
     entry = await session.get(Transaction, int(raw_id))
-    if entry is None or metadata.get(ACCOUNT_ID_KEY) != str(entry.account_id):
+    if (
+        entry is None
+        or entry.stripe_payment_intent_id is not None
+        or entry.kind not in (TransactionKind.TOP_UP, TransactionKind.AUTO_RECHARGE)
+        or metadata.get(ACCOUNT_ID_KEY) != str(entry.account_id)
+    ):
         return None
     return entry
+
+
+_MAX_ENTRY_ID = 2**31 - 1
+
+
+async def entry_paid_by(session: AsyncSession, payment_intent_id: str) -> Transaction | None:
+    """The top-up or auto-recharge whose stored PaymentIntent this is."""
+    statement = select(Transaction).where(Transaction.stripe_payment_intent_id == payment_intent_id)
+    return (await session.exec(statement)).first()

@@ -1,8 +1,8 @@
 """Mutation entry points for money in: check the caller may act on the account, call one service, map the result.
 
 Every expected failure comes back as a typed error in the mutation's payload union (see schema/payments.py),
-and what the mutation wrote is undone by its savepoint (`Context.atomic`). The account's country is read
-before the work: a rolled-back savepoint expires the rows it touched.
+and what a step wrote is undone when it fails. These services call Stripe, so they take the session factory and
+open a short transaction per step, never holding a connection while Stripe answers.
 """
 
 from typing import cast
@@ -10,6 +10,7 @@ from typing import cast
 import strawberry
 
 from billing import company, payment_methods, payments, portal
+from billing.db import SessionFactory
 from billing.stripe_gateway import StripeGateway
 from models import Account as AccountModel
 from resolvers.accounts import named_or_own_account
@@ -54,6 +55,11 @@ def _stripe(info: Info) -> StripeGateway:
     return info.context.stripe
 
 
+def factory(info: Info) -> SessionFactory:
+    """For services that call Stripe: they commit per step and hold no connection while Stripe answers."""
+    return info.context.session_factory
+
+
 def _pk(account: AccountModel) -> int:
     assert account.id is not None
     return account.id
@@ -66,8 +72,7 @@ class PaymentMutation:
         account = await _account(info, input.account_id)
         country = account.country
         try:
-            async with info.context.atomic() as session:
-                saved = await company.save_company(session, _stripe(info), account, input.to_domain())
+            saved = await company.save_company(factory(info), _stripe(info), _pk(account), input.to_domain())
         except EXPECTED_ERRORS as error:
             return cast(UpdateCompanyPayload, to_error(error, country))
         return UpdateCompanySuccess(company=Company.from_model(saved))
@@ -79,8 +84,7 @@ class PaymentMutation:
         account = await _account(info, account_id)
         country = account.country
         try:
-            async with info.context.atomic() as session:
-                secret = await payment_methods.create_setup_intent(session, _stripe(info), account)
+            secret = await payment_methods.create_setup_intent(factory(info), _stripe(info), _pk(account))
         except EXPECTED_ERRORS as error:
             return cast(CreateSetupIntentPayload, to_error(error, country))
         return CreateSetupIntentSuccess(client_secret=secret)
@@ -92,10 +96,9 @@ class PaymentMutation:
         account = await _account(info, input.account_id)
         country = account.country
         try:
-            async with info.context.atomic() as session:
-                method = await payment_methods.attach(
-                    session, _stripe(info), account, input.stripe_payment_method_id
-                )
+            method = await payment_methods.attach(
+                factory(info), _stripe(info), _pk(account), input.stripe_payment_method_id
+            )
         except EXPECTED_ERRORS as error:
             return cast(AttachPaymentMethodPayload, to_error(error, country))
         return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
@@ -108,8 +111,7 @@ class PaymentMutation:
         country = account.country
         method_id = from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId")
         try:
-            async with info.context.atomic() as session:
-                method = await payment_methods.set_default(session, _stripe(info), account, method_id)
+            method = await payment_methods.set_default(factory(info), _stripe(info), _pk(account), method_id)
         except EXPECTED_ERRORS as error:
             return cast(SetDefaultPaymentMethodPayload, to_error(error, country))
         return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
@@ -128,10 +130,9 @@ class PaymentMutation:
             else None
         )
         try:
-            async with info.context.atomic() as session:
-                await payment_methods.delete(
-                    session, _stripe(info), _pk(account), method_id, replacement_id=replacement_id
-                )
+            await payment_methods.delete(
+                factory(info), _stripe(info), _pk(account), method_id, replacement_id=replacement_id
+            )
         except EXPECTED_ERRORS as error:
             return cast(DeletePaymentMethodPayload, to_error(error, country))
         return DeletePaymentMethodSuccess(deleted_payment_method_id=input.payment_method_id)
@@ -147,10 +148,7 @@ class PaymentMutation:
             idempotency_key=input.idempotency_key,
         )
         try:
-            # Commits per step itself (see billing/payments.py), so it gets the factory, not the request session.
-            top_up = await payments.add_funds(
-                info.context.session_factory, _stripe(info), info.context.settings, request
-            )
+            top_up = await payments.add_funds(factory(info), _stripe(info), info.context.settings, request)
         except EXPECTED_ERRORS as error:
             return cast(AddFundsPayload, to_error(error, country))
         return AddFundsSuccess(
@@ -168,10 +166,9 @@ class PaymentMutation:
         country = account.country
         allowlist = info.context.settings.portal_return_url_allowlist
         try:
-            async with info.context.atomic() as session:
-                url = await portal.create_portal_session(
-                    session, _stripe(info), account, input.return_url, allowlist
-                )
+            url = await portal.create_portal_session(
+                factory(info), _stripe(info), _pk(account), input.return_url, allowlist
+            )
         except EXPECTED_ERRORS as error:
             return cast(CreateBillingPortalSessionPayload, to_error(error, country))
         return CreateBillingPortalSessionSuccess(url=url)

@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,6 +24,7 @@ import models  # noqa: F401  (every table in the metadata, for TRUNCATE)
 from billing.config import Environment, Settings
 from billing.db import SessionFactory, create_engine
 from server import create_app
+from tests.factories import savepoint_sessions
 
 ROOT = Path(__file__).resolve().parent.parent
 # A database of its own per test run, so parallel runs on one server never meet.
@@ -104,12 +105,7 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 @pytest.fixture
 def session_factory(connection: AsyncConnection) -> SessionFactory:
     """Sessions whose commits only release a savepoint inside the test's rolled-back transaction."""
-    return async_sessionmaker(
-        bind=connection,
-        class_=AsyncSession,
-        expire_on_commit=False,
-        join_transaction_mode="create_savepoint",
-    )
+    return savepoint_sessions(connection)
 
 
 @pytest.fixture

@@ -2,9 +2,11 @@
 
 from itertools import count
 
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import auth
+from billing.db import SessionFactory, session_factory
 from models import (
     Account,
     Company,
@@ -15,6 +17,22 @@ from models import (
 )
 
 _sequence = count(1)
+
+
+def savepoint_sessions(bind: AsyncConnection) -> SessionFactory:
+    """Sessions whose commits only release a savepoint inside the test's rolled-back transaction."""
+    return async_sessionmaker(
+        bind=bind, class_=AsyncSession, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+
+
+def sessions_of(session: AsyncSession) -> SessionFactory:
+    """More sessions like a test's `session` (on its connection, or its engine), for services that commit
+    per step."""
+    if isinstance(session.bind, AsyncConnection):
+        return savepoint_sessions(session.bind)
+    assert isinstance(session.bind, AsyncEngine)
+    return session_factory(session.bind)
 
 
 async def create_account(

@@ -5,11 +5,21 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import company, payment_methods
 from billing.stripe_gateway import StripeGateway
-from models import AutoRechargeSettings, Company, PaymentMethod
-from tests.factories import create_account
+from models import Account, AutoRechargeSettings, Company, PaymentMethod
+from tests.factories import create_account, sessions_of
 from tests.payments_helpers import ready_account
 from tests.stripe_server import LocalStripe
 from tests.usage_factories import enable_auto_recharge
+
+
+async def attach(
+    session: AsyncSession, gateway: StripeGateway, account: Account, stripe_id: str
+) -> PaymentMethod:
+    assert account.id is not None
+    attached = await payment_methods.attach(sessions_of(session), gateway, account.id, stripe_id)
+    method = await session.get(PaymentMethod, attached.id)
+    assert method is not None
+    return method
 
 
 async def stripe_default(localstripe: LocalStripe, customer_id: str | None) -> str | None:
@@ -21,13 +31,15 @@ async def test_the_first_card_is_the_default_here_and_in_stripe_until_another_is
     session: AsyncSession, stripe_gateway: StripeGateway, localstripe: LocalStripe
 ) -> None:
     account, first = await ready_account(session, stripe_gateway, localstripe)
-    second = await payment_methods.attach(session, stripe_gateway, account, await localstripe.card())
+    second = await attach(session, stripe_gateway, account, await localstripe.card())
     assert first.is_default and not second.is_default
     assert await stripe_default(localstripe, account.stripe_customer_id) == first.stripe_payment_method_id
 
     assert second.id is not None
-    await payment_methods.set_default(session, stripe_gateway, account, second.id)
+    assert account.id is not None
+    await payment_methods.set_default(sessions_of(session), stripe_gateway, account.id, second.id)
     await session.refresh(first)
+    await session.refresh(second)
     assert second.is_default and not first.is_default
     assert await stripe_default(localstripe, account.stripe_customer_id) == second.stripe_payment_method_id
 
@@ -38,29 +50,33 @@ async def test_a_card_of_another_customer_is_refused(
     _, theirs = await ready_account(session, stripe_gateway, localstripe)
     mine = await create_account(session)
     with pytest.raises(payment_methods.PaymentMethodNotOwned):
-        await payment_methods.attach(session, stripe_gateway, mine, theirs.stripe_payment_method_id)
+        await attach(session, stripe_gateway, mine, theirs.stripe_payment_method_id)
 
 
 async def test_the_auto_recharge_card_is_deleted_only_with_a_replacement(
     session: AsyncSession, stripe_gateway: StripeGateway, localstripe: LocalStripe
 ) -> None:
     account, used = await ready_account(session, stripe_gateway, localstripe)
-    other = await payment_methods.attach(session, stripe_gateway, account, await localstripe.card())
+    other = await attach(session, stripe_gateway, account, await localstripe.card())
     await enable_auto_recharge(session, account, used)
     assert account.id is not None and used.id is not None and other.id is not None
 
     with pytest.raises(payment_methods.PaymentMethodInUse):
-        await payment_methods.delete(session, stripe_gateway, account.id, used.id)
+        await payment_methods.delete(sessions_of(session), stripe_gateway, account.id, used.id)
     assert (await localstripe.retrieve(f"/v1/payment_methods/{used.stripe_payment_method_id}"))["customer"]
 
-    await payment_methods.delete(session, stripe_gateway, account.id, used.id, replacement_id=other.id)
+    await payment_methods.delete(
+        sessions_of(session), stripe_gateway, account.id, used.id, replacement_id=other.id
+    )
+    session.expunge_all()
     assert await session.get(PaymentMethod, used.id) is None
     assert (await localstripe.retrieve(f"/v1/payment_methods/{used.stripe_payment_method_id}"))[
         "customer"
     ] is None
     settings = await session.get(AutoRechargeSettings, account.id)
     assert settings is not None and settings.payment_method_id == other.id
-    assert other.is_default
+    replacement = await session.get(PaymentMethod, other.id)
+    assert replacement is not None and replacement.is_default
 
 
 async def test_company_input_is_validated_whole_and_saved_only_when_valid(
@@ -77,7 +93,7 @@ async def test_company_input_is_validated_whole_and_saved_only_when_valid(
         country="Germany",
     )
     with pytest.raises(company.InvalidCompanyInput) as rejected:
-        await company.save_company(session, stripe_gateway, account, bad)
+        await company.save_company(sessions_of(session), stripe_gateway, account.id, bad)
     assert sorted(field for field, _ in rejected.value.field_errors) == [
         "country",
         "legal_name",
@@ -95,7 +111,8 @@ async def test_company_input_is_validated_whole_and_saved_only_when_valid(
         postal_code="10117",
         country="de",
     )
-    saved = await company.save_company(session, stripe_gateway, account, good)
+    saved = await company.save_company(sessions_of(session), stripe_gateway, account.id, good)
+    await session.refresh(account)
     assert (saved.legal_name, saved.phone, saved.country) == ("Acme GmbH", "+49301234567", "DE")
     customer = await localstripe.retrieve(f"/v1/customers/{account.stripe_customer_id}")
     assert customer["name"] == "Acme GmbH" and customer["phone"] == "+49301234567"
