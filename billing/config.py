@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # Production refuses to start on SQLite or with a Stripe test key unless these say it is meant.
     allow_sqlite_in_production: bool = False
     allow_stripe_test_key_in_production: bool = False
+    # Webhooks signed further ahead of our clock than this are refused (a forged or mis-set timestamp).
+    stripe_webhook_future_tolerance_seconds: int = 60
 
     @property
     def is_production(self) -> bool:

@@ -1,4 +1,5 @@
-"""Stripe webhooks: signature and age checks, duplicates, out-of-order delivery, refunds, the card mirror.
+"""Stripe webhooks over HTTP: signatures and their time, duplicates, out-of-order delivery, refunds, the card
+mirror, and the legitimate flows that settle money by webhook (3-D Secure top-ups, confirmed auto-recharges).
 
 localstripe signs and delivers real events for PaymentIntents (used in the 3-D Secure test) but never sends
 `charge.refunded` or `payment_method.*` events, and cannot send an old or forged one: those tests build the
@@ -7,88 +8,101 @@ event themselves from objects localstripe returned, signed (or mis-signed) like 
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
 import httpx
 import pytest
-import stripe
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
-from billing import payments
+from billing import payments, recharge_engine
+from billing.config import Environment
 from billing.db import SessionFactory
 from billing.stripe_gateway import StripeGateway
-from models import PaymentMethod, StripeEvent, Transaction, TransactionKind, TransactionStatus
-from resolvers.webhooks import stripe_webhook_endpoint
+from billing.usage import record_usage
+from models import (
+    AutoRechargeSettings,
+    PaymentMethod,
+    Recharge,
+    RechargeStatus,
+    Transaction,
+    TransactionKind,
+    TransactionStatus,
+)
+from server import create_app
 from tests.ledger_checks import checked_balance
 from tests.loopback import serving
 from tests.payments_helpers import THREE_D_SECURE_CARD, ready_account
-from tests.stripe_server import WEBHOOK_SECRET, LocalStripe
+from tests.stripe_server import LocalStripe, stripe_settings
 from tests.test_payments_add_funds import SETTINGS, request
+from tests.usage_factories import REPORTER, call, enable_auto_recharge
+from tests.webhook_helpers import app_client, deliver, event, signature, stored_events
 
 _ids = count(1)
-
-
-def webhook_app(session_factory: SessionFactory, gateway: StripeGateway) -> Starlette:
-    app = Starlette(routes=[Route("/webhooks/stripe", stripe_webhook_endpoint, methods=["POST"])])
-    app.state.session_factory = session_factory
-    app.state.stripe = gateway
-    return app
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 async def webhook_client(
-    session_factory: SessionFactory, stripe_gateway: StripeGateway
+    session_factory: SessionFactory, localstripe_url: str
 ) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=webhook_app(session_factory, stripe_gateway))
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
+    async with app_client(session_factory, localstripe_url) as client:
         yield client
 
 
-def event(type_: str, obj: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+def unknown_intent() -> dict[str, Any]:
+    """A well-formed PaymentIntent that is nobody's: readable, so only the signature decides."""
     return {
-        "id": event_id or f"evt_test_{next(_ids)}_{time.time_ns()}",
-        "object": "event",
-        "type": type_,
-        "data": {"object": obj},
+        "id": f"pi_nobody_{next(_ids)}",
+        "object": "payment_intent",
+        "status": "succeeded",
+        "amount": 1_000,
+        "currency": "usd",
+        "metadata": {},
     }
 
 
-async def deliver(
-    client: httpx.AsyncClient, body: dict[str, Any], *, secret: str = WEBHOOK_SECRET, age: int = 0
-) -> httpx.Response:
-    payload = json.dumps(body)
-    signature = stripe.WebhookSignature.generate_signature_header(payload, secret, int(time.time()) - age)
-    return await client.post(
-        "/webhooks/stripe",
-        content=payload,
-        headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
-    )
-
-
-async def stored_events(session: AsyncSession) -> int:
-    return len((await session.exec(select(StripeEvent))).all())
-
-
-async def test_forged_and_stale_webhooks_are_refused_and_write_nothing(
+async def test_forged_stale_and_future_webhooks_are_refused_and_write_nothing(
     session: AsyncSession, webhook_client: httpx.AsyncClient
 ) -> None:
-    body = event("payment_intent.succeeded", {"id": "pi_x", "status": "succeeded", "metadata": {}})
+    body = event("payment_intent.succeeded", unknown_intent())
     before = await stored_events(session)
     assert (await deliver(webhook_client, body, secret="whsec_wrong")).status_code == 400
     assert (await deliver(webhook_client, body, age=301)).status_code == 400
+    # The SDK's check only looks back: a timestamp ahead of our clock beyond 60 s is refused here.
+    assert (await deliver(webhook_client, body, age=-120)).status_code == 400
     unsigned = await webhook_client.post("/webhooks/stripe", content=json.dumps(body))
     assert unsigned.status_code == 400
+    garbled = await webhook_client.post(
+        "/webhooks/stripe",
+        content=json.dumps(body),
+        headers={"Stripe-Signature": ("t=١٢٣,v1=" + "0" * 64).encode()},
+    )
+    assert garbled.status_code == 400
     assert await stored_events(session) == before
     assert (await deliver(webhook_client, body, age=60)).status_code == 200  # within the tolerance
-    assert await stored_events(session) == before + 1
+    assert (await deliver(webhook_client, {**body, "id": "evt_ahead"}, age=-30)).status_code == 200
+    assert await stored_events(session) == before + 2
+
+
+async def test_the_signature_covers_the_exact_bytes(
+    session: AsyncSession, webhook_client: httpx.AsyncClient
+) -> None:
+    payload = json.dumps(event("payment_intent.succeeded", unknown_intent())).encode()
+    header = signature(payload)
+    before = await stored_events(session)
+    for tampered in (payload + b" ", payload.replace(b"1000", b"9000")):
+        response = await webhook_client.post(
+            "/webhooks/stripe", content=tampered, headers={"Stripe-Signature": header}
+        )
+        assert response.status_code == 400
+    assert await stored_events(session) == before
 
 
 async def top_up(
@@ -126,12 +140,17 @@ async def test_refunds_take_only_the_newly_refunded_part_once(
             "payment_intent": entry.stripe_payment_intent_id,
             "amount": 4_000,
             "amount_refunded": total,
+            "currency": "usd",
             "metadata": {},
         }
 
     first = event("charge.refunded", refunded(1_000))
-    assert (await deliver(webhook_client, first)).json() == {"received": True, "duplicate": False}
-    assert (await deliver(webhook_client, first)).json() == {"received": True, "duplicate": True}
+    assert (await deliver(webhook_client, first)).json() == {
+        "received": True,
+        "duplicate": False,
+        "rejected": False,
+    }
+    assert (await deliver(webhook_client, first)).json()["duplicate"] is True
     await deliver(webhook_client, event("charge.refunded", refunded(1_000)))  # another event, same state
     assert await checked_balance(session, entry.account_id) == 3_000
     await deliver(webhook_client, event("charge.refunded", refunded(2_500)))
@@ -212,34 +231,84 @@ async def test_three_d_secure_is_settled_by_localstripe_s_own_signed_webhook(
     session_factory: SessionFactory,
     stripe_gateway: StripeGateway,
     localstripe: LocalStripe,
+    localstripe_url: str,
 ) -> None:
-    """Real delivery: localstripe signs and POSTs `payment_intent.succeeded` to the endpoint on a loopback port."""
+    """Real delivery: localstripe signs and POSTs `payment_intent.succeeded` to the app on a loopback port."""
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
     pending = await payments.add_funds(
         session_factory, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "3ds-hook")
     )
     intent_id = pending.transaction.stripe_payment_intent_id
     assert intent_id is not None and pending.client_secret is not None and account.id is not None
-    handled: asyncio.Queue[str] = asyncio.Queue()
-    endpoint = webhook_app(session_factory, stripe_gateway)
+    app = create_app(stripe_settings(localstripe_url, environment=Environment.TEST), sessions=session_factory)
+    answered: asyncio.Queue[int] = asyncio.Queue()
 
-    async def only_this_test(request: Request) -> Response:
-        # Events left over from earlier tests are acknowledged unread: the test's connection is not shared.
-        body = await request.body()
-        if intent_id.encode() not in body:
-            return Response(status_code=200)
-        response = await stripe_webhook_endpoint(request)
-        await handled.put(json.loads(body)["type"])
-        return response
+    async def only_this_test(scope: Scope, receive: Receive, send: Send) -> None:
+        # Other events (earlier tests' leftovers) are acknowledged unread: the test's connection is not shared.
+        body = await Request(scope, receive).body()
+        if intent_id.encode() not in body or b'"payment_intent.succeeded"' not in body:
+            await Response(status_code=200)(scope, receive, send)
+            return
 
-    endpoint.router.routes[0] = Route("/webhooks/stripe", only_this_test, methods=["POST"])
-    async with serving(endpoint) as url:
+        async def replay() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def noting_the_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await answered.put(message["status"])
+            await send(message)
+
+        await app(scope, replay, noting_the_status)
+
+    async with serving(only_this_test) as url:
         await localstripe.deliver_webhooks_to(f"{url}/webhooks/stripe")
         await localstripe.complete_3ds(intent_id, pending.client_secret)
-        kind = await asyncio.wait_for(handled.get(), timeout=15)
-        assert kind == "payment_intent.succeeded"
+        assert await asyncio.wait_for(answered.get(), timeout=15) == 200
     entry = await session.get(Transaction, pending.transaction.id)
     assert entry is not None
     await session.refresh(entry)
     assert entry.status == TransactionStatus.SUCCEEDED
     assert await checked_balance(session, account.id) == 3_000
+
+
+async def test_an_auto_recharge_confirmed_by_the_customer_is_settled_by_its_webhook(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+    webhook_client: httpx.AsyncClient,
+) -> None:
+    """The bank asked for 3-D Secure off-session; once the customer confirms, the webhook credits it once."""
+    account, card = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
+    await enable_auto_recharge(session, account, card)
+    await record_usage(session, REPORTER, [call(account, NOW - timedelta(minutes=1), cost="1.00")], now=NOW)
+    assert await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW) == 1
+    [entry] = (
+        await session.exec(
+            select(Transaction).where(
+                Transaction.kind == TransactionKind.AUTO_RECHARGE, Transaction.account_id == account.id
+            )
+        )
+    ).all()
+    assert entry.status == TransactionStatus.PENDING
+    settings = await session.get(AutoRechargeSettings, account.id, populate_existing=True)
+    assert settings is not None and settings.action_required_client_secret is not None
+    client_secret = settings.action_required_client_secret
+    intent_id = client_secret.split("_secret_")[0]
+    await localstripe.complete_3ds(intent_id, client_secret)
+    succeeded = event(
+        "payment_intent.succeeded", await localstripe.retrieve(f"/v1/payment_intents/{intent_id}")
+    )
+
+    assert (await deliver(webhook_client, succeeded)).json() == {
+        "received": True,
+        "duplicate": False,
+        "rejected": False,
+    }
+    assert (await deliver(webhook_client, succeeded)).json()["duplicate"] is True
+    await session.refresh(entry)
+    assert entry.status == TransactionStatus.SUCCEEDED and entry.stripe_payment_intent_id == intent_id
+    recharge = (await session.exec(select(Recharge).where(Recharge.transaction_id == entry.id))).one()
+    await session.refresh(recharge)
+    assert recharge.status == RechargeStatus.SUCCEEDED
+    assert await checked_balance(session, account) == -100 + entry.amount_minor
