@@ -18,7 +18,8 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types.execution import ExecutionResult
 
-from billing import auth, recharge_engine
+from billing import auth, production, recharge_engine
+from billing.auth_throttle import AuthThrottle, Refusal
 from billing.config import VAR_DIR, Environment, Settings
 from billing.db import DatabaseBusy, SessionFactory, engine_from_settings, read_session, session_factory
 from billing.graphiql import render_graphiql
@@ -35,10 +36,21 @@ DEMO_KEY_FILE = VAR_DIR / "demo-api-key"
 
 
 def unauthorized(message: str) -> JSONResponse:
+    # Nothing was executed, so there is no `data` entry (GraphQL over HTTP).
     return JSONResponse(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+        {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
         status_code=401,
         headers={"WWW-Authenticate": 'Bearer realm="billing"'},
+    )
+
+
+def too_many_failures(refusal: Refusal) -> JSONResponse:
+    seconds = refusal.retry_after_seconds
+    message = f"Too many failed authentication attempts; retry in {seconds} s."
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": "RATE_LIMITED", "retryAfter": seconds}}]},
+        status_code=429,
+        headers={"Retry-After": str(seconds)},
     )
 
 
@@ -75,7 +87,11 @@ async def authenticated(request: Request, factory: SessionFactory) -> auth.Princ
         async with read_session(factory) as session:
             return await auth.authenticate(session, token)
     except auth.InvalidApiKey as error:
-        return unauthorized(error.message)
+        # Counted only now, after the secret was checked: a right key is never refused (auth_throttle).
+        throttle: AuthThrottle = request.app.state.auth_throttle
+        address = request.client.host if request.client else None
+        refusal = await throttle.failed(key_prefix=auth.key_prefix(token), address=address)
+        return too_many_failures(refusal) if refusal else unauthorized(error.message)
     except DatabaseBusy:
         # A key we could not check is not a bad key: the client should retry, not re-authenticate.
         return service_busy(request.app.state.settings)
@@ -181,6 +197,7 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await production.refuse_if_unsafe(settings, sessions)
         engine = None
         if sessions is None:
             engine = engine_from_settings(settings)
@@ -220,6 +237,7 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
     )
     app.state.settings = settings
     app.state.metrics = counters
+    app.state.auth_throttle = AuthThrottle.from_settings(settings)
     app.state.stripe = StripeGateway.from_settings(settings) if settings.stripe_secret_key else None
     if sessions is not None:
         app.state.session_factory = sessions

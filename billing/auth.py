@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import secrets
+import string
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, false, true
@@ -60,10 +61,12 @@ def _hash(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def _split(raw_key: str) -> str | None:
-    """The visible prefix of a well-formed key, else None."""
+def key_prefix(raw_key: str) -> str | None:
+    """The visible prefix of a well-formed key (12 hex digits, as `create_api_key` makes them), else None."""
     parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
+        return None
+    if not all(character in string.hexdigits for character in parts[1]):
         return None
     return parts[1]
 
@@ -108,7 +111,7 @@ async def revoke_api_key(session: AsyncSession, prefix: str) -> None:
 
 async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
     """The principal behind a raw key; every failure looks the same to the caller."""
-    prefix = _split(raw_key)
+    prefix = key_prefix(raw_key)
     key = None
     if prefix is not None:
         key = (await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))).first()

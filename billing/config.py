@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # trusted and the client is the connection's peer (passed to uvicorn as `forwarded_allow_ips`).
     forwarded_allow_ips: str = ""
     # On SIGTERM, requests in flight get this long to finish before their connections are closed.
-    shutdown_grace_seconds: float = 10.0
+    shutdown_grace_seconds: int = 10
     # Production refuses to start on SQLite or with a Stripe test key unless these say it is meant.
     allow_sqlite_in_production: bool = False
     allow_stripe_test_key_in_production: bool = False

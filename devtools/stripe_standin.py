@@ -15,8 +15,10 @@ from typing import Any
 
 import httpx
 
+from billing.config import DEVELOPMENT_WEBHOOK_SECRET
+
 STRIPE_KEY = "sk_test_localstripe"
-WEBHOOK_SECRET = "whsec_test_secret"
+WEBHOOK_SECRET = DEVELOPMENT_WEBHOOK_SECRET
 
 _LAUNCHER = """
 import sys

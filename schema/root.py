@@ -20,6 +20,7 @@ from resolvers.payments import PaymentMutation
 from resolvers.usage import UsageMutation
 from schema.errors import ErrorPolicy
 from schema.scalars import SCALARS
+from schema.suggestions import HideSuggestions
 
 Query = merge_types("Query", (AccountQuery,))
 Mutation = merge_types("Mutation", (PaymentMutation, UsageMutation, LeadPlanMutation, AutoRechargeMutation))
@@ -33,7 +34,8 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
         lambda: ValidationCache(maxsize=256),
     ]
     if not introspection:
-        extensions.append(DisableIntrospection)
+        # Suggestions would rebuild the hidden schema a name at a time.
+        extensions += [DisableIntrospection, HideSuggestions]
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,

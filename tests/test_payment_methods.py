@@ -4,6 +4,7 @@ import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import company, payment_methods
+from billing.errors import NotFound
 from billing.stripe_gateway import StripeGateway
 from models import Account, AutoRechargeSettings, Company, PaymentMethod
 from tests.factories import create_account, sessions_of
@@ -49,7 +50,8 @@ async def test_a_card_of_another_customer_is_refused(
 ) -> None:
     _, theirs = await ready_account(session, stripe_gateway, localstripe)
     mine = await create_account(session)
-    with pytest.raises(payment_methods.PaymentMethodNotOwned):
+    # Exactly what an unknown card gets (tests/test_payment_methods_oracle.py): no existence oracle.
+    with pytest.raises(NotFound, match=payment_methods.NOT_FOUND):
         await attach(session, stripe_gateway, mine, theirs.stripe_payment_method_id)
 
 
