@@ -82,7 +82,7 @@ async def test_forged_stale_and_future_webhooks_are_refused_and_write_nothing(
     garbled = await webhook_client.post(
         "/webhooks/stripe",
         content=json.dumps(body),
-        headers={"Stripe-Signature": ("t=١٢٣,v1=" + "0" * 64).encode()},
+        headers={b"Stripe-Signature": ("t=١٢٣,v1=" + "0" * 64).encode()},
     )
     assert garbled.status_code == 400
     assert await stored_events(session) == before
