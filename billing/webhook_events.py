@@ -25,7 +25,7 @@ MAX_METADATA_KEYS = 50
 MAX_AMOUNT_MINOR = 10**12
 
 _EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,200}")
-_EVENT_TYPE = re.compile(r"[a-z_]{1,40}(?:\.[a-z_]{1,40}){1,3}")
+_EVENT_TYPE = re.compile(r"[a-z0-9_]{1,40}(?:\.[a-z0-9_]{1,40}){1,3}")
 _OBJECT_ID = re.compile(r"[a-z]{1,10}_[A-Za-z0-9_]{1,200}")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 _CODE = re.compile(r"[a-z0-9_]{1,100}")  # statuses, decline codes, card brands
@@ -83,9 +83,8 @@ class SetupIntentSucceeded:
 
 @dataclass(frozen=True)
 class Unhandled:
-    """An event type we acknowledge without acting on it."""
-
-    object_id: str
+    """An event type we acknowledge without acting on it; its object is not read (some, such as
+    `balance.available`, have no id)."""
 
 
 EventObject = (
@@ -301,8 +300,8 @@ def _setup_intent_succeeded(intent: _Fields) -> SetupIntentSucceeded:
     return SetupIntentSucceeded(payment_method_id=intent.reference("payment_method"))
 
 
-def _unhandled(obj: _Fields) -> Unhandled:
-    return Unhandled(object_id=obj.text("id", _OBJECT_ID))
+def _unhandled(_obj: _Fields) -> Unhandled:
+    return Unhandled()
 
 
 _OBJECTS: dict[str, Callable[[_Fields], EventObject]] = {
