@@ -25,7 +25,7 @@ MAX_METADATA_KEYS = 50
 MAX_AMOUNT_MINOR = 10**12
 
 _EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,200}")
-_EVENT_TYPE = re.compile(r"[a-z0-9_]{1,40}(?:\.[a-z0-9_]{1,40}){1,3}")
+_EVENT_TYPE = re.compile(r"(?=.{3,100}\Z)[a-z0-9_]+(?:\.[a-z0-9_]+){1,3}")  # the stripe_event.type column
 _OBJECT_ID = re.compile(r"[a-z]{1,10}_[A-Za-z0-9_]{1,200}")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 _CODE = re.compile(r"[a-z0-9_]{1,100}")  # statuses, decline codes, card brands

@@ -102,6 +102,7 @@ CASES: dict[str, tuple[bytes, str]] = {
         event("payment_intent.succeeded", intent(metadata={"transaction_id": 1}))
     ),
     "metadata a list": with_id(event("payment_intent.succeeded", intent(metadata=["transaction_id"]))),
+    "type longer than its column": with_id(event("payment_intent." + "x" * 120, intent())),
     "currency of four letters": with_id(event("payment_intent.succeeded", intent(currency="usdt"))),
     "3-D Secure without its client secret": with_id(
         event("payment_intent.succeeded", intent(status="requires_action"))
