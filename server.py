@@ -210,7 +210,7 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
                     app.state.session_factory,
                     app.state.stripe,
                     stop_event=stop,
-                    poll_interval=settings.worker_poll_seconds,
+                    settings=settings,
                 )
             )
         try:

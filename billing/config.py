@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     # What a shed request tells the client to wait before retrying.
     retry_after_seconds: int = 2
 
+    # A worker holds a recharge for `recharge_lease_seconds`, renewed every `recharge_heartbeat_seconds` while
+    # it charges: one that dies mid-charge delays the account's recharge by at most the lease.
+    recharge_lease_seconds: float = 30.0
+    recharge_heartbeat_seconds: float = 10.0
+    # Every worker reconciles payments left pending for `reconcile_pending_seconds` this often (no cron).
+    reconcile_interval_seconds: float = 60.0
+    reconcile_pending_seconds: float = 600.0
+
     # Failed authentication (a wrong, unknown or revoked key) allowed per key prefix and per client address
     # before further failures answer 429; a right key is never refused (see billing/auth_throttle.py).
     auth_failures_per_key_prefix: RateLimit = "10/minute"

@@ -3,16 +3,25 @@
 Guarantees, and what gives each:
 - At most one recharge in flight per account: the partial unique index `uq_recharge_in_flight`; scheduling is
   an INSERT ... ON CONFLICT DO NOTHING in the debit's own transaction, so concurrent debits schedule one.
-- Several workers never take the same recharge: claiming is `SELECT ... FOR UPDATE SKIP LOCKED` plus a lease
-  (`locked_until`); a crashed worker's recharge is claimed again once its lease runs out.
-- Never charged twice: one recharge is one charge attempt, whose Stripe idempotency key is `recharge:{id}`
-  and whose pending ledger entry (key `recharge:{id}`) is written before the charge; a charge retried after a
-  crash replays at Stripe and the entry is settled once.
+- Several workers never take the same recharge: claiming is `SELECT ... FOR UPDATE SKIP LOCKED` plus a short
+  lease (`locked_until`) that the holder renews while it works (a heartbeat), so a worker that dies mid-charge
+  holds its recharges for at most one lease (30 s by default), not for as long as a Stripe call could take.
+  Each claim counts an attempt, and every write checks it still holds that attempt (a fencing token), so a
+  worker that lost its lease can no longer move the recharge.
+- A charge is sent at most once per recharge, by our own state rather than Stripe's idempotency memory: the
+  pending ledger entry (key `recharge:{id}`) is committed before the first charge, so an attempt that finds it
+  knows an earlier one may have reached Stripe. It settles from that entry when a webhook or reconciliation
+  already did, else asks Stripe for a PaymentIntent made for the entry and settles from that; only when Stripe
+  has none does it charge (with the same idempotency key `recharge:{id}`, Stripe's replay as a second line).
+- The money decides: the worker settles through `payments.apply_charge_result` like webhooks and reconciliation,
+  and the recharge follows its entry there (billing.recharge_settlement), so a recharge paid by any path counts
+  towards the monthly limit and is never canceled or failed afterwards.
 - No retry storm: a declined recharge is finished; the next is scheduled no earlier than an hour after it, and
   auto-recharge is suspended after 3 declines in a row. `authentication_required` stops retrying until the
   customer acts (saving the settings again clears it).
 - The monthly limit: this month's succeeded recharges (account's time zone) plus the one about to run stay
   within it.
+- Nothing waits for cron: the worker loop also runs reconciliation periodically.
 
 Lock order everywhere: the account row first, then its recharge, as the debits do.
 """
@@ -20,25 +29,30 @@ Lock order everywhere: the account row first, then its recharge, as the debits d
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import or_
+from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import ledger
+from billing import ledger, payments, reconciliation
+from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
 from billing.months import month_of
+from billing.recharge_settlement import IN_FLIGHT as IN_FLIGHT
+from billing.recharge_settlement import finish_as, follow_settlement
 from billing.sql import upsert_insert
 from billing.stripe_gateway import (
     ACCOUNT_ID_KEY,
     TRANSACTION_ID_KEY,
     ChargeResult,
+    PaymentIntentState,
     PaymentProviderUnavailable,
+    StripeGateway,
 )
 from models import (
     Account,
@@ -55,11 +69,10 @@ from models.types import utcnow
 logger = logging.getLogger(__name__)
 
 RETRY_BACKOFF = timedelta(hours=1)
-MAX_CONSECUTIVE_FAILURES = 3
-DEFAULT_LEASE = timedelta(minutes=5)  # far longer than a Stripe call with its timeouts and retries
+DEFAULT_LEASE = timedelta(seconds=Settings.model_fields["recharge_lease_seconds"].default)
+DEFAULT_HEARTBEAT = timedelta(seconds=Settings.model_fields["recharge_heartbeat_seconds"].default)
 UNAVAILABLE_RETRY = timedelta(minutes=1)
 RECHARGE_ID_KEY = "recharge_id"
-IN_FLIGHT = (RechargeStatus.SCHEDULED, RechargeStatus.PROCESSING)
 
 
 class ChargeGateway(Protocol):
@@ -77,6 +90,10 @@ class ChargeGateway(Protocol):
         description: str,
         metadata: dict[str, str],
     ) -> ChargeResult: ...
+
+    async def find_payment_intent(
+        self, *, customer_id: str, transaction_id: int, created_after: datetime
+    ) -> PaymentIntentState | None: ...
 
 
 # --- scheduling, inside the debit's transaction -------------------------------------------------------------
@@ -166,15 +183,18 @@ def recharged_in_month(recharges: Sequence[Recharge], time_zone: str, now: datet
 class _Claimed:
     recharge_id: int
     account_id: int
+    attempt: int  # the recharge's `attempts` when this worker claimed it: the fencing token of every write
 
 
 @dataclass(frozen=True)
-class _Charge:
+class _Attempt:
     customer_id: str
-    payment_method: str
+    payment_method: str | None  # None: the card is gone, so this attempt may only settle, never charge
     amount_minor: int
     currency: str
     transaction_id: int
+    # When the entry was written by an earlier attempt, which may have reached Stripe: look there first.
+    earlier_since: datetime | None
 
 
 async def run_once(
@@ -183,31 +203,53 @@ async def run_once(
     *,
     now: datetime | None = None,
     lease: timedelta = DEFAULT_LEASE,
+    heartbeat: timedelta = DEFAULT_HEARTBEAT,
     batch_size: int = 10,
 ) -> int:
-    """Claim the due recharges and run each; returns how many were claimed."""
+    """Claim the due recharges and run each, keeping their leases alive meanwhile; returns how many."""
     now = now or utcnow()
     async with unit_of_work(factory) as session:
         claimed = await _claim(session, now=now, lease=lease, limit=batch_size)
-    for item in claimed:
-        await _run(factory, gateway, item, now=now)
+    held = set(claimed)
+    async with _leases_kept(factory, held, now=now, lease=lease, every=heartbeat):
+        for item in claimed:
+            await _run(factory, gateway, item, now=now)
+            held.discard(item)
     return len(claimed)
 
 
 async def run_worker(
-    factory: SessionFactory, gateway: ChargeGateway, *, stop_event: asyncio.Event, poll_interval: float = 5.0
+    factory: SessionFactory, gateway: StripeGateway, *, stop_event: asyncio.Event, settings: Settings
 ) -> None:
-    """Run passes until `stop_event` is set; sleeps between passes only when there was nothing to do."""
+    """Run passes until `stop_event` is set; sleeps between passes only when there was nothing to do.
+
+    Every `reconcile_interval_seconds` (and once at start, to heal what a crash left) it also reconciles
+    payments pending too long, so no cron is needed; several workers doing so only repeat each other's reads.
+    """
+    loop = asyncio.get_running_loop()
+    lease = timedelta(seconds=settings.recharge_lease_seconds)
+    heartbeat = timedelta(seconds=settings.recharge_heartbeat_seconds)
+    next_reconcile = loop.time()
     while not stop_event.is_set():
+        if loop.time() >= next_reconcile:
+            next_reconcile = loop.time() + settings.reconcile_interval_seconds
+            try:
+                await reconciliation.reconcile(
+                    factory, gateway, pending_for=timedelta(seconds=settings.reconcile_pending_seconds)
+                )
+            except Exception:
+                # Stripe or the database being down must not end the worker; the next interval carries on.
+                logger.exception("reconciliation pass failed")
         try:
-            claimed = await run_once(factory, gateway)
+            claimed = await run_once(factory, gateway, lease=lease, heartbeat=heartbeat)
         except Exception:
             # A database hiccup must not end the embedded worker; the lease makes the retry safe.
             logger.exception("auto-recharge worker pass failed")
             claimed = 0
         if claimed == 0:
+            idle = min(settings.worker_poll_seconds, max(0.0, next_reconcile - loop.time()))
             with suppress(TimeoutError):
-                await asyncio.wait_for(stop_event.wait(), poll_interval)
+                await asyncio.wait_for(stop_event.wait(), idle)
 
 
 async def _claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit: int) -> list[_Claimed]:
@@ -230,39 +272,120 @@ async def _claim(session: AsyncSession, *, now: datetime, lease: timedelta, limi
         recharge.status = RechargeStatus.PROCESSING
         recharge.locked_until = now + lease
         recharge.attempts += 1
-        claimed.append(_Claimed(recharge.id, recharge.account_id))
+        claimed.append(_Claimed(recharge.id, recharge.account_id, recharge.attempts))
     return claimed
+
+
+@asynccontextmanager
+async def _leases_kept(
+    factory: SessionFactory, held: set[_Claimed], *, now: datetime, lease: timedelta, every: timedelta
+) -> AsyncIterator[None]:
+    """Renew the leases of the recharges this pass still holds every `every` until the block ends.
+
+    The new expiry is the pass's `now` plus the time elapsed since, so an injected clock stays coherent.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def beat() -> None:
+        while held:
+            await asyncio.sleep(every.total_seconds())
+            until = now + timedelta(seconds=loop.time() - started) + lease
+            try:
+                await _renew(factory, held, until=until)
+            except Exception:
+                # The lease still has `lease - every` to run; the next beat tries again.
+                logger.exception("renewing recharge leases failed")
+
+    heart = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        heart.cancel()
+        with suppress(asyncio.CancelledError):
+            await heart
+
+
+async def _renew(factory: SessionFactory, held: set[_Claimed], *, until: datetime) -> None:
+    items = list(held)
+    if not items:
+        return
+    statement = (
+        update(Recharge)
+        .where(
+            col(Recharge.status) == RechargeStatus.PROCESSING,
+            or_(
+                *(
+                    and_(col(Recharge.id) == item.recharge_id, col(Recharge.attempts) == item.attempt)
+                    for item in items
+                )
+            ),
+        )
+        .values(locked_until=until)
+        .returning(col(Recharge.id))
+    )
+    async with unit_of_work(factory) as session:
+        renewed = set((await (await session.connection()).execute(statement)).scalars().all())
+    for item in items:
+        if item.recharge_id not in renewed:
+            # Finished, postponed, or taken over after our lease ran out: stop renewing it.
+            held.discard(item)
 
 
 async def _run(factory: SessionFactory, gateway: ChargeGateway, item: _Claimed, *, now: datetime) -> None:
     async with unit_of_work(factory) as session:
-        charge = await _prepare(session, item, now=now)
-    if charge is None:
+        attempt = await _prepare(session, item, now=now)
+    if attempt is None:
         return
     try:
-        result = await gateway.charge(
-            customer_id=charge.customer_id,
-            payment_method=charge.payment_method,
-            amount_minor=charge.amount_minor,
-            currency=charge.currency,
-            idempotency_key=f"recharge:{item.recharge_id}",
-            off_session=True,
-            description="Auto-recharge",
-            metadata={
-                RECHARGE_ID_KEY: str(item.recharge_id),
-                TRANSACTION_ID_KEY: str(charge.transaction_id),
-                ACCOUNT_ID_KEY: str(item.account_id),
-            },
-        )
+        result = await _outcome_at_stripe(gateway, item, attempt)
     except PaymentProviderUnavailable as error:
         async with unit_of_work(factory) as session:
             await _postpone(session, item, error.message, now=now)
         return
     async with unit_of_work(factory) as session:
-        await _finish(session, item, result, now=now)
+        if result is None:
+            await _call_off(session, item, now=now)
+        else:
+            await _finish(session, item, result, now=now)
 
 
-async def _locked(session: AsyncSession, item: _Claimed) -> tuple[Account, Recharge]:
+async def _outcome_at_stripe(
+    gateway: ChargeGateway, item: _Claimed, attempt: _Attempt
+) -> ChargeResult | None:
+    """What Stripe did for this recharge: what it already has for the entry, else the charge made now.
+
+    None when Stripe has nothing and there is no card left to charge.
+    """
+    if attempt.earlier_since is not None:
+        found = await gateway.find_payment_intent(
+            customer_id=attempt.customer_id,
+            transaction_id=attempt.transaction_id,
+            created_after=attempt.earlier_since,
+        )
+        if found is not None:
+            logger.info("recharge %s: settled from %s, not charged again", item.recharge_id, found.id)
+            return found.charge
+    if attempt.payment_method is None:
+        return None
+    return await gateway.charge(
+        customer_id=attempt.customer_id,
+        payment_method=attempt.payment_method,
+        amount_minor=attempt.amount_minor,
+        currency=attempt.currency,
+        idempotency_key=f"recharge:{item.recharge_id}",
+        off_session=True,
+        description="Auto-recharge",
+        metadata={
+            RECHARGE_ID_KEY: str(item.recharge_id),
+            TRANSACTION_ID_KEY: str(attempt.transaction_id),
+            ACCOUNT_ID_KEY: str(item.account_id),
+        },
+    )
+
+
+async def _locked(session: AsyncSession, item: _Claimed) -> tuple[Account, Recharge, bool]:
+    """The account and recharge, locked in that order, and whether this worker still holds the recharge."""
     account = await ledger.lock_account(session, item.account_id)
     statement = (
         select(Recharge)
@@ -270,20 +393,27 @@ async def _locked(session: AsyncSession, item: _Claimed) -> tuple[Account, Recha
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    return account, (await session.exec(statement)).one()
+    recharge = (await session.exec(statement)).one()
+    held = recharge.status == RechargeStatus.PROCESSING and recharge.attempts == item.attempt
+    return account, recharge, held
 
 
-async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _Charge | None:
-    """Check the recharge may run and write its pending ledger entry; None when it was canceled instead."""
-    account, recharge = await _locked(session, item)
-    if recharge.status != RechargeStatus.PROCESSING:
+async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _Attempt | None:
+    """Check the recharge may run and, on its first attempt, write its pending ledger entry.
+
+    None when there is nothing to send to Stripe: the recharge was called off, taken over, or its entry was
+    settled meanwhile (by a webhook or reconciliation), which the recharge then follows.
+    """
+    account, recharge, held = await _locked(session, item)
+    if not held:
         return None
+    earlier_since = None
     if recharge.transaction_id is None:
         # First attempt: nothing was charged yet, so it may still be called off.
         settings = await session.get(AutoRechargeSettings, account.id)
         reason = await _reason_not_to_charge(session, account, settings, now=now)
         if reason is not None or settings is None:
-            _finish_as(recharge, RechargeStatus.CANCELED, reason or "auto-recharge is not set up", now)
+            finish_as(recharge, RechargeStatus.CANCELED, reason or "auto-recharge is not set up", now)
             return None
         recharge.payment_method_id = settings.payment_method_id
         posting = await ledger.post(
@@ -297,19 +427,28 @@ async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _
             payment_method_id=settings.payment_method_id,
         )
         recharge.transaction_id = posting.transaction.id
+    else:
+        entry = await session.get(Transaction, recharge.transaction_id, populate_existing=True)
+        assert entry is not None
+        if entry.status != TransactionStatus.PENDING:
+            await follow_settlement(session, entry, paid=entry.status == TransactionStatus.SUCCEEDED, now=now)
+            return None
+        earlier_since = entry.created_at
+    assert recharge.transaction_id is not None
+    if account.stripe_customer_id is None:
+        # No customer means nothing was ever charged for this account: there is nothing to find either.
+        finish_as(recharge, RechargeStatus.CANCELED, "the account has no Stripe customer", now)
+        return None
     method = (
         await session.get(PaymentMethod, recharge.payment_method_id) if recharge.payment_method_id else None
     )
-    if method is None or account.stripe_customer_id is None or recharge.transaction_id is None:
-        # Only after a crash mid-charge: reconciliation settles the pending entry from what Stripe says.
-        _finish_as(recharge, RechargeStatus.CANCELED, "the card was removed while the recharge ran", now)
-        return None
-    return _Charge(
+    return _Attempt(
         customer_id=account.stripe_customer_id,
-        payment_method=method.stripe_payment_method_id,
+        payment_method=method.stripe_payment_method_id if method is not None else None,
         amount_minor=recharge.amount_minor,
         currency=recharge.currency,
         transaction_id=recharge.transaction_id,
+        earlier_since=earlier_since,
     )
 
 
@@ -338,9 +477,9 @@ async def _reason_not_to_charge(
 
 
 async def _postpone(session: AsyncSession, item: _Claimed, message: str, *, now: datetime) -> None:
-    """Stripe was unreachable: not a decline. Run again shortly with the same key and pending entry."""
-    _, recharge = await _locked(session, item)
-    if recharge.status != RechargeStatus.PROCESSING:
+    """Stripe was unreachable: not a decline. Run again shortly; that attempt asks Stripe first."""
+    _, recharge, held = await _locked(session, item)
+    if not held:
         return
     recharge.status = RechargeStatus.SCHEDULED
     recharge.locked_until = None
@@ -348,87 +487,44 @@ async def _postpone(session: AsyncSession, item: _Claimed, message: str, *, now:
     recharge.outcome_message = message
 
 
+async def _call_off(session: AsyncSession, item: _Claimed, *, now: datetime) -> None:
+    """The card was removed after an earlier attempt, and Stripe has no charge for the entry: nothing was
+    taken and nothing can be. Canceled first, so failing the entry does not count as a decline."""
+    _, recharge, held = await _locked(session, item)
+    if not held or recharge.transaction_id is None:
+        return
+    finish_as(recharge, RechargeStatus.CANCELED, "the card was removed while the recharge ran", now)
+    await payments.apply_charge_result(session, recharge.transaction_id, reconciliation.NOT_CHARGED, now=now)
+
+
 async def _finish(session: AsyncSession, item: _Claimed, result: ChargeResult, *, now: datetime) -> None:
-    account, recharge = await _locked(session, item)
-    if recharge.status != RechargeStatus.PROCESSING or recharge.transaction_id is None:
-        return  # another worker finished it after our lease ran out
+    account, recharge, held = await _locked(session, item)
+    if recharge.transaction_id is None:
+        return
+    # The entry is settled from Stripe's answer even by a worker that lost its lease: settling is idempotent,
+    # a late success is credited rather than lost, and the recharge follows the entry.
+    entry = await payments.apply_charge_result(session, recharge.transaction_id, result, now=now)
+    if not held:
+        return  # another worker holds it now, or the settlement above already finished it for us
     settings = await session.get(AutoRechargeSettings, account.id)
-    if result.status == "succeeded":
-        await ledger.settle(
-            session,
-            recharge.transaction_id,
-            TransactionStatus.SUCCEEDED,
-            stripe_payment_intent_id=result.payment_intent_id,
-        )
-        _finish_as(recharge, RechargeStatus.SUCCEEDED, "The card was charged.", now)
-        if settings is not None:
-            settings.consecutive_failures = 0
-    elif result.status == "processing":
-        # The bank settles later; the pending entry is settled by the webhook or reconciliation. Counted as
-        # succeeded for the monthly limit, which errs on the side of charging less.
-        _finish_as(recharge, RechargeStatus.SUCCEEDED, "The bank is processing the payment.", now)
-    elif result.status == "requires_action" and result.client_secret is not None:
-        # Off-session 3-D Secure: stop until the customer authenticates; the pending entry awaits the webhook.
-        _finish_as(
-            recharge, RechargeStatus.ACTION_REQUIRED, result.message or "Your bank asks you to confirm.", now
-        )
-        if settings is not None:
-            settings.action_required_client_secret = result.client_secret
-    else:
-        message = result.message or "The card was declined."
-        await ledger.settle(
-            session,
-            recharge.transaction_id,
-            TransactionStatus.FAILED,
-            failure_code=result.decline_code,
-            failure_message=message,
-            stripe_payment_intent_id=result.payment_intent_id,
-        )
-        _finish_as(recharge, RechargeStatus.FAILED, message, now)
-        if settings is not None:
-            _count_failure(settings, message, result.decline_code)
+    if entry.status == TransactionStatus.PENDING:
+        if result.status == "requires_action" and result.client_secret is not None:
+            # Off-session 3-D Secure: stop until the customer authenticates; the pending entry awaits the
+            # webhook (or reconciliation), and the recharge follows it.
+            finish_as(
+                recharge,
+                RechargeStatus.ACTION_REQUIRED,
+                result.message or "Your bank asks you to confirm.",
+                now,
+            )
+            if settings is not None:
+                settings.action_required_client_secret = result.client_secret
+        else:
+            # The bank settles later; the pending entry is settled by the webhook or reconciliation. Counted as
+            # succeeded for the monthly limit, which errs on the side of charging less.
+            finish_as(recharge, RechargeStatus.SUCCEEDED, "The bank is processing the payment.", now)
+    elif recharge.status == RechargeStatus.FAILED:
         await session.flush()
         await schedule_if_low(session, [account], now=now)
     if settings is not None:
         settings.updated_at = now
-
-
-def _count_failure(settings: AutoRechargeSettings, message: str, decline_code: str | None) -> None:
-    settings.consecutive_failures += 1
-    if decline_code == "authentication_required":
-        # The bank wants 3-D Secure but gave nothing to authenticate with: retrying cannot help.
-        settings.suspended_reason = f"Your bank asks you to authenticate this card: {message}"
-    elif settings.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-        settings.suspended_reason = f"{settings.consecutive_failures} failed attempts in a row: {message}"
-
-
-async def follow_settlement(session: AsyncSession, entry: Transaction) -> None:
-    """Stripe settled an auto-recharge after the engine's charge call returned (the customer finished
-    3-D Secure, or the bank finished processing): the recharge and the account's auto-recharge state follow.
-    Called by webhooks and reconciliation once the ledger entry is settled; repeating it changes nothing."""
-    if entry.kind != TransactionKind.AUTO_RECHARGE or entry.status == TransactionStatus.PENDING:
-        return
-    statement = select(Recharge).where(Recharge.transaction_id == entry.id).with_for_update()
-    recharge = (await session.exec(statement)).first()
-    settings = await session.get(AutoRechargeSettings, entry.account_id)
-    if recharge is None or settings is None or recharge.status != RechargeStatus.ACTION_REQUIRED:
-        return
-    now = utcnow()
-    settings.action_required_client_secret = None
-    settings.updated_at = now
-    if entry.status == TransactionStatus.SUCCEEDED:
-        _finish_as(
-            recharge, RechargeStatus.SUCCEEDED, "Confirmed by the customer; the card was charged.", now
-        )
-        settings.consecutive_failures = 0
-    else:
-        message = entry.failure_message or "The confirmation did not go through."
-        _finish_as(recharge, RechargeStatus.FAILED, message, now)
-        _count_failure(settings, message, entry.failure_code)
-
-
-def _finish_as(recharge: Recharge, status: RechargeStatus, message: str, now: datetime) -> None:
-    recharge.status = status
-    recharge.outcome_message = message[:500]
-    recharge.finished_at = now
-    recharge.locked_until = None

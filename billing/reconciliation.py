@@ -1,31 +1,39 @@
-"""Reconciliation: top-ups still pending after a while are settled from what Stripe actually did, once each.
+"""Reconciliation: payments our ledger is unsure about are settled from what Stripe actually did, once each.
 
 This heals a crash between "Stripe charged" and "ledger credited" (and a Stripe outage mid-request): the
 PaymentIntent is read back by the id we stored or, when the crash came before we stored it, found through the
-entry id in its metadata. Settling goes through `payments.apply_charge_result`, so a webhook or another
-reconciliation run that got there first makes this a no-op.
+entry id in its metadata. Settling goes through `payments.apply_charge_result`, so a webhook, the worker or
+another reconciliation run that got there first makes this a no-op: every worker runs it periodically
+(`recharge_engine.run_worker`), and several at once only repeat each other's reads.
+
+It also finds late successes: an entry reconciliation failed because Stripe had no charge for it, whose charge
+then landed after all (a request still talking to Stripe, a 3-D Secure finished late), is credited once.
 """
 
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import col, select
+from sqlalchemy import ColumnElement
+from sqlmodel import col, exists, select
 
 from billing import payments
 from billing.db import SessionFactory, unit_of_work
+from billing.recharge_settlement import IN_FLIGHT
 from billing.stripe_gateway import ChargeResult, PaymentIntentState, PaymentProviderRejected, StripeGateway
-from models import Account, Transaction, TransactionKind, TransactionStatus
+from models import Account, Recharge, Transaction, TransactionKind, TransactionStatus
 from models.types import utcnow
 
 logger = logging.getLogger(__name__)
 
-# Nothing in Stripe for the entry: the charge never happened (Stripe was unreachable, or we crashed first).
 # PaymentIntent statuses in which nothing happens until the customer acts.
 WAITING_FOR_CUSTOMER = frozenset({"requires_action", "requires_payment_method", "requires_confirmation"})
+# Nothing in Stripe for the entry: the charge never happened (Stripe was unreachable, or we crashed first).
+NOT_CHARGED_CODE = "not_charged"
 NOT_CHARGED = ChargeResult(
-    "declined", None, None, "not_charged", "The payment did not reach the card network."
+    "declined", None, None, NOT_CHARGED_CODE, "The payment did not reach the card network."
 )
+PAYMENTS = (TransactionKind.TOP_UP, TransactionKind.AUTO_RECHARGE)
 
 
 @dataclass
@@ -33,21 +41,23 @@ class ReconcileReport:
     succeeded: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     still_pending: list[int] = field(default_factory=list)  # waiting for the customer (3-D Secure) or Stripe
+    paid_late: list[int] = field(default_factory=list)  # failed as not charged, then charged after all
 
 
-async def _stale_payments(
-    factory: SessionFactory, older_than: datetime
+async def _payments(
+    factory: SessionFactory, *conditions: ColumnElement[bool] | bool
 ) -> list[tuple[Transaction, str | None]]:
+    """Top-ups and auto-recharges matching `conditions`, with the Stripe customer to look them up under."""
+    # A recharge in flight is the worker's: it asks Stripe itself before charging again, and settling its
+    # entry here while it charges would only turn its success into a late one.
+    worked_on = exists().where(
+        col(Recharge.transaction_id) == col(Transaction.id), col(Recharge.status).in_(IN_FLIGHT)
+    )
     async with unit_of_work(factory) as session:
         statement = (
             select(Transaction, Account.stripe_customer_id)
             .join(Account, col(Account.id) == col(Transaction.account_id))
-            .where(
-                # Auto-recharges too: a worker that died mid-charge, or a 3-D Secure nobody reported back.
-                col(Transaction.kind).in_([TransactionKind.TOP_UP, TransactionKind.AUTO_RECHARGE]),
-                Transaction.status == TransactionStatus.PENDING,
-                col(Transaction.created_at) < older_than,
-            )
+            .where(col(Transaction.kind).in_(PAYMENTS), ~worked_on, *conditions)
             .order_by(col(Transaction.id))
         )
         return [(entry, customer) for entry, customer in (await session.exec(statement)).all()]
@@ -71,15 +81,18 @@ async def reconcile(
     *,
     pending_for: timedelta = timedelta(minutes=10),
     abandon_after: timedelta = timedelta(hours=24),
+    late_success_within: timedelta = timedelta(hours=24),
     now: datetime | None = None,
 ) -> ReconcileReport:
     """Settle every top-up and auto-recharge pending for longer than `pending_for`. One still waiting for the
     customer's 3-D Secure after `abandon_after` is canceled at Stripe, so it can never be charged unseen later.
+    Then credit, once, each entry failed as not charged within `late_success_within` whose charge landed since.
     Stripe being down raises PaymentProviderUnavailable after the entries before it were settled; a later
     run carries on."""
     report = ReconcileReport()
     now = now or utcnow()
-    for entry, customer_id in await _stale_payments(factory, now - pending_for):
+    stale = (Transaction.status == TransactionStatus.PENDING, col(Transaction.created_at) < now - pending_for)
+    for entry, customer_id in await _payments(factory, *stale):
         assert entry.id is not None
         intent = await _intent_for(gateway, entry, customer_id)
         if (
@@ -94,11 +107,40 @@ async def reconcile(
                 intent = await gateway.retrieve_payment_intent(intent.id)
         result = NOT_CHARGED if intent is None else intent.charge
         async with unit_of_work(factory) as session:
-            settled = await payments.apply_charge_result(session, entry.id, result)
+            settled = await payments.apply_charge_result(session, entry.id, result, now=now)
         outcome = {
             TransactionStatus.SUCCEEDED: report.succeeded,
             TransactionStatus.PENDING: report.still_pending,
         }.get(TransactionStatus(settled.status), report.failed)
         outcome.append(entry.id)
         logger.info("reconciled payment %s: %s", entry.id, settled.status)
+    await _credit_late_successes(factory, gateway, report, since=now - late_success_within, now=now)
     return report
+
+
+async def _credit_late_successes(
+    factory: SessionFactory,
+    gateway: StripeGateway,
+    report: ReconcileReport,
+    *,
+    since: datetime,
+    now: datetime,
+) -> None:
+    """Entries failed because Stripe had no charge for them (so no PaymentIntent is linked, and no webhook
+    would name them by id) are looked up again; a charge that succeeded since is credited once. Entries that
+    failed on a PaymentIntent of their own hear of its later success from its webhook."""
+    failed_unseen = (
+        Transaction.status == TransactionStatus.FAILED,
+        Transaction.failure_code == NOT_CHARGED_CODE,
+        col(Transaction.stripe_payment_intent_id).is_(None),
+        col(Transaction.settled_at) >= since,
+    )
+    for entry, customer_id in await _payments(factory, *failed_unseen):
+        assert entry.id is not None
+        intent = await _intent_for(gateway, entry, customer_id)
+        if intent is None or intent.charge.status != "succeeded":
+            continue
+        async with unit_of_work(factory) as session:
+            await payments.apply_charge_result(session, entry.id, intent.charge, now=now)
+        report.paid_late.append(entry.id)
+        logger.warning("payment %s was charged after it was failed as not charged: credited", entry.id)

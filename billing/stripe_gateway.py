@@ -77,6 +77,10 @@ class ChargeResult:
     message: str | None
 
 
+# Which of several PaymentIntents for one entry tells how it ended (lower is further along).
+_PROGRESS = {"succeeded": 0, "processing": 1, "requires_action": 2, "declined": 3}
+
+
 @dataclass(frozen=True)
 class PaymentIntentState:
     """What we read back about a PaymentIntent (reconciliation, retries)."""
@@ -345,12 +349,17 @@ class StripeGateway:
     async def find_payment_intent(
         self, *, customer_id: str, transaction_id: int, created_after: datetime
     ) -> PaymentIntentState | None:
-        """The PaymentIntent charged for our ledger entry, when we never learnt its id (a crash mid-request).
+        """The PaymentIntent charged for our ledger entry, when we never learnt its id (a crash mid-charge).
 
-        Found through the customer's charges since the entry was created (each names its PaymentIntent, whose
-        metadata names our entry): the charges list works on Stripe and on localstripe, search does not.
+        Asked before charging an entry again, so a charge is sent at most once whatever Stripe remembers of
+        idempotency keys. Found through the customer's charges since the entry was created (each names its
+        PaymentIntent, whose metadata names our entry): the charges list works on Stripe and on localstripe,
+        is read-after-write consistent (search is not), and lists every PaymentIntent that took or may take
+        money; one without a charge (never confirmed, or waiting for 3-D Secure nobody was shown) moved none.
+        When several match, the one furthest along wins: a success over a pending one over a failure.
         """
         seen: set[str] = set()
+        found: list[PaymentIntentState] = []
         with _translated("look up the payment"):
             page = await self._v1.charges.list_async(
                 {
@@ -366,8 +375,8 @@ class StripeGateway:
                 seen.add(intent_id)
                 state = await self.retrieve_payment_intent(intent_id)
                 if state.metadata.get(TRANSACTION_ID_KEY) == str(transaction_id):
-                    return state
-        return None
+                    found.append(state)
+        return min(found, key=lambda state: _PROGRESS[state.charge.status], default=None)
 
     async def create_portal_session(self, customer_id: str, return_url: str) -> str:
         with _translated("open the billing portal"):

@@ -11,13 +11,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import ledger, recharge_engine, reconciliation
+from billing import ledger, payment_methods, payments, recharge_engine, reconciliation
 from billing.auto_recharge import auto_recharge_views
-from billing.db import SessionFactory
-from billing.stripe_gateway import ChargeResult, PaymentProviderUnavailable, StripeGateway
+from billing.db import SessionFactory, session_factory, unit_of_work
+from billing.stripe_gateway import (
+    ACCOUNT_ID_KEY,
+    TRANSACTION_ID_KEY,
+    ChargeResult,
+    PaymentIntentState,
+    PaymentProviderUnavailable,
+    StripeGateway,
+    charge_result,
+)
 from billing.usage import record_usage
 from models import (
     Account,
@@ -35,7 +44,7 @@ from tests.factories import create_account, create_payment_method
 from tests.fake_gateway import FakeGateway
 from tests.ledger_checks import checked_balance
 from tests.payments_helpers import DECLINED_CARD, THREE_D_SECURE_CARD, ready_account
-from tests.stripe_server import LocalStripe
+from tests.stripe_server import LocalStripe, stripe_settings
 from tests.stripe_stub import stub_gateway
 from tests.usage_factories import ADMIN, REPORTER, call, enable_auto_recharge
 
@@ -241,39 +250,130 @@ async def test_the_monthly_limit_is_never_exceeded(
     assert await checked_balance(session, account) == 30_000 - 500
 
 
-async def test_a_worker_killed_after_the_charge_is_finished_exactly_once(
-    session: AsyncSession, session_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+async def killed(*args: Any, **kwargs: Any) -> None:
+    raise SystemExit("worker killed between Stripe's answer and the ledger credit")
+
+
+async def payment_intents_of(localstripe: LocalStripe, customer_id: str | None) -> list[dict[str, Any]]:
+    """Every PaymentIntent localstripe holds for the customer: a second charge is a second one, since
+    localstripe ignores idempotency keys (its list takes no customer filter, so this pages through all)."""
+    found: list[dict[str, Any]] = []
+    after = ""
+    while True:
+        page = await localstripe.retrieve(f"/v1/payment_intents?limit=100{after}")
+        found += [intent for intent in page["data"] if intent["customer"] == customer_id]
+        if not page["has_more"]:
+            return found
+        after = f"&starting_after={page['data'][-1]['id']}"
+
+
+async def webhook_applies(factory: SessionFactory, intent: dict[str, Any]) -> None:
+    """What a `payment_intent.*` webhook applies once it has found and confirmed the entry the PaymentIntent
+    pays for (billing.webhooks; its verification has tests of its own)."""
+    async with unit_of_work(factory) as session:
+        await payments.apply_charge_result(
+            session, int(intent["metadata"][TRANSACTION_ID_KEY]), charge_result(intent, off_session=False)
+        )
+
+
+async def test_a_worker_killed_after_stripe_charged_is_settled_from_that_payment_not_charged_again(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Stub Stripe over HTTP: localstripe ignores idempotency keys, and Stripe's replay is what makes this safe."""
-    account, card = await fake_ready_account(session)
+    account, card = await ready_account(session, stripe_gateway, localstripe)
     await enable_auto_recharge(session, account, card)
     await spend(session, account, "1.00")
-    finish = recharge_engine._finish
+    monkeypatch.setattr(recharge_engine, "_finish", killed)
+    with pytest.raises(SystemExit):
+        await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW)
+    monkeypatch.undo()
+    [held] = await recharges(session, account)
+    assert held.status == RechargeStatus.PROCESSING
+    # The dead worker holds it for one short lease, not for minutes.
+    assert held.locked_until == NOW + recharge_engine.DEFAULT_LEASE == NOW + timedelta(seconds=30)
 
-    async def killed(*args: Any, **kwargs: Any) -> None:
-        raise SystemExit("worker killed between Stripe's answer and the ledger credit")
+    lease_ends = NOW + recharge_engine.DEFAULT_LEASE
+    assert (
+        await recharge_engine.run_once(session_factory, stripe_gateway, now=lease_ends - timedelta(seconds=1))
+        == 0
+    )
+    assert await recharge_engine.run_once(session_factory, stripe_gateway, now=lease_ends) == 1
 
-    async with stub_gateway() as (gateway, stripe):
-        monkeypatch.setattr(recharge_engine, "_finish", killed)
-        with pytest.raises(SystemExit):
-            await recharge_engine.run_once(session_factory, gateway, now=NOW)
-        [held] = await recharges(session, account)
-        assert held.status == RechargeStatus.PROCESSING
-        assert held.locked_until == NOW + recharge_engine.DEFAULT_LEASE
-        assert [e.status for e in await auto_recharge_entries(session, account)] == [
-            TransactionStatus.PENDING
-        ]
-
-        monkeypatch.setattr(recharge_engine, "_finish", finish)
-        assert await recharge_engine.run_once(session_factory, gateway, now=NOW + timedelta(minutes=1)) == 0
-        after_lease = NOW + recharge_engine.DEFAULT_LEASE + timedelta(seconds=1)
-        assert await recharge_engine.run_once(session_factory, gateway, now=after_lease) == 1
-
-    assert stripe.charges == 1 and stripe.keys == [f"recharge:{held.id}"] * 2
+    [intent] = await payment_intents_of(localstripe, account.stripe_customer_id)
+    assert (intent["status"], intent["amount"]) == ("succeeded", 10_000)
     [done] = await recharges(session, account)
     assert done.status == RechargeStatus.SUCCEEDED and done.attempts == 2
-    assert [e.status for e in await auto_recharge_entries(session, account)] == [TransactionStatus.SUCCEEDED]
+    [entry] = await auto_recharge_entries(session, account)
+    assert (entry.status, entry.stripe_payment_intent_id) == (TransactionStatus.SUCCEEDED, intent["id"])
     assert await checked_balance(session, account) == 10_000 - 100
+
+
+async def test_a_recharge_the_webhook_settled_counts_this_month_and_is_not_canceled_when_the_card_goes(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The knock-on of a worker whose last write failed: the webhook credited 50.00, the card was then removed,
+    and the recharge must stay succeeded and counted, not canceled with `rechargedThisMonth` at 0.00."""
+    now = utcnow()  # the webhook settles at the real time, so the month is the real one
+    account, card = await ready_account(session, stripe_gateway, localstripe)
+    await enable_auto_recharge(session, account, card, amount_minor=5_000, monthly_limit_minor=5_000)
+    await spend(session, account, "1.00", at=now)
+    monkeypatch.setattr(recharge_engine, "_finish", killed)
+    with pytest.raises(SystemExit):
+        await recharge_engine.run_once(session_factory, stripe_gateway, now=now)
+    monkeypatch.undo()
+    [intent] = await payment_intents_of(localstripe, account.stripe_customer_id)
+
+    await webhook_applies(session_factory, intent)
+    [settled] = await recharges(session, account)
+    assert settled.status == RechargeStatus.SUCCEEDED  # at once, while the dead worker's lease still runs
+    await payment_methods.sync_detached(session, card.stripe_payment_method_id)
+    lease_ends = now + recharge_engine.DEFAULT_LEASE
+    assert await recharge_engine.run_once(session_factory, stripe_gateway, now=lease_ends) == 0
+
+    assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED]
+    assert account.id is not None
+    view = (await auto_recharge_views(session, ADMIN, [account.id], now=now))[account.id]
+    assert view.recharged_this_month_minor == 5_000
+    assert view.state is AutoRechargeState.MONTHLY_LIMIT_REACHED
+    assert len(await payment_intents_of(localstripe, account.stripe_customer_id)) == 1
+    assert await checked_balance(session, account) == 5_000 - 100
+
+
+async def test_a_recharge_whose_card_went_before_anything_reached_stripe_is_canceled_not_failed(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    account, card = await ready_account(session, stripe_gateway, localstripe)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00")
+    monkeypatch.setattr(recharge_engine, "_outcome_at_stripe", killed)  # dies before calling Stripe
+    with pytest.raises(SystemExit):
+        await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW)
+    monkeypatch.undo()
+    await payment_methods.sync_detached(session, card.stripe_payment_method_id)
+
+    assert (
+        await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW + timedelta(minutes=1)) == 1
+    )
+
+    [recharge] = await recharges(session, account)
+    assert recharge.status == RechargeStatus.CANCELED
+    assert recharge.outcome_message == "the card was removed while the recharge ran"
+    [entry] = await auto_recharge_entries(session, account)
+    assert (entry.status, entry.failure_code) == (TransactionStatus.FAILED, reconciliation.NOT_CHARGED_CODE)
+    settings = await session.get(AutoRechargeSettings, account.id, populate_existing=True)
+    assert settings is not None and settings.consecutive_failures == 0  # nobody declined anything
+    assert await payment_intents_of(localstripe, account.stripe_customer_id) == []
 
 
 async def test_off_session_authentication_required_waits_for_the_customer(
@@ -337,22 +437,166 @@ async def test_a_recharge_no_longer_needed_is_canceled_without_charging(
 
 
 async def test_the_worker_loop_charges_due_recharges_until_stopped(
-    session: AsyncSession, session_factory: SessionFactory
+    session: AsyncSession, session_factory: SessionFactory, localstripe_url: str, localstripe: LocalStripe
 ) -> None:
-    """FakeGateway: it stops the loop from inside the charge, so the test needs no sleeps."""
-    account, card = await fake_ready_account(session)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00", at=utcnow())
+    """The gateway stops the loop from inside the charge, so the test needs no sleeps."""
     stop = asyncio.Event()
 
-    class StopsAfterCharging(FakeGateway):
+    class StopsAfterCharging(StripeGateway):
         async def charge(self, **kwargs: Any) -> ChargeResult:
             stop.set()
             return await super().charge(**kwargs)
 
-    gateway = StopsAfterCharging()
+    settings = stripe_settings(localstripe_url, worker_poll_seconds=0.01)
+    gateway = StopsAfterCharging.from_settings(settings)
+    account, card = await ready_account(session, gateway, localstripe)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00", at=utcnow())
+
     await asyncio.wait_for(
-        recharge_engine.run_worker(session_factory, gateway, stop_event=stop, poll_interval=0.01), timeout=30
+        recharge_engine.run_worker(session_factory, gateway, stop_event=stop, settings=settings), timeout=30
     )
-    assert gateway.charges == 1
+    assert len(await payment_intents_of(localstripe, account.stripe_customer_id)) == 1
     assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED]
+
+
+async def test_the_worker_loop_reconciles_a_top_up_left_pending_without_cron(
+    session: AsyncSession, session_factory: SessionFactory, localstripe_url: str, localstripe: LocalStripe
+) -> None:
+    """A gateway died between Stripe's charge and recording it; the worker (embedded or `cli worker`) heals it
+    by itself. The gateway stops the loop once reconciliation looked the payment up."""
+    stop = asyncio.Event()
+
+    class StopsAfterLookingUp(StripeGateway):
+        async def find_payment_intent(self, **kwargs: Any) -> PaymentIntentState | None:
+            try:
+                return await super().find_payment_intent(**kwargs)
+            finally:
+                stop.set()
+
+    settings = stripe_settings(localstripe_url, worker_poll_seconds=0.01, reconcile_pending_seconds=0)
+    gateway = StopsAfterLookingUp.from_settings(settings)
+    account, card = await ready_account(session, gateway, localstripe)
+    assert account.id is not None and account.stripe_customer_id is not None
+    entry = (
+        await ledger.post(
+            session,
+            account_id=account.id,
+            kind=TransactionKind.TOP_UP,
+            amount_minor=2_500,
+            description="Top-up",
+            idempotency_key="top-up:crashed",
+            status=TransactionStatus.PENDING,
+            payment_method_id=card.id,
+        )
+    ).transaction
+    await gateway.charge(
+        customer_id=account.stripe_customer_id,
+        payment_method=card.stripe_payment_method_id,
+        amount_minor=2_500,
+        currency=account.currency,
+        idempotency_key=f"top-up-{entry.id}",
+        off_session=False,
+        description="Top-up",
+        metadata={TRANSACTION_ID_KEY: str(entry.id), ACCOUNT_ID_KEY: str(account.id)},
+    )
+
+    await asyncio.wait_for(
+        recharge_engine.run_worker(session_factory, gateway, stop_event=stop, settings=settings), timeout=30
+    )
+    await session.refresh(entry)
+    assert entry.status == TransactionStatus.SUCCEEDED
+    assert await checked_balance(session, account) == 2_500
+
+
+class HeldCharge(FakeGateway):
+    """The charge waits until the worker's heartbeat renewed its lease, then until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.charging = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def charge(self, **kwargs: Any) -> ChargeResult:
+        self.charging.set()
+        await self.release.wait()
+        return await super().charge(**kwargs)
+
+
+async def due_recharge(factory: SessionFactory) -> Account:
+    async with unit_of_work(factory) as session:
+        account, card = await fake_ready_account(session)
+        await enable_auto_recharge(session, account, card)
+        await recharge_engine.schedule_if_low(session, [account], now=utcnow())  # its balance 0 is low
+    return account
+
+
+@pytest.fixture
+def heartbeats(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Set each time a worker renewed its leases."""
+    renewed = asyncio.Event()
+    renew = recharge_engine._renew
+
+    async def renew_and_tell(*args: Any, **kwargs: Any) -> None:
+        await renew(*args, **kwargs)
+        renewed.set()
+
+    monkeypatch.setattr(recharge_engine, "_renew", renew_and_tell)
+    return renewed
+
+
+@pytest.mark.postgres_only
+async def test_a_long_charge_keeps_its_lease_by_heartbeat(
+    committing_engine: AsyncEngine, heartbeats: asyncio.Event
+) -> None:
+    factory = session_factory(committing_engine)
+    account = await due_recharge(factory)
+    gateway = HeldCharge()
+    start = utcnow()
+    worker = asyncio.create_task(
+        recharge_engine.run_once(factory, gateway, now=start, heartbeat=timedelta(milliseconds=10))
+    )
+    await gateway.charging.wait()
+    heartbeats.clear()
+    await asyncio.wait_for(heartbeats.wait(), timeout=30)
+
+    # The lease first granted has run out, but the heartbeat renewed it: nobody else takes the recharge.
+    assert (
+        await recharge_engine.run_once(factory, FakeGateway(), now=start + recharge_engine.DEFAULT_LEASE) == 0
+    )
+    gateway.release.set()
+    assert await worker == 1
+    assert gateway.charges == 1
+    async with unit_of_work(factory) as session:
+        assert [r.status for r in await recharges(session, account)] == [RechargeStatus.SUCCEEDED]
+
+
+@pytest.mark.postgres_only
+async def test_a_worker_that_dies_mid_charge_holds_the_recharge_one_lease_at_most(
+    committing_engine: AsyncEngine, heartbeats: asyncio.Event
+) -> None:
+    factory = session_factory(committing_engine)
+    account = await due_recharge(factory)
+    gateway = HeldCharge()
+    worker = asyncio.create_task(
+        recharge_engine.run_once(factory, gateway, heartbeat=timedelta(milliseconds=10))
+    )
+    await gateway.charging.wait()
+    heartbeats.clear()
+    await asyncio.wait_for(heartbeats.wait(), timeout=30)
+    worker.cancel()  # killed mid-charge: its heartbeat dies with it
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+    async with unit_of_work(factory) as session:
+        [held] = await recharges(session, account)
+    assert held.status == RechargeStatus.PROCESSING and held.locked_until is not None
+    assert held.locked_until <= utcnow() + recharge_engine.DEFAULT_LEASE
+
+    # Once it ran out, the next worker asks Stripe (nothing was charged) and charges, once.
+    successor = FakeGateway()
+    assert await recharge_engine.run_once(factory, successor, now=held.locked_until) == 1
+    assert successor.charges == 1 and gateway.charges == 0
+    async with unit_of_work(factory) as session:
+        [done] = await recharges(session, account)
+        assert (done.status, done.attempts) == (RechargeStatus.SUCCEEDED, 2)
+        assert await checked_balance(session, account) == 10_000

@@ -1,0 +1,88 @@
+"""A recharge follows its ledger entry, whoever settles the entry: the worker, a Stripe webhook or reconciliation.
+
+Every settlement path calls `follow_settlement` in the transaction that settles the entry, so the recharge row
+(which the monthly limit and `rechargedThisMonth` count) and the account's auto-recharge state agree with the
+money: a recharge whose charge succeeded is `succeeded` however the success arrived, and never `canceled` or
+`failed` afterwards.
+
+Lower than both `payments` (which settles entries) and `recharge_engine` (which runs the worker), so both can
+use it without an import cycle.
+"""
+
+from datetime import datetime
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models import (
+    AutoRechargeSettings,
+    Recharge,
+    RechargeStatus,
+    Transaction,
+    TransactionKind,
+    TransactionStatus,
+)
+
+MAX_CONSECUTIVE_FAILURES = 3
+IN_FLIGHT = (RechargeStatus.SCHEDULED, RechargeStatus.PROCESSING)
+# A recharge in these states has not yet been told how its charge ended, so a failed entry fails it too.
+# A `succeeded` one is left alone: it was either paid, or counted in advance for a bank still processing
+# (which errs on the side of charging less).
+_UNDECIDED = (*IN_FLIGHT, RechargeStatus.ACTION_REQUIRED)
+
+
+async def follow_settlement(session: AsyncSession, entry: Transaction, *, paid: bool, now: datetime) -> None:
+    """The recharge of this settled auto-recharge entry, and the account's auto-recharge state, follow it.
+
+    `paid`: Stripe took the money for this entry, whether the entry succeeded or a late success was credited
+    beside the failed entry. Repeating a call changes nothing.
+    """
+    if entry.kind != TransactionKind.AUTO_RECHARGE or entry.status == TransactionStatus.PENDING:
+        return
+    statement = (
+        select(Recharge)
+        .where(Recharge.transaction_id == entry.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    recharge = (await session.exec(statement)).first()
+    if recharge is None:
+        return
+    settings = await session.get(AutoRechargeSettings, entry.account_id)
+    was = recharge.status
+    if paid and was != RechargeStatus.SUCCEEDED:
+        message = {
+            RechargeStatus.ACTION_REQUIRED: "Confirmed by the customer; the card was charged.",
+            RechargeStatus.FAILED: "The card was charged after the attempt was recorded as failed.",
+            RechargeStatus.CANCELED: "The card was charged after the attempt was recorded as canceled.",
+        }.get(RechargeStatus(was), "The card was charged.")
+        finish_as(recharge, RechargeStatus.SUCCEEDED, message, now)
+        if settings is not None:
+            settings.consecutive_failures = 0
+    elif not paid and was in _UNDECIDED:
+        message = entry.failure_message or "The payment did not go through."
+        finish_as(recharge, RechargeStatus.FAILED, message, now)
+        if settings is not None:
+            count_failure(settings, message, entry.failure_code)
+    else:
+        return
+    if settings is not None:
+        if was == RechargeStatus.ACTION_REQUIRED:
+            settings.action_required_client_secret = None  # the customer's confirmation is over, either way
+        settings.updated_at = now
+
+
+def count_failure(settings: AutoRechargeSettings, message: str, decline_code: str | None) -> None:
+    settings.consecutive_failures += 1
+    if decline_code == "authentication_required":
+        # The bank wants 3-D Secure but gave nothing to authenticate with: retrying cannot help.
+        settings.suspended_reason = f"Your bank asks you to authenticate this card: {message}"
+    elif settings.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+        settings.suspended_reason = f"{settings.consecutive_failures} failed attempts in a row: {message}"
+
+
+def finish_as(recharge: Recharge, status: RechargeStatus, message: str, now: datetime) -> None:
+    recharge.status = status
+    recharge.outcome_message = message[:500]
+    recharge.finished_at = now
+    recharge.locked_until = None
