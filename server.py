@@ -14,8 +14,6 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
-from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
 from strawberry.types.execution import ExecutionResult
 
 from billing import auth, production, recharge_engine
@@ -27,7 +25,9 @@ from billing.stripe_gateway import StripeGateway
 from models import PrincipalKind
 from resolvers.context import Context
 from resolvers.webhooks import stripe_webhook_endpoint
+from schema.limits import OperationLimits
 from schema.root import build_schema
+from server_graphql import GraphQLView
 from server_metrics import Metrics, MetricsMiddleware
 
 ROOT = Path(__file__).resolve().parent
@@ -97,18 +97,25 @@ async def authenticated(request: Request, factory: SessionFactory) -> auth.Princ
         return service_busy(request.app.state.settings)
 
 
-class BillingGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI view, given the request's principal by `GraphQLEndpoint`."""
+class BillingGraphQL(GraphQLView):
+    """The schema over HTTP (server_graphql), given the request's principal by `GraphQLEndpoint`."""
 
     def __init__(self, settings: Settings) -> None:
+        limits = OperationLimits(
+            max_tokens=settings.graphql_max_tokens,
+            max_depth=settings.graphql_max_depth,
+            max_aliases=settings.graphql_max_aliases,
+            max_root_fields=settings.graphql_max_root_fields,
+            max_cost=settings.graphql_max_cost,
+        )
         super().__init__(
-            build_schema(introspection=settings.introspection_enabled),
-            graphql_ide=None,  # GraphQLEndpoint serves our offline page itself
-            allow_queries_via_get=False,
+            build_schema(introspection=settings.introspection_enabled, limits=limits),
+            max_body_bytes=settings.graphql_max_body_bytes,
+            timeout_seconds=settings.graphql_timeout_seconds,
         )
         self.settings = settings
 
-    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
+    async def get_context(self, request: Request) -> Context:
         context = Context(
             settings=self.settings,
             principal=request.state.principal,
@@ -118,13 +125,13 @@ class BillingGraphQL(GraphQL[Context, None]):
         request.state.context = context
         return context
 
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+    async def process_result(self, request: Request, result: ExecutionResult) -> ExecutionResult:
         context: Context | None = getattr(request.state, "context", None)
         if context is not None:
             await context.finish()
         if context is not None and context.database_busy:
             raise ServiceBusy
-        return await super().process_result(request, result)
+        return result
 
 
 class ServiceBusy(Exception):
@@ -143,15 +150,20 @@ def graphiql_page(settings: Settings) -> Response:
 
 
 class GraphQLEndpoint:
-    """Authenticates every GraphQL request before Strawberry sees it; GET serves only the GraphiQL page."""
+    """Authenticates every GraphQL request before the schema sees it; GET without a `query` serves GraphiQL."""
 
     def __init__(self, graphql: BillingGraphQL) -> None:
         self.graphql = graphql
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        if request.method == "GET":
+        if request.method != "POST" and "query" not in request.query_params:
             await graphiql_page(self.graphql.settings)(scope, receive, send)
+            return
+        # 406, 415 and an oversized Content-Length are answered before the key is looked up.
+        refusal = self.graphql.refusal(request)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
         principal = await authenticated(request, request.app.state.session_factory)
         if isinstance(principal, Response):
@@ -159,9 +171,10 @@ class GraphQLEndpoint:
             return
         request.state.principal = principal
         try:
-            await self.graphql(scope, receive, send)
+            response = await self.graphql.handle(request)
         except ServiceBusy:
-            await service_busy(self.graphql.settings)(scope, receive, send)
+            response = service_busy(self.graphql.settings)
+        await response(scope, receive, send)
 
 
 async def healthz(request: Request) -> Response:

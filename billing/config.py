@@ -99,6 +99,22 @@ class Settings(BaseSettings):
     # Webhooks signed further ahead of our clock than this are refused (a forged or mis-set timestamp).
     stripe_webhook_future_tolerance_seconds: int = 60
 
+    # Bounded cost per GraphQL request, decided before any resolver runs (README "Limits"): each refusal is
+    # an error whose `extensions.code` names the limit, with `limit` and `actual`.
+    graphql_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    graphql_max_tokens: int = Field(default=2_000, gt=0)
+    graphql_max_depth: int = Field(default=12, gt=0)
+    graphql_max_aliases: int = Field(default=30, ge=0)
+    graphql_max_root_fields: int = Field(default=20, gt=0)
+    # Every field costs 1; a connection costs 1 plus `first` times what it selects (schema/limits.py).
+    graphql_max_cost: int = Field(default=20_000, gt=0)
+    # A request still running after this long is cancelled and answered REQUEST_TIMEOUT. It covers a
+    # mutation's Stripe call (STRIPE_TIMEOUT_SECONDS), so it is longer than any database statement may take.
+    graphql_timeout_seconds: float = Field(default=30.0, gt=0)
+    # PostgreSQL's statement_timeout on every connection of the gateway, the worker and `cli`: a statement
+    # never outlives the request that waits for it (keep it at most GRAPHQL_TIMEOUT_SECONDS).
+    db_statement_timeout_seconds: float = Field(default=10.0, gt=0)
+
     @property
     def is_production(self) -> bool:
         return self.environment is Environment.PRODUCTION

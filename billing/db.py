@@ -38,9 +38,14 @@ def create_engine(
     max_overflow: int = 10,
     pool_timeout: float = 5.0,
     sqlite_busy_timeout: float = 10.0,
+    statement_timeout: float | None = None,
     **kwargs: Any,
 ) -> AsyncEngine:
     if not is_sqlite(url):
+        if statement_timeout is not None:
+            # PostgreSQL ends a statement running longer than this itself (SQLite has no such setting).
+            milliseconds = str(max(1, round(statement_timeout * 1000)))
+            kwargs["connect_args"] = {"server_settings": {"statement_timeout": milliseconds}}
         # No pre-ping (a round trip per checkout): a connection the server dropped is invalidated on its
         # first error and replaced, and recycling keeps them from going stale behind idle-timeout proxies.
         return create_async_engine(
@@ -124,4 +129,5 @@ def engine_from_settings(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
+        statement_timeout=settings.db_statement_timeout_seconds,
     )

@@ -3,13 +3,7 @@
 from collections.abc import Callable
 
 import strawberry
-from strawberry.extensions import (
-    DisableIntrospection,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import DisableIntrospection, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -19,6 +13,7 @@ from resolvers.lead_plans import LeadPlanMutation
 from resolvers.payments import PaymentMutation
 from resolvers.usage import UsageMutation
 from schema.errors import ErrorPolicy
+from schema.limits import OperationLimits, limits_extension
 from schema.scalars import SCALARS
 from schema.suggestions import HideSuggestions
 
@@ -26,12 +21,11 @@ Query = merge_types("Query", (AccountQuery,))
 Mutation = merge_types("Mutation", (PaymentMutation, UsageMutation, LeadPlanMutation, AutoRechargeMutation))
 
 
-def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+def build_schema(*, introspection: bool = True, limits: OperationLimits | None = None) -> strawberry.Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
         ErrorPolicy,
-        lambda: QueryDepthLimiter(max_depth=12),
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
+        # After ErrorPolicy (see OperationLimitsExtension); it also caches parsing and validation.
+        limits_extension(limits or OperationLimits()),
     ]
     if not introspection:
         # Suggestions would rebuild the hidden schema a name at a time.

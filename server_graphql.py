@@ -1,0 +1,380 @@
+"""GraphQL over HTTP, as the specification (graphql.github.io/graphql-over-http) asks, MUSTs and SHOULDs.
+
+Media types: a response is `application/graphql-response+json` when the `Accept` header prefers it, and
+`application/json` when it asks for that, only for a wildcard, or when there is no `Accept` (legacy clients;
+the spec's audit suite expects this); an `Accept` naming neither is refused with 406. Both are UTF-8 and say
+so. A POST body must be `application/json` in UTF-8 (415 otherwise), at most GRAPHQL_MAX_BODY_BYTES (413).
+
+Status codes, by what happened:
+
+| outcome                                                   | graphql-response+json   | application/json |
+|-----------------------------------------------------------|-------------------------|------------------|
+| not a well-formed request: bad JSON, not UTF-8, empty,     | 400, no `data`          | 400, no `data`   |
+|   `query` not a string, `variables`/`extensions` not objects |                      |                  |
+| parse, validation, limit or variable-coercion failure,     | 400, no `data`          | 200, no `data`   |
+|   unknown operation (nothing executed)                      |                        |                  |
+| executed (field errors or not)                             | 200 with `data`         | 200 with `data`  |
+| cancelled at the time budget                               | 504, no `data`          | 200, no `data`   |
+| a mutation over GET                                         | 405 + `Allow: POST`     | 405              |
+
+Every error message is clipped, so a huge string in a request never comes back inside an error.
+"""
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from billing.errors import DomainError
+from schema.limits import limit_error
+
+logger = logging.getLogger("billing.graphql")
+
+
+class MediaType(StrEnum):
+    GRAPHQL_RESPONSE = "application/graphql-response+json"
+    JSON = "application/json"
+
+
+_UTF_8 = frozenset({"utf-8", "utf8"})
+# Among equally acceptable types, `application/json` wins: a wildcard is what legacy clients send.
+_PREFERENCE = {MediaType.JSON: 1, MediaType.GRAPHQL_RESPONSE: 0}
+
+
+def _media_type(value: str) -> tuple[str, dict[str, str]]:
+    """`type/subtype` (lower case) and the parameters of one media type or media range."""
+    essence, *parameters = value.split(";")
+    named = {}
+    for parameter in parameters:
+        key, _, parameter_value = parameter.partition("=")
+        named[key.strip().lower()] = parameter_value.strip().strip('"')
+    return essence.strip().lower(), named
+
+
+def negotiate(accept: str | None) -> MediaType | None:
+    """The response's media type for an `Accept` header (RFC 9110 §12.5.1), or None when neither is acceptable.
+
+    Each type takes the quality of the most specific range that matches it; the highest quality wins, then
+    the more specific match, then the range listed first, then `application/json`.
+    """
+    if accept is None or not accept.strip():
+        return MediaType.JSON
+    ranked: dict[MediaType, tuple[float, int, int, int]] = {}
+    for position, item in enumerate(accept.split(",")):
+        essence, parameters = _media_type(item)
+        if parameters.get("charset", "utf-8").lower() not in _UTF_8:
+            continue  # we answer in UTF-8 only
+        try:
+            quality = float(parameters.get("q", "1"))
+        except ValueError:
+            continue
+        for media_type in MediaType:
+            kind = media_type.split("/")[0]
+            specificity = {media_type.value: 2, f"{kind}/*": 1, "*/*": 0}.get(essence)
+            if specificity is None:
+                continue
+            rank = (quality, specificity, -position, _PREFERENCE[media_type])
+            known = ranked.get(media_type)
+            if known is None or specificity > known[1]:
+                ranked[media_type] = rank
+    acceptable = {media_type: rank for media_type, rank in ranked.items() if rank[0] > 0}
+    return max(acceptable, key=acceptable.__getitem__) if acceptable else None
+
+
+def is_json_utf8(content_type: str | None) -> bool:
+    essence, parameters = _media_type(content_type or "")
+    return essence == MediaType.JSON and parameters.get("charset", "utf-8").lower() in _UTF_8
+
+
+# --------------------------------------------------------------------------------------------- refusals
+
+
+class Refused(Exception):
+    """The request is answered before it reaches the schema: a status and one GraphQL-shaped error."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **figures: int,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = {"message": message, "extensions": {"code": code, **figures}}
+        self.headers = dict(headers or {})
+
+    def response(self, media_type: MediaType | None) -> Response:
+        return _json_response(
+            {"errors": [self.error]}, self.status, media_type or MediaType.JSON, self.headers
+        )
+
+
+def bad_request(message: str) -> Refused:
+    return Refused(400, "BAD_REQUEST", message)
+
+
+def not_acceptable() -> Refused:
+    supported = " or ".join(MediaType)
+    return Refused(
+        406, "NOT_ACCEPTABLE", f"The Accept header allows no media type served here ({supported})."
+    )
+
+
+def unsupported_media_type() -> Refused:
+    return Refused(
+        415, "UNSUPPORTED_MEDIA_TYPE", "Send the request as Content-Type: application/json in UTF-8."
+    )
+
+
+def too_large(limit: int, actual: int | None = None) -> Refused:
+    message = f"The request body is larger than {limit:,} bytes."
+    if actual is None:  # read up to the limit only, so the full size is unknown
+        return Refused(413, "REQUEST_TOO_LARGE", message, limit=limit)
+    return Refused(413, "REQUEST_TOO_LARGE", message, limit=limit, actual=actual)
+
+
+def method_not_allowed() -> Refused:
+    message = "Mutations are sent with POST, never GET."
+    return Refused(405, "METHOD_NOT_ALLOWED", message, headers={"Allow": "POST"})
+
+
+# ------------------------------------------------------------------------------------ the request itself
+
+
+@dataclass(frozen=True)
+class GraphQLRequest:
+    query: str
+    variables: dict[str, Any] | None = None
+    operation_name: str | None = None
+    extensions: dict[str, Any] | None = None
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str | bytes, what: str) -> object:
+    """JSON as the spec has it (no NaN or Infinity); a body nested past the interpreter's depth is a 400."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise bad_request(f"The {what} is nested too deeply.") from None
+    except ValueError as error:  # JSONDecodeError, NaN, an integer longer than Python converts
+        raise bad_request(f"The {what} is not valid JSON: {error}.") from None
+
+
+def request_from(data: object) -> GraphQLRequest:
+    """The request's parameters, or a 400 naming the one that is missing or of the wrong type."""
+    if isinstance(data, list):
+        raise bad_request("Batched requests are not supported: send one JSON object per request.")
+    if not isinstance(data, dict):
+        raise bad_request("The request body must be a JSON object with a `query` string.")
+    query, variables = data.get("query"), data.get("variables")
+    operation_name, extensions = data.get("operationName"), data.get("extensions")
+    if not isinstance(query, str):
+        raise bad_request("`query` must be a string holding the GraphQL document.")
+    if variables is not None and not isinstance(variables, dict):
+        raise bad_request("`variables` must be an object (or null).")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise bad_request("`operationName` must be a string (or null).")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise bad_request("`extensions` must be an object (or null).")
+    return GraphQLRequest(query, variables, operation_name or None, extensions)
+
+
+def request_from_body(body: bytes) -> GraphQLRequest:
+    if not body.strip():
+        raise bad_request("The request body is empty: send a JSON object with a `query` string.")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("The request body is not valid UTF-8.") from None
+    return request_from(parse_json(text, "request body"))
+
+
+def request_from_query_string(parameters: Mapping[str, str]) -> GraphQLRequest:
+    """GET: the parameters of the URL's query, `variables` and `extensions` as JSON strings."""
+    data: dict[str, object] = {
+        "query": parameters.get("query"),
+        "operationName": parameters.get("operationName"),
+    }
+    for name in ("variables", "extensions"):
+        if parameters.get(name):
+            data[name] = parse_json(parameters[name], f"`{name}` parameter")
+    return request_from(data)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (nothing more is read)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+# ----------------------------------------------------------------------------------------------- answers
+
+
+_LONG_QUOTE = re.compile(r'"[^"]{81,}"|\'[^\']{81,}\'')
+_MESSAGE_LIMIT = 1_000
+
+
+def clipped(message: str) -> str:
+    """A message with every long quoted value cut to 40 characters, and the whole at most 1,000 characters:
+    messages quote the request's input, which may be megabytes."""
+    message = _LONG_QUOTE.sub(lambda quoted: f"{quoted[0][:41]}…{quoted[0][0]}", message)
+    return message if len(message) <= _MESSAGE_LIMIT else f"{message[:_MESSAGE_LIMIT]}…"
+
+
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    original = error.original_error
+    if original is not None and not isinstance(original, GraphQLError | DomainError):
+        # Raised outside any resolver (Strawberry turns it into an error without the ErrorPolicy's masking).
+        logger.error("unexpected error before execution", exc_info=original)
+        error = GraphQLError("Unexpected error.", extensions={"code": "INTERNAL_SERVER_ERROR"})
+    formatted = dict(error.formatted)
+    formatted["message"] = clipped(error.message)
+    return formatted
+
+
+# Request errors that are not the client's: the status tells a proxy or a retry policy so.
+_STATUS_BY_CODE = {"INTERNAL_SERVER_ERROR": 500, "SERVICE_UNAVAILABLE": 503, "REQUEST_TIMEOUT": 504}
+
+
+def executed(result: ExecutionResult) -> bool:
+    """Whether execution started: then the response has `data` (null when a non-null root field failed, with a
+    field error, which always has a path). Request errors (nothing executed) have no path."""
+    return result.data is not None or any(error.path is not None for error in result.errors or ())
+
+
+def graphql_response(result: ExecutionResult, media_type: MediaType) -> Response:
+    errors = result.errors or []
+    body: dict[str, Any] = {}
+    if errors:
+        body["errors"] = [_formatted(error) for error in errors]
+    status = 200
+    if executed(result):
+        body["data"] = result.data
+    elif media_type is MediaType.GRAPHQL_RESPONSE:
+        codes = (error["extensions"].get("code") for error in body["errors"] if error.get("extensions"))
+        status = max((_STATUS_BY_CODE.get(code, 400) for code in codes), default=400)
+    if result.extensions:
+        body["extensions"] = result.extensions
+    return _json_response(body, status, media_type)
+
+
+def _json_response(
+    body: Mapping[str, Any], status: int, media_type: MediaType, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        status,
+        # The answer depends on Accept: caches must not hand one client's media type to another.
+        headers={"Vary": "Accept", **(headers or {})},
+        media_type=f"{media_type}; charset=utf-8",
+    )
+
+
+def _request_error(message: str, code: str) -> ExecutionResult:
+    return ExecutionResult(data=None, errors=[GraphQLError(message, extensions={"code": code})])
+
+
+# -------------------------------------------------------------------------------------------------- view
+
+
+class GraphQLView:
+    """Serves a Strawberry schema over HTTP; a subclass gives each request its context and finishes it."""
+
+    def __init__(self, schema: strawberry.Schema, *, max_body_bytes: int, timeout_seconds: float) -> None:
+        self.schema = schema
+        self.max_body_bytes = max_body_bytes
+        self.timeout_seconds = timeout_seconds
+
+    async def get_context(self, request: Request) -> object:
+        raise NotImplementedError
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> ExecutionResult:
+        return result
+
+    def refusal(self, request: Request) -> Response | None:
+        """What to answer before any work, even before the key is checked: 406, 415, or 413 by Content-Length."""
+        media_type = negotiate(request.headers.get("accept"))
+        if media_type is None:
+            return not_acceptable().response(MediaType.JSON)
+        if request.method == "POST":
+            if not is_json_utf8(request.headers.get("content-type")):
+                return unsupported_media_type().response(media_type)
+            length = declared_length(request)
+            if length is not None and length > self.max_body_bytes:
+                return too_large(self.max_body_bytes, length).response(media_type)
+        return None
+
+    async def handle(self, request: Request) -> Response:
+        """Answers a request that passed `refusal` (and authentication, which is the caller's)."""
+        media_type = negotiate(request.headers.get("accept")) or MediaType.JSON
+        try:
+            if request.method != "POST":  # GET (or HEAD)
+                graphql_request = request_from_query_string(request.query_params)
+            else:
+                graphql_request = request_from_body(await read_body(request, self.max_body_bytes))
+        except Refused as refused:
+            return refused.response(media_type)
+        context = await self.get_context(request)
+        try:
+            result = await self.execute(graphql_request, context, only_queries=request.method != "POST")
+        except InvalidOperationTypeError:
+            return method_not_allowed().response(media_type)
+        result = await self.process_result(request, result)
+        return graphql_response(result, media_type)
+
+    async def execute(
+        self, request: GraphQLRequest, context: object, *, only_queries: bool
+    ) -> ExecutionResult:
+        # Over POST a subscription is let through to validation, which refuses it (the schema has none).
+        allowed: Iterable[OperationType] = {OperationType.QUERY} if only_queries else set(OperationType)
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                return await self.schema.execute(
+                    request.query,
+                    variable_values=request.variables,
+                    context_value=context,
+                    operation_name=request.operation_name,
+                    allowed_operation_types=allowed,
+                    operation_extensions=request.extensions,
+                )
+        except TimeoutError:
+            seconds = self.timeout_seconds
+            message = f"The request took longer than {seconds:g} s and was cancelled."
+            return ExecutionResult(data=None, errors=[limit_error("REQUEST_TIMEOUT", message, limit=seconds)])
+        except MissingQueryError:
+            return _request_error("The document is empty.", "GRAPHQL_PARSE_FAILED")
+        except CannotGetOperationTypeError as error:
+            if error.operation_name is not None:
+                message = f'The document has no operation named "{error.operation_name}".'
+            else:
+                message = "The document must hold one operation, or name the one to run in `operationName`."
+            return _request_error(message, "GRAPHQL_VALIDATION_FAILED")
