@@ -157,7 +157,16 @@ def test_cli_serve_exits_non_zero_with_one_message(tmp_path: Path) -> None:
     assert "Uvicorn running" not in finished.stderr
 
 
-MISSPELT = "{ account { nme } }"
+# A misspelt field, a misspelt enum value inline, and the same in a variable (coerced apart from validation).
+MISSPELT: list[tuple[str, dict[str, Any]]] = [
+    ("{ account { nme } }", {}),
+    ("{ account { transactions(first: 1, filter: {kinds: [TOP_UPP]}) { edges { cursor } } } }", {}),
+    (
+        "query ($kinds: [TransactionKind!]) "
+        "{ account { transactions(first: 1, filter: {kinds: $kinds}) { edges { cursor } } } }",
+        {"kinds": ["TOP_UPP"]},
+    ),
+]
 
 
 @pytest.mark.parametrize(
@@ -168,17 +177,15 @@ async def test_production_suggests_no_field_names(
 ) -> None:
     key = await member_key(session, await create_account(session))
     app = create_app(production_settings(environment=environment), sessions=session_factory)
-    queries = [
-        MISSPELT,
-        "{ account { transactions(first: 1, filter: {kinds: [TOP_UPP]}) { edges { cursor } } } }",
-    ]
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
     ):
-        for query in queries:
+        for query, variables in MISSPELT:
             response = await client.post(
-                "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {key}"}
+                "/graphql",
+                json={"query": query, "variables": variables},
+                headers={"Authorization": f"Bearer {key}"},
             )
             messages = [error["message"] for error in response.json()["errors"]]
             assert messages, response.text
