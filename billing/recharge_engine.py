@@ -237,8 +237,10 @@ async def run_worker(
                 await reconciliation.reconcile(
                     factory, gateway, pending_for=timedelta(seconds=settings.reconcile_pending_seconds)
                 )
+            except PaymentProviderUnavailable:
+                logger.warning("reconciliation stopped: Stripe is unavailable; the next interval carries on")
             except Exception:
-                # Stripe or the database being down must not end the worker; the next interval carries on.
+                # The database being down must not end the worker either.
                 logger.exception("reconciliation pass failed")
         try:
             claimed = await run_once(factory, gateway, lease=lease, heartbeat=heartbeat)
@@ -501,13 +503,14 @@ async def _finish(session: AsyncSession, item: _Claimed, result: ChargeResult, *
     account, recharge, held = await _locked(session, item)
     if recharge.transaction_id is None:
         return
+    last_claim = recharge.attempts == item.attempt  # nobody took the recharge over from us
     # The entry is settled from Stripe's answer even by a worker that lost its lease: settling is idempotent,
     # a late success is credited rather than lost, and the recharge follows the entry.
     entry = await payments.apply_charge_result(session, recharge.transaction_id, result, now=now)
-    if not held:
-        return  # another worker holds it now, or the settlement above already finished it for us
+    if not last_claim:
+        return
     settings = await session.get(AutoRechargeSettings, account.id)
-    if entry.status == TransactionStatus.PENDING:
+    if entry.status == TransactionStatus.PENDING and held:
         if result.status == "requires_action" and result.client_secret is not None:
             # Off-session 3-D Secure: stop until the customer authenticates; the pending entry awaits the
             # webhook (or reconciliation), and the recharge follows it.
@@ -524,6 +527,8 @@ async def _finish(session: AsyncSession, item: _Claimed, result: ChargeResult, *
             # succeeded for the monthly limit, which errs on the side of charging less.
             finish_as(recharge, RechargeStatus.SUCCEEDED, "The bank is processing the payment.", now)
     elif recharge.status == RechargeStatus.FAILED:
+        # Failed just now by the settlement above, or by the decline's webhook that beat us to it: the next
+        # recharge is scheduled after the back-off either way.
         await session.flush()
         await schedule_if_low(session, [account], now=now)
     if settings is not None:

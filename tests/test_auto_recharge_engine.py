@@ -420,6 +420,35 @@ async def test_an_outage_keeps_the_recharge_and_retries_with_the_same_key(
     assert await checked_balance(session, account) == 10_000 - 100
 
 
+async def test_a_decline_whose_webhook_came_first_is_counted_once_and_still_retried(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    """FakeGateway: the decline's webhook is applied from inside the charge, before the worker hears back."""
+    account, card = await fake_ready_account(session)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00")
+
+    class WebhookFirst(FakeGateway):
+        async def charge(self, **kwargs: Any) -> ChargeResult:
+            result = await super().charge(**kwargs)
+            async with unit_of_work(session_factory) as webhook_session:
+                entry_id = int(kwargs["metadata"][TRANSACTION_ID_KEY])
+                await payments.apply_charge_result(webhook_session, entry_id, result, now=NOW)
+            return result
+
+    declined = ChargeResult("declined", None, None, "insufficient_funds", "Your card has insufficient funds.")
+    assert await recharge_engine.run_once(session_factory, WebhookFirst(declined), now=NOW) == 1
+
+    failed, retry = await recharges(session, account)
+    assert (failed.status, failed.outcome_message) == (
+        RechargeStatus.FAILED,
+        "Your card has insufficient funds.",
+    )
+    assert (retry.status, retry.run_after) == (RechargeStatus.SCHEDULED, NOW + recharge_engine.RETRY_BACKOFF)
+    settings = await session.get(AutoRechargeSettings, account.id, populate_existing=True)
+    assert settings is not None and settings.consecutive_failures == 1
+
+
 async def test_a_recharge_no_longer_needed_is_canceled_without_charging(
     session: AsyncSession, session_factory: SessionFactory
 ) -> None:
