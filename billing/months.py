@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from billing.errors import DomainError
 
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})", re.ASCII)  # int() would take any digits
 
 
 class InvalidMonth(DomainError):
@@ -37,7 +37,7 @@ class Month:
 def parse_month(text: str) -> Month:
     match = _MONTH.fullmatch(text.strip())
     if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
-        raise InvalidMonth(f"'{text}' is not a month: use YYYY-MM, e.g. 2026-03")
+        raise InvalidMonth("must be a month as YYYY-MM, e.g. 2026-03")
     return Month(int(match.group(1)), int(match.group(2)))
 
 

@@ -110,6 +110,13 @@ def _ledger_key(client_key: str) -> str:
     return f"top-up:{client_key}"
 
 
+# The longest client key whose ledger key still fits its column.
+MAX_IDEMPOTENCY_KEY_LENGTH = (
+    Transaction.__table__.c.idempotency_key.type.length  # type: ignore[attr-defined]
+    - len(_ledger_key(""))
+)
+
+
 def stripe_idempotency_key(transaction_id: int) -> str:
     return f"top-up-{transaction_id}"
 

@@ -8,11 +8,12 @@ import strawberry
 
 from billing.pagination import InvalidArgument
 
-# Primary keys are positive signed 64-bit integers, written in ASCII digits (int() would take '²' or '١٢').
-MAX_PK = 2**63 - 1
-_GLOBAL_ID = re.compile(r"([A-Za-z][A-Za-z0-9]{0,39}):([1-9][0-9]{0,18})", re.ASCII)
+# Primary keys are positive INTEGER columns (32-bit on PostgreSQL), written in ASCII digits (int() would take
+# '²' or Arabic-Indic digits too).
+MAX_PK = 2**31 - 1
+_GLOBAL_ID = re.compile(r"([A-Za-z][A-Za-z0-9]{0,39}):([1-9][0-9]{0,9})", re.ASCII)
 # The base64 of the longest `Type:pk` above; anything longer is refused before decoding.
-MAX_GLOBAL_ID_LENGTH = 80
+MAX_GLOBAL_ID_LENGTH = 68
 
 
 @strawberry.interface(description="An object with a globally unique ID.")

@@ -12,11 +12,16 @@ from billing.money import InvalidAmount
 from billing.payment_methods import PaymentMethodInUse, PaymentMethodNotOwned
 from billing.portal import ReturnUrlNotAllowed
 from billing.stripe_gateway import PaymentProviderRejected, PaymentProviderUnavailable
+from models import PaymentMethod as PaymentMethodModel
+from schema.bounds import BoundedInput, bounded, column_length
 from schema.company import Company, company_field_path
 from schema.errors import Error
 from schema.money import Money, locale_for_country
 from schema.payment_method import PaymentMethod
 from schema.transaction import Transaction
+
+# Longer than any page a browser returns to; the allow-list decides the rest.
+MAX_RETURN_URL_LENGTH = 2_048
 
 
 @strawberry.input
@@ -56,9 +61,13 @@ class UpdateCompanyInput:
 
 
 @strawberry.input
-class AttachPaymentMethodInput:
+class AttachPaymentMethodInput(BoundedInput):
     account_id: strawberry.ID | None = None
-    stripe_payment_method_id: str = strawberry.field(description="The `pm_...` id Stripe.js confirmed.")
+    stripe_payment_method_id: str = bounded(
+        column_length(PaymentMethodModel, "stripe_payment_method_id"),
+        "The `pm_...` id Stripe.js confirmed.",
+        min_length=1,
+    )
 
 
 @strawberry.input
@@ -78,19 +87,21 @@ class DeletePaymentMethodInput:
 
 
 @strawberry.input
-class AddFundsInput:
+class AddFundsInput(BoundedInput):
     account_id: strawberry.ID | None = None
     payment_method_id: strawberry.ID
     amount: str = strawberry.field(description="A decimal in the account's billing currency, e.g. '250.00'.")
-    idempotency_key: str = strawberry.field(
-        description="One per Pay click; a retry with it charges nothing new."
+    idempotency_key: str = bounded(
+        payments.MAX_IDEMPOTENCY_KEY_LENGTH,
+        "One per Pay click; a retry with it charges nothing new.",
+        min_length=1,
     )
 
 
 @strawberry.input
-class CreateBillingPortalSessionInput:
+class CreateBillingPortalSessionInput(BoundedInput):
     account_id: strawberry.ID | None = None
-    return_url: str
+    return_url: str = bounded(MAX_RETURN_URL_LENGTH)
 
 
 @strawberry.type

@@ -56,7 +56,7 @@ def parse_date_time(value: object) -> datetime:
             # Near year 1 or 9999 an offset can carry the moment out of range; comparisons are made in UTC.
             moment.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise InvalidArgument("DateTime", "is not a valid date and time") from None
+        raise InvalidArgument("DateTime", "must be a real date and time within the years 1 to 9999") from None
     return moment
 
 

@@ -6,6 +6,7 @@ import strawberry
 
 from models import Transaction as TransactionModel
 from models import TransactionKind, TransactionStatus
+from schema.bounds import BoundedInput, bounded
 from schema.money import Money
 from schema.node import Node, to_global_id
 from schema.pagination import Connection
@@ -43,9 +44,9 @@ class Transaction(Node):
 
 
 @strawberry.input(description="All given conditions must hold.")
-class TransactionFilter:
-    kinds: list[TransactionKind] | None = None
-    statuses: list[TransactionStatus] | None = None
+class TransactionFilter(BoundedInput, argument="filter"):
+    kinds: list[TransactionKind] | None = bounded(len(TransactionKind), unit="items", default=None)
+    statuses: list[TransactionStatus] | None = bounded(len(TransactionStatus), unit="items", default=None)
     since: datetime | None = strawberry.field(default=None, description="Inclusive.")
     until: datetime | None = strawberry.field(default=None, description="Exclusive.")
 
