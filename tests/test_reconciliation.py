@@ -3,15 +3,17 @@ is credited exactly once, with a history row that says so, whether its webhook o
 reports it first. Against localstripe through the real gateway.
 """
 
+import asyncio
 from datetime import timedelta
 from typing import Literal
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import ledger, payments, reconciliation
-from billing.db import SessionFactory, unit_of_work
+from billing.db import SessionFactory, session_factory, unit_of_work
 from billing.stripe_gateway import ACCOUNT_ID_KEY, TRANSACTION_ID_KEY, StripeGateway
 from models import Account, PaymentMethod, Transaction, TransactionKind, TransactionStatus
 from tests.ledger_checks import checked_balance
@@ -127,3 +129,38 @@ async def test_an_entry_failed_as_not_charged_that_stripe_never_charged_stays_fa
         (TransactionKind.TOP_UP, TransactionStatus.FAILED)
     ]
     assert await checked_balance(session, account) == 0
+
+
+@pytest.mark.postgres_only
+async def test_workers_reconciling_at_once_credit_a_crashed_top_up_once(
+    committing_engine: AsyncEngine, stripe_gateway: StripeGateway, localstripe: LocalStripe
+) -> None:
+    """Every worker reconciles on its own timer, so several may settle the same entry at the same moment."""
+    factory = session_factory(committing_engine)
+    async with factory() as session:
+        account, card = await ready_account(session, stripe_gateway, localstripe)
+        entry = await pending_top_up(session, account, card)
+        await session.commit()
+    assert entry.id is not None and account.stripe_customer_id is not None
+    # The gateway that committed the entry died after Stripe charged it, before recording the outcome.
+    await stripe_gateway.charge(
+        customer_id=account.stripe_customer_id,
+        payment_method=card.stripe_payment_method_id,
+        amount_minor=entry.amount_minor,
+        currency=entry.currency,
+        idempotency_key=payments.stripe_idempotency_key(entry.id),
+        off_session=False,
+        description=entry.description,
+        metadata={TRANSACTION_ID_KEY: str(entry.id), ACCOUNT_ID_KEY: str(account.id)},
+    )
+
+    reports = await asyncio.gather(
+        *(reconciliation.reconcile(factory, stripe_gateway, pending_for=IMMEDIATELY) for _ in range(4))
+    )
+
+    assert all(report.succeeded == [entry.id] for report in reports)
+    async with factory() as session:
+        assert await history(session, account) == [
+            (TransactionKind.TOP_UP, TransactionStatus.SUCCEEDED, 2_500, "Top-up with Visa •••• 4242")
+        ]
+        assert await checked_balance(session, account) == 2_500
