@@ -85,6 +85,8 @@ async def test_company_input_is_validated_whole_and_saved_only_when_valid(
     session: AsyncSession, stripe_gateway: StripeGateway, localstripe: LocalStripe
 ) -> None:
     account = await create_account(session)
+    assert account.id is not None
+    await session.commit()  # visible to the service's own sessions
     bad = company.CompanyInput(
         legal_name="  ",
         registration_number="HRB 1",
