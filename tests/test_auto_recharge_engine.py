@@ -376,6 +376,68 @@ async def test_a_recharge_whose_card_went_before_anything_reached_stripe_is_canc
     assert await payment_intents_of(localstripe, account.stripe_customer_id) == []
 
 
+async def test_a_canceled_recharge_whose_charge_lands_late_is_credited_once_and_counted(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The recharge was called off as not charged (card gone, nothing at Stripe); then the dead worker's charge
+    lands after all. Reconciliation credits it once and the recharge counts towards the monthly limit."""
+    account, card = await ready_account(session, stripe_gateway, localstripe)
+    await enable_auto_recharge(session, account, card)
+    await spend(session, account, "1.00")
+    monkeypatch.setattr(recharge_engine, "_outcome_at_stripe", killed)
+    with pytest.raises(SystemExit):
+        await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW)
+    monkeypatch.undo()
+    stripe_card = card.stripe_payment_method_id
+    await payment_methods.sync_detached(session, stripe_card)
+    assert (
+        await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW + timedelta(minutes=1)) == 1
+    )
+    [entry] = await auto_recharge_entries(session, account)
+    [recharge] = await recharges(session, account)
+    assert entry.status == TransactionStatus.FAILED and recharge.status == RechargeStatus.CANCELED
+    assert account.id is not None and account.stripe_customer_id is not None
+    await stripe_gateway.charge(
+        customer_id=account.stripe_customer_id,
+        payment_method=stripe_card,
+        amount_minor=entry.amount_minor,
+        currency=entry.currency,
+        idempotency_key=f"recharge:{recharge.id}",
+        off_session=True,
+        description="Auto-recharge",
+        metadata={TRANSACTION_ID_KEY: str(entry.id), ACCOUNT_ID_KEY: str(account.id)},
+    )
+
+    reports = [
+        await reconciliation.reconcile(session_factory, stripe_gateway, pending_for=timedelta(0), now=NOW)
+        for _ in range(2)
+    ]
+
+    assert [r.paid_late for r in reports] == [[entry.id], []]
+    [recharge] = await recharges(session, account)
+    assert (recharge.status, recharge.outcome_message) == (
+        RechargeStatus.SUCCEEDED,
+        "The card was charged after the attempt was recorded as canceled.",
+    )
+    view = (await auto_recharge_views(session, ADMIN, [account.id], now=NOW))[account.id]
+    assert view.recharged_this_month_minor == 10_000
+    late = (
+        await session.exec(
+            select(Transaction).where(
+                Transaction.account_id == account.id, Transaction.kind == TransactionKind.ADJUSTMENT
+            )
+        )
+    ).all()
+    assert [(t.amount_minor, t.description) for t in late] == [
+        (10_000, "Auto-recharge (paid after first failing)")
+    ]
+    assert await checked_balance(session, account) == 10_000 - 100
+
+
 async def test_off_session_authentication_required_waits_for_the_customer(
     session: AsyncSession, session_factory: SessionFactory
 ) -> None:
