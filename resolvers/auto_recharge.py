@@ -1,19 +1,17 @@
 """autoRecharge: the account's people save the settings; the payload shows them with the engine's state."""
 
-from typing import cast
-
 import strawberry
 
 from billing import auto_recharge
-from resolvers.accounts import named_or_own_account
 from resolvers.context import Info
+from resolvers.mutation import on_account
+from schema.account import Account
 from schema.auto_recharge import (
-    EXPECTED_ERRORS,
+    AUTO_RECHARGE_ERRORS,
     AutoRecharge,
     AutoRechargeInput,
     AutoRechargePayload,
     AutoRechargeSuccess,
-    to_error,
 )
 from schema.node import from_global_id
 
@@ -24,23 +22,22 @@ class AutoRechargeMutation:
         description="Save the auto-recharge settings; needs an active lead plan to turn it on."
     )
     async def auto_recharge(self, info: Info, input: AutoRechargeInput) -> AutoRechargePayload:
-        principal = info.context.principal
-        account = await named_or_own_account(info, input.account_id, "accountId")
-        account_id, country = account.pk, account.country
-        method = input.payment_method_id
-        request = auto_recharge.AutoRechargeInput(
-            enabled=input.enabled,
-            threshold=input.threshold,
-            amount=input.amount,
-            monthly_limit=input.monthly_limit,
-            payment_method_id=from_global_id(method, "PaymentMethod", "paymentMethodId") if method else None,
-        )
-        try:
+        async def work(account: Account) -> AutoRechargeSuccess:
+            principal, method = info.context.principal, input.payment_method_id
+            request = auto_recharge.AutoRechargeInput(
+                enabled=input.enabled,
+                threshold=input.threshold,
+                amount=input.amount,
+                monthly_limit=input.monthly_limit,
+                payment_method_id=from_global_id(method, "PaymentMethod", "paymentMethodId")
+                if method
+                else None,
+            )
             async with info.context.atomic() as session:
                 await auto_recharge.save_settings(
-                    session, principal, account_id, request, limits=info.context.settings
+                    session, principal, account.pk, request, limits=info.context.settings
                 )
-                view = (await auto_recharge.auto_recharge_views(session, principal, [account_id]))[account_id]
-        except EXPECTED_ERRORS as error:
-            return cast(AutoRechargePayload, to_error(error, country))
-        return AutoRechargeSuccess(auto_recharge=AutoRecharge.of(view, country))
+                views = await auto_recharge.auto_recharge_views(session, principal, [account.pk])
+            return AutoRechargeSuccess(auto_recharge=AutoRecharge.of(views[account.pk], account.country))
+
+        return await on_account(info, input.account_id, AUTO_RECHARGE_ERRORS, work)

@@ -1,7 +1,10 @@
-"""Lead plan mutations: partners and admins, for the accounts they can see."""
+"""Lead plan mutations: partners and admins, for the accounts they can see.
+
+Not scoped to one account up front: the service finds the account (or the plan's account) through the
+caller's scope, so a foreign one answers LeadPlanNotFoundError like a missing one.
+"""
 
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 import strawberry
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -11,35 +14,36 @@ from billing.auth import Principal
 from models import LeadPlanSubscription
 from resolvers.accounts import visible_account
 from resolvers.context import Info
+from resolvers.mutation import answered
 from schema.lead_plan import (
-    EXPECTED_ERRORS,
+    LEAD_PLAN_ERRORS,
     ChangeLeadPlanInput,
     CreateLeadPlanInput,
     LeadPlanPayload,
     LeadPlanSuccess,
-    to_error,
 )
 from schema.lead_plan_subscription import LeadPlan
 from schema.node import from_global_id
 
+# A service call that changes one lead plan, found by id through the caller's scope.
 Change = Callable[[AsyncSession, Principal, int], Awaitable[LeadPlanSubscription]]
 
 
-async def _run(
-    info: Info, change: Callable[[AsyncSession], Awaitable[LeadPlanSubscription]]
+async def _plan_payload(
+    info: Info, change: Callable[[AsyncSession, Principal], Awaitable[LeadPlanSubscription]]
 ) -> LeadPlanPayload:
-    try:
+    async def work() -> LeadPlanSuccess:
         async with info.context.atomic() as session:
-            plan = await change(session)
-    except EXPECTED_ERRORS as error:
-        return cast(LeadPlanPayload, to_error(error))
-    account = await visible_account(info, plan.account_id)
-    return LeadPlanSuccess(lead_plan=LeadPlan.from_model(plan, account.country))
+            plan = await change(session, info.context.principal)
+        account = await visible_account(info, plan.account_id)
+        return LeadPlanSuccess(lead_plan=LeadPlan.from_model(plan, account.country))
+
+    return await answered(LEAD_PLAN_ERRORS, None, work)
 
 
-async def _change(info: Info, input: ChangeLeadPlanInput, change: Change) -> LeadPlanPayload:
+async def _changed(info: Info, input: ChangeLeadPlanInput, change: Change) -> LeadPlanPayload:
     plan_id = from_global_id(input.lead_plan_id, "LeadPlan", "leadPlanId")
-    return await _run(info, lambda session: change(session, info.context.principal, plan_id))
+    return await _plan_payload(info, lambda session, principal: change(session, principal, plan_id))
 
 
 @strawberry.type
@@ -47,21 +51,19 @@ class LeadPlanMutation:
     @strawberry.mutation(description="Partners and admins: a new active lead plan for an account.")
     async def create_lead_plan(self, info: Info, input: CreateLeadPlanInput) -> LeadPlanPayload:
         account_id = from_global_id(input.account_id, "Account", "accountId")
-        return await _run(
-            info,
-            lambda session: lead_plans.create_lead_plan(
-                session, info.context.principal, account_id, input.to_domain()
-            ),
+        plan = input.to_domain()
+        return await _plan_payload(
+            info, lambda session, principal: lead_plans.create_lead_plan(session, principal, account_id, plan)
         )
 
     @strawberry.mutation
     async def pause_lead_plan(self, info: Info, input: ChangeLeadPlanInput) -> LeadPlanPayload:
-        return await _change(info, input, lambda s, p, plan_id: lead_plans.pause_lead_plan(s, p, plan_id))
+        return await _changed(info, input, lead_plans.pause_lead_plan)
 
     @strawberry.mutation
     async def resume_lead_plan(self, info: Info, input: ChangeLeadPlanInput) -> LeadPlanPayload:
-        return await _change(info, input, lead_plans.resume_lead_plan)
+        return await _changed(info, input, lead_plans.resume_lead_plan)
 
     @strawberry.mutation
     async def cancel_lead_plan(self, info: Info, input: ChangeLeadPlanInput) -> LeadPlanPayload:
-        return await _change(info, input, lambda s, p, plan_id: lead_plans.cancel_lead_plan(s, p, plan_id))
+        return await _changed(info, input, lead_plans.cancel_lead_plan)

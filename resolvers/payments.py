@@ -1,26 +1,29 @@
 """Mutation entry points for money in: check the caller may act on the account, call one service, map the result.
 
-Every expected failure comes back as a typed error in the mutation's payload union (see schema/payments.py),
-and what a step wrote is undone when it fails. These services call Stripe, so they take the session factory and
-open a short transaction per step, never holding a connection while Stripe answers.
+Each runs through the one mutation skeleton (resolvers/mutation.py): every expected failure comes back as a
+member of the mutation's own union, as declared next to it in schema/payments.py. These services call Stripe,
+so they take the session factory and open a short transaction per step, never holding a connection while
+Stripe answers.
 """
-
-from typing import cast
 
 import strawberry
 
 from billing import company, payment_methods, payments, portal
-from billing.db import SessionFactory
-from billing.stripe_gateway import StripeGateway
-from models import Account as AccountModel
-from resolvers.accounts import named_or_own_account
 from resolvers.context import Info
+from resolvers.mutation import on_account
+from schema.account import Account
 from schema.company import Company
 from schema.money import Money
 from schema.node import from_global_id
 from schema.payment_method import PaymentMethod
 from schema.payments import (
-    EXPECTED_ERRORS,
+    ADD_FUNDS_ERRORS,
+    ATTACH_PAYMENT_METHOD_ERRORS,
+    CREATE_BILLING_PORTAL_SESSION_ERRORS,
+    CREATE_SETUP_INTENT_ERRORS,
+    DELETE_PAYMENT_METHOD_ERRORS,
+    SET_DEFAULT_PAYMENT_METHOD_ERRORS,
+    UPDATE_COMPANY_ERRORS,
     AddFundsInput,
     AddFundsPayload,
     AddFundsSuccess,
@@ -41,134 +44,119 @@ from schema.payments import (
     UpdateCompanyInput,
     UpdateCompanyPayload,
     UpdateCompanySuccess,
-    to_error,
 )
 from schema.transaction import Transaction
 
 
-async def _account(info: Info, account_id: strawberry.ID | None) -> AccountModel:
-    """The account the caller acts on: the one named (if visible to them) or their own."""
-    return (await named_or_own_account(info, account_id, "accountId")).model
-
-
-def _stripe(info: Info) -> StripeGateway:
-    return info.context.stripe
-
-
-def factory(info: Info) -> SessionFactory:
-    """For services that call Stripe: they commit per step and hold no connection while Stripe answers."""
-    return info.context.session_factory
-
-
-def _pk(account: AccountModel) -> int:
-    assert account.id is not None
-    return account.id
+def _payment_method_id(id: strawberry.ID, argument: str) -> int:
+    return from_global_id(id, "PaymentMethod", argument)
 
 
 @strawberry.type
 class PaymentMutation:
     @strawberry.mutation(description="Save the company profile; the Stripe customer follows.")
     async def update_company(self, info: Info, input: UpdateCompanyInput) -> UpdateCompanyPayload:
-        account = await _account(info, input.account_id)
-        country = account.country
-        try:
-            saved = await company.save_company(factory(info), _stripe(info), _pk(account), input.to_domain())
-        except EXPECTED_ERRORS as error:
-            return cast(UpdateCompanyPayload, to_error(error, country))
-        return UpdateCompanySuccess(company=Company.from_model(saved))
+        async def work(account: Account) -> UpdateCompanySuccess:
+            context = info.context
+            saved = await company.save_company(
+                context.session_factory, context.stripe, account.pk, input.to_domain()
+            )
+            return UpdateCompanySuccess(company=Company.from_model(saved))
+
+        return await on_account(info, input.account_id, UPDATE_COMPANY_ERRORS, work)
 
     @strawberry.mutation(description="A SetupIntent for Stripe Elements to collect a new card.")
     async def create_setup_intent(
         self, info: Info, account_id: strawberry.ID | None = None
     ) -> CreateSetupIntentPayload:
-        account = await _account(info, account_id)
-        country = account.country
-        try:
-            secret = await payment_methods.create_setup_intent(factory(info), _stripe(info), _pk(account))
-        except EXPECTED_ERRORS as error:
-            return cast(CreateSetupIntentPayload, to_error(error, country))
-        return CreateSetupIntentSuccess(client_secret=secret)
+        async def work(account: Account) -> CreateSetupIntentSuccess:
+            context = info.context
+            secret = await payment_methods.create_setup_intent(
+                context.session_factory, context.stripe, account.pk
+            )
+            return CreateSetupIntentSuccess(client_secret=secret)
+
+        return await on_account(info, account_id, CREATE_SETUP_INTENT_ERRORS, work)
 
     @strawberry.mutation(description="Record a card Stripe.js confirmed; the first card becomes the default.")
     async def attach_payment_method(
         self, info: Info, input: AttachPaymentMethodInput
     ) -> AttachPaymentMethodPayload:
-        account = await _account(info, input.account_id)
-        country = account.country
-        try:
+        async def work(account: Account) -> PaymentMethodSuccess:
+            context = info.context
             method = await payment_methods.attach(
-                factory(info), _stripe(info), _pk(account), input.stripe_payment_method_id
+                context.session_factory, context.stripe, account.pk, input.stripe_payment_method_id
             )
-        except EXPECTED_ERRORS as error:
-            return cast(AttachPaymentMethodPayload, to_error(error, country))
-        return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
+            return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
 
-    @strawberry.mutation
+        return await on_account(info, input.account_id, ATTACH_PAYMENT_METHOD_ERRORS, work)
+
+    @strawberry.mutation(description="Make a card the default, here and in Stripe.")
     async def set_default_payment_method(
         self, info: Info, input: PaymentMethodInput
     ) -> SetDefaultPaymentMethodPayload:
-        account = await _account(info, input.account_id)
-        country = account.country
-        method_id = from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId")
-        try:
-            method = await payment_methods.set_default(factory(info), _stripe(info), _pk(account), method_id)
-        except EXPECTED_ERRORS as error:
-            return cast(SetDefaultPaymentMethodPayload, to_error(error, country))
-        return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
+        async def work(account: Account) -> PaymentMethodSuccess:
+            context = info.context
+            method_id = _payment_method_id(input.payment_method_id, "paymentMethodId")
+            method = await payment_methods.set_default(
+                context.session_factory, context.stripe, account.pk, method_id
+            )
+            return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
+
+        return await on_account(info, input.account_id, SET_DEFAULT_PAYMENT_METHOD_ERRORS, work)
 
     @strawberry.mutation(description="Remove a card from Stripe and from the account.")
     async def delete_payment_method(
         self, info: Info, input: DeletePaymentMethodInput
     ) -> DeletePaymentMethodPayload:
-        account = await _account(info, input.account_id)
-        country = account.country
-        method_id = from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId")
-        replacement = input.replacement_payment_method_id
-        replacement_id = (
-            from_global_id(replacement, "PaymentMethod", "replacementPaymentMethodId")
-            if replacement
-            else None
-        )
-        try:
+        async def work(account: Account) -> DeletePaymentMethodSuccess:
+            context = info.context
+            replacement = input.replacement_payment_method_id
             await payment_methods.delete(
-                factory(info), _stripe(info), _pk(account), method_id, replacement_id=replacement_id
+                context.session_factory,
+                context.stripe,
+                account.pk,
+                _payment_method_id(input.payment_method_id, "paymentMethodId"),
+                replacement_id=(
+                    _payment_method_id(replacement, "replacementPaymentMethodId") if replacement else None
+                ),
             )
-        except EXPECTED_ERRORS as error:
-            return cast(DeletePaymentMethodPayload, to_error(error, country))
-        return DeletePaymentMethodSuccess(deleted_payment_method_id=input.payment_method_id)
+            return DeletePaymentMethodSuccess(deleted_payment_method_id=input.payment_method_id)
+
+        return await on_account(info, input.account_id, DELETE_PAYMENT_METHOD_ERRORS, work)
 
     @strawberry.mutation(description="Top up the balance from a saved card.")
     async def add_funds(self, info: Info, input: AddFundsInput) -> AddFundsPayload:
-        account = await _account(info, input.account_id)
-        country = account.country
-        request = payments.AddFundsRequest(
-            account_id=_pk(account),
-            payment_method_id=from_global_id(input.payment_method_id, "PaymentMethod", "paymentMethodId"),
-            amount=input.amount,
-            idempotency_key=input.idempotency_key,
-        )
-        try:
-            top_up = await payments.add_funds(factory(info), _stripe(info), info.context.settings, request)
-        except EXPECTED_ERRORS as error:
-            return cast(AddFundsPayload, to_error(error, country))
-        return AddFundsSuccess(
-            status=TopUpStatus(top_up.status),
-            transaction=Transaction.from_model(top_up.transaction, account.country),
-            balance=Money.of(top_up.balance_minor, account.currency, account.country),
-            client_secret=top_up.client_secret,
-        )
+        async def work(account: Account) -> AddFundsSuccess:
+            context = info.context
+            request = payments.AddFundsRequest(
+                account_id=account.pk,
+                payment_method_id=_payment_method_id(input.payment_method_id, "paymentMethodId"),
+                amount=input.amount,
+                idempotency_key=input.idempotency_key,
+            )
+            top_up = await payments.add_funds(
+                context.session_factory, context.stripe, context.settings, request
+            )
+            return AddFundsSuccess(
+                status=TopUpStatus(top_up.status),
+                transaction=Transaction.from_model(top_up.transaction, account.country),
+                balance=Money.of(top_up.balance_minor, account.currency, account.country),
+                client_secret=top_up.client_secret,
+            )
+
+        return await on_account(info, input.account_id, ADD_FUNDS_ERRORS, work)
 
     @strawberry.mutation(description="A Stripe customer portal session; `returnUrl` must be allow-listed.")
     async def create_billing_portal_session(
         self, info: Info, input: CreateBillingPortalSessionInput
     ) -> CreateBillingPortalSessionPayload:
-        account = await _account(info, input.account_id)
-        country = account.country
-        allowlist = info.context.settings.portal_return_url_allowlist
-        try:
+        async def work(account: Account) -> CreateBillingPortalSessionSuccess:
+            context = info.context
+            allowlist = context.settings.portal_return_url_allowlist
             url = await portal.create_portal_session(
-                factory(info), _stripe(info), _pk(account), input.return_url, allowlist
+                context.session_factory, context.stripe, account.pk, input.return_url, allowlist
             )
-        except EXPECTED_ERRORS as error:
-            return cast(CreateBillingPortalSessionPayload, to_error(error, country))
-        return CreateBillingPortalSessionSuccess(url=url)
+            return CreateBillingPortalSessionSuccess(url=url)
+
+        return await on_account(info, input.account_id, CREATE_BILLING_PORTAL_SESSION_ERRORS, work)

@@ -11,17 +11,17 @@ from billing.funding import FundingState
 from billing.money import InvalidAmount
 from billing.payments import AmountOutOfRange, CompanyIncomplete, PaymentMethodRequired, UnknownPaymentMethod
 from models import AutoRechargeState, RechargeStatus
-from schema.company import company_field_path
-from schema.errors import Error
+from schema.errors import DeclaredErrors, Error, on, with_message
 from schema.money import Money
 from schema.node import to_global_id
 from schema.payments import (
-    PAYMENT_METHOD_NOT_FOUND,
     CompanyIncompleteError,
     InvalidAmountError,
     PaymentMethodNotFoundError,
     PaymentMethodRequiredError,
+    company_incomplete,
     invalid_amount_error,
+    payment_method_not_found,
 )
 
 # Registered on the domain enums themselves, so fields are typed with them (as schema/transaction.py does).
@@ -130,33 +130,13 @@ AutoRechargePayload = Annotated[
     strawberry.union("AutoRechargePayload"),
 ]
 
-EXPECTED_ERRORS = (
-    auto_recharge.NoActiveLeadPlan,
-    CompanyIncomplete,
-    PaymentMethodRequired,
-    UnknownPaymentMethod,
-    auto_recharge.InvalidThreshold,
-    AmountOutOfRange,
-    InvalidAmount,
-    auto_recharge.MonthlyLimitBelowAmount,
+AUTO_RECHARGE_ERRORS: DeclaredErrors[AutoRechargePayload, str] = DeclaredErrors(
+    on(auto_recharge.NoActiveLeadPlan, with_message(NoActiveLeadPlanError)),
+    on(CompanyIncomplete, company_incomplete),
+    on(PaymentMethodRequired, with_message(PaymentMethodRequiredError)),
+    on(UnknownPaymentMethod, payment_method_not_found),
+    on(auto_recharge.InvalidThreshold, with_message(InvalidThresholdError)),
+    on(AmountOutOfRange, invalid_amount_error),
+    on(InvalidAmount, invalid_amount_error),
+    on(auto_recharge.MonthlyLimitBelowAmount, with_message(MonthlyLimitBelowAmountError)),
 )
-
-
-def to_error(error: Exception, country: str) -> Error:
-    match error:
-        case auto_recharge.NoActiveLeadPlan():
-            return NoActiveLeadPlanError(message=error.message)
-        case CompanyIncomplete():
-            missing = [company_field_path(name) for name in error.missing_fields]
-            return CompanyIncompleteError(message=error.describe(company_field_path), missing_fields=missing)
-        case PaymentMethodRequired():
-            return PaymentMethodRequiredError(message=error.message)
-        case UnknownPaymentMethod():
-            return PaymentMethodNotFoundError(message=PAYMENT_METHOD_NOT_FOUND)
-        case auto_recharge.InvalidThreshold():
-            return InvalidThresholdError(message=error.message)
-        case AmountOutOfRange() | InvalidAmount():
-            return invalid_amount_error(error, country)
-        case auto_recharge.MonthlyLimitBelowAmount():
-            return MonthlyLimitBelowAmountError(message=error.message)
-    raise error

@@ -8,7 +8,8 @@ operation marks the context, and the HTTP edge answers 503 with Retry-After.
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Generic, Protocol, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -24,6 +25,69 @@ logger = logging.getLogger("billing.graphql")
 @strawberry.interface(description="An expected failure the client can act on; `message` is for people.")
 class Error:
     message: str
+
+
+E = TypeVar("E", bound=DomainError)
+# The payload union of one mutation: every answer built for it must be one of its members.
+P = TypeVar("P")
+P_co = TypeVar("P_co", covariant=True)
+# What a build function may use besides the error: the country of the account acted on (money in messages is
+# formatted in its locale), or None for mutations not scoped to one account (lead plans, usage batches).
+W = TypeVar("W")
+
+
+class Answer(Generic[P, W]):
+    """How one kind of domain error is answered in a mutation's union. Made by `on`, which checks the types."""
+
+    def __init__(self, kind: type[DomainError], build: Callable[[DomainError, W], P]) -> None:
+        self.kind = kind
+        self.build = build
+
+
+def on(kind: type[E], build: Callable[[E, W], P]) -> Answer[P, W]:
+    """Answer a `kind` error (or a subclass of it) with what `build` makes of it."""
+
+    def answer(error: DomainError, where: W) -> P:
+        if not isinstance(error, kind):  # DeclaredErrors picks an answer by the error's class
+            raise error
+        return build(error, where)
+
+    return Answer(kind, answer)
+
+
+class DeclaredErrors(Generic[P, W]):
+    """A mutation's expected failures and the union member each becomes, declared once next to the union and
+    annotated with it (`DeclaredErrors[AddFundsPayload, str]`), so mypy rejects an answer outside the union.
+    Anything else raised is not an expected failure of that mutation: it is raised again (a top-level
+    BAD_USER_INPUT for an InvalidArgument, masked as an internal error otherwise)."""
+
+    def __init__(self, *answers: Answer[P, W]) -> None:
+        self._answers: dict[type[DomainError], Callable[[DomainError, W], P]] = {}
+        for answer in answers:
+            if answer.kind in self._answers:
+                raise ValueError(f"{answer.kind.__name__} is declared twice")
+            self._answers[answer.kind] = answer.build
+
+    def answer(self, error: DomainError, where: W) -> P:
+        """The union member for `error` (the most specific declared class wins), or `error` raised again."""
+        for kind in type(error).__mro__:
+            build = self._answers.get(kind)
+            if build is not None:
+                return build(error, where)
+        raise error
+
+
+class _FromMessage(Protocol[P_co]):
+    def __call__(self, *, message: str) -> P_co: ...
+
+
+def with_message(error_type: _FromMessage[P]) -> Callable[[DomainError, object], P]:
+    """A build function for union members that carry nothing but the domain error's message."""
+
+    def build(error: DomainError, _where: object) -> P:
+        return error_type(message=error.message)
+
+    return build
 
 
 def error_code(error: DomainError) -> str:

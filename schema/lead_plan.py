@@ -6,8 +6,7 @@ import strawberry
 
 from billing import lead_plans
 from billing.errors import NotFound
-from billing.money import InvalidAmount
-from schema.errors import Error
+from schema.errors import DeclaredErrors, Error, on, with_message
 from schema.lead_plan_subscription import LeadPlan
 from schema.payments import FieldError
 from schema.permissions import PermissionDeniedError
@@ -60,24 +59,18 @@ LeadPlanPayload = Annotated[
     strawberry.union("LeadPlanPayload"),
 ]
 
-EXPECTED_ERRORS = (
-    lead_plans.InvalidLeadPlan,
-    lead_plans.LeadPlanStatusConflict,
-    lead_plans.LeadPlanManagementDenied,
-    NotFound,
-    InvalidAmount,
+
+def invalid_lead_plan(error: lead_plans.InvalidLeadPlan, _where: object) -> InvalidLeadPlanError:
+    """Every problem of the input at once, each naming its field (a bad amount included: the service reports
+    it as a problem of `monthlyBudget` or `pricePerLead`)."""
+    fields = [FieldError(field=name, message=why) for name, why in error.problems]
+    return InvalidLeadPlanError(message=error.message, field_errors=fields)
+
+
+# Not scoped to one account up front: the service finds the plan (or the account) through the caller's scope.
+LEAD_PLAN_ERRORS: DeclaredErrors[LeadPlanPayload, None] = DeclaredErrors(
+    on(lead_plans.InvalidLeadPlan, invalid_lead_plan),
+    on(lead_plans.LeadPlanStatusConflict, with_message(LeadPlanStatusConflictError)),
+    on(lead_plans.LeadPlanManagementDenied, with_message(PermissionDeniedError)),
+    on(NotFound, with_message(LeadPlanNotFoundError)),
 )
-
-
-def to_error(error: Exception) -> Error:
-    match error:
-        case lead_plans.InvalidLeadPlan():
-            fields = [FieldError(field=name, message=why) for name, why in error.problems]
-            return InvalidLeadPlanError(message=error.message, field_errors=fields)
-        case lead_plans.LeadPlanStatusConflict():
-            return LeadPlanStatusConflictError(message=error.message)
-        case lead_plans.LeadPlanManagementDenied():
-            return PermissionDeniedError(message=error.message)
-        case NotFound():
-            return LeadPlanNotFoundError(message=error.message)
-    raise error

@@ -11,11 +11,11 @@ from billing.errors import DomainError, NotFound
 from billing.money import InvalidAmount
 from billing.payment_methods import PaymentMethodInUse, PaymentMethodNotOwned
 from billing.portal import ReturnUrlNotAllowed
-from billing.stripe_gateway import PaymentProviderRejected, PaymentProviderUnavailable
+from billing.stripe_gateway import CardDeclined, PaymentProviderRejected, PaymentProviderUnavailable
 from models import PaymentMethod as PaymentMethodModel
 from schema.bounds import BoundedInput, bounded, column_length
 from schema.company import Company, company_field_path
-from schema.errors import Error
+from schema.errors import DeclaredErrors, Error, on, with_message
 from schema.money import Money, locale_for_country
 from schema.payment_method import PaymentMethod
 from schema.transaction import Transaction
@@ -134,6 +134,10 @@ class PaymentMethodNotFoundError(Error):
 PAYMENT_METHOD_NOT_FOUND = "no such payment method on this account"
 
 
+def payment_method_not_found(_error: DomainError, _country: object) -> PaymentMethodNotFoundError:
+    return PaymentMethodNotFoundError(message=PAYMENT_METHOD_NOT_FOUND)
+
+
 @strawberry.type
 class PaymentMethodInUseError(Error):
     pass
@@ -178,9 +182,25 @@ class PaymentProviderUnavailableError(Error):
     pass
 
 
-@strawberry.type
+@strawberry.type(
+    description="The payment provider refused the request itself; retrying it unchanged will not help."
+)
 class PaymentProviderRejectedError(Error):
     pass
+
+
+@strawberry.type(description="The bank declined the card while it was being saved; try another card.")
+class CardDeclinedError(Error):
+    decline_code: str = strawberry.field(description="The bank's reason, e.g. 'insufficient_funds'.")
+
+
+def company_incomplete(error: payments.CompanyIncomplete, _country: object) -> CompanyIncompleteError:
+    missing = [company_field_path(name) for name in error.missing_fields]
+    return CompanyIncompleteError(message=error.describe(company_field_path), missing_fields=missing)
+
+
+provider_unavailable = with_message(PaymentProviderUnavailableError)
+provider_rejected = with_message(PaymentProviderRejectedError)
 
 
 @strawberry.type
@@ -230,30 +250,89 @@ class CreateBillingPortalSessionSuccess:
     url: str
 
 
+# Each payload union, and next to it how each expected failure of that mutation becomes one of its members.
+
 UpdateCompanyPayload = Annotated[
-    UpdateCompanySuccess | InvalidCompanyInputError | PaymentProviderUnavailableError,
+    UpdateCompanySuccess
+    | InvalidCompanyInputError
+    | PaymentProviderUnavailableError
+    | PaymentProviderRejectedError,
     strawberry.union("UpdateCompanyPayload"),
 ]
+
+
+def invalid_company_input(error: company.InvalidCompanyInput, _country: object) -> InvalidCompanyInputError:
+    fields = [FieldError(field=company_field_path(name), message=why) for name, why in error.field_errors]
+    return InvalidCompanyInputError(message=error.describe(company_field_path), field_errors=fields)
+
+
+UPDATE_COMPANY_ERRORS: DeclaredErrors[UpdateCompanyPayload, str] = DeclaredErrors(
+    on(company.InvalidCompanyInput, invalid_company_input),
+    on(PaymentProviderUnavailable, provider_unavailable),
+    on(PaymentProviderRejected, provider_rejected),
+)
+
 CreateSetupIntentPayload = Annotated[
-    CreateSetupIntentSuccess | PaymentProviderUnavailableError, strawberry.union("CreateSetupIntentPayload")
+    CreateSetupIntentSuccess | PaymentProviderUnavailableError | PaymentProviderRejectedError,
+    strawberry.union("CreateSetupIntentPayload"),
 ]
+CREATE_SETUP_INTENT_ERRORS: DeclaredErrors[CreateSetupIntentPayload, str] = DeclaredErrors(
+    on(PaymentProviderUnavailable, provider_unavailable),
+    on(PaymentProviderRejected, provider_rejected),
+)
+
 AttachPaymentMethodPayload = Annotated[
     PaymentMethodSuccess
     | PaymentMethodNotFoundError
+    | CardDeclinedError
     | PaymentProviderRejectedError
     | PaymentProviderUnavailableError,
     strawberry.union("AttachPaymentMethodPayload"),
 ]
+
+
+def card_declined(error: CardDeclined, _country: object) -> CardDeclinedError:
+    return CardDeclinedError(message=error.message, decline_code=error.decline_code or error.code)
+
+
+ATTACH_PAYMENT_METHOD_ERRORS: DeclaredErrors[AttachPaymentMethodPayload, str] = DeclaredErrors(
+    # An unknown card and another customer's answer alike (NotFound); a card saved on another of our accounts
+    # (PaymentMethodNotOwned, found when mirroring it) too.
+    on(NotFound, payment_method_not_found),
+    on(PaymentMethodNotOwned, payment_method_not_found),
+    on(CardDeclined, card_declined),
+    on(PaymentProviderUnavailable, provider_unavailable),
+    on(PaymentProviderRejected, provider_rejected),
+)
+
 SetDefaultPaymentMethodPayload = Annotated[
-    PaymentMethodSuccess | PaymentMethodNotFoundError, strawberry.union("SetDefaultPaymentMethodPayload")
+    PaymentMethodSuccess
+    | PaymentMethodNotFoundError
+    | PaymentProviderUnavailableError
+    | PaymentProviderRejectedError,
+    strawberry.union("SetDefaultPaymentMethodPayload"),
 ]
+SET_DEFAULT_PAYMENT_METHOD_ERRORS: DeclaredErrors[SetDefaultPaymentMethodPayload, str] = DeclaredErrors(
+    on(NotFound, payment_method_not_found),
+    on(PaymentProviderUnavailable, provider_unavailable),
+    on(PaymentProviderRejected, provider_rejected),
+)
+
 DeletePaymentMethodPayload = Annotated[
     DeletePaymentMethodSuccess
     | PaymentMethodNotFoundError
     | PaymentMethodInUseError
-    | PaymentProviderUnavailableError,
+    | PaymentProviderUnavailableError
+    | PaymentProviderRejectedError,
     strawberry.union("DeletePaymentMethodPayload"),
 ]
+DELETE_PAYMENT_METHOD_ERRORS: DeclaredErrors[DeletePaymentMethodPayload, str] = DeclaredErrors(
+    on(NotFound, payment_method_not_found),
+    on(PaymentMethodInUse, with_message(PaymentMethodInUseError)),
+    on(PaymentProviderUnavailable, provider_unavailable),
+    on(PaymentProviderRejected, provider_rejected),
+)
+
 AddFundsPayload = Annotated[
     AddFundsSuccess
     | CompanyIncompleteError
@@ -262,65 +341,38 @@ AddFundsPayload = Annotated[
     | InvalidAmountError
     | IdempotencyConflictError
     | PaymentDeclinedError
-    | PaymentProviderUnavailableError,
+    | PaymentProviderUnavailableError
+    | PaymentProviderRejectedError,
     strawberry.union("AddFundsPayload"),
 ]
-CreateBillingPortalSessionPayload = Annotated[
-    CreateBillingPortalSessionSuccess | ReturnUrlNotAllowedError | PaymentProviderUnavailableError,
-    strawberry.union("CreateBillingPortalSessionPayload"),
-]
 
-# Every expected failure of these mutations, as the typed error the client gets.
-EXPECTED_ERRORS = (
-    company.InvalidCompanyInput,
-    payments.CompanyIncomplete,
-    payments.PaymentMethodRequired,
-    payments.UnknownPaymentMethod,
-    PaymentMethodNotOwned,
-    NotFound,
-    PaymentMethodInUse,
-    InvalidAmount,
-    payments.AmountOutOfRange,
-    payments.IdempotencyConflict,
-    payments.PaymentDeclined,
-    PaymentProviderUnavailable,
-    PaymentProviderRejected,
-    ReturnUrlNotAllowed,
+
+def payment_declined(error: payments.PaymentDeclined, country: str) -> PaymentDeclinedError:
+    transaction = Transaction.from_model(error.transaction, country)
+    return PaymentDeclinedError(message=error.message, decline_code=error.code, transaction=transaction)
+
+
+ADD_FUNDS_ERRORS: DeclaredErrors[AddFundsPayload, str] = DeclaredErrors(
+    on(payments.CompanyIncomplete, company_incomplete),
+    on(payments.PaymentMethodRequired, with_message(PaymentMethodRequiredError)),
+    on(payments.UnknownPaymentMethod, payment_method_not_found),
+    on(InvalidAmount, invalid_amount_error),
+    on(payments.AmountOutOfRange, invalid_amount_error),
+    on(payments.IdempotencyConflict, with_message(IdempotencyConflictError)),
+    on(payments.PaymentDeclined, payment_declined),
+    on(PaymentProviderUnavailable, provider_unavailable),
+    on(PaymentProviderRejected, provider_rejected),
 )
 
-
-def to_error(error: DomainError, country: str) -> Error:
-    """The schema's typed error for a domain error (one of EXPECTED_ERRORS)."""
-    message = error.message
-    match error:
-        case company.InvalidCompanyInput():
-            fields = [
-                FieldError(field=company_field_path(name), message=why) for name, why in error.field_errors
-            ]
-            return InvalidCompanyInputError(message=error.describe(company_field_path), field_errors=fields)
-        case payments.CompanyIncomplete():
-            missing = [company_field_path(name) for name in error.missing_fields]
-            return CompanyIncompleteError(message=error.describe(company_field_path), missing_fields=missing)
-        case payments.PaymentMethodRequired():
-            return PaymentMethodRequiredError(message=message)
-        case payments.UnknownPaymentMethod() | PaymentMethodNotOwned() | NotFound():
-            return PaymentMethodNotFoundError(message=PAYMENT_METHOD_NOT_FOUND)
-        case PaymentMethodInUse():
-            return PaymentMethodInUseError(message=message)
-        case payments.AmountOutOfRange() | InvalidAmount():
-            return invalid_amount_error(error, country)
-        case payments.IdempotencyConflict():
-            return IdempotencyConflictError(message=message)
-        case payments.PaymentDeclined():
-            return PaymentDeclinedError(
-                message=message,
-                decline_code=error.code,
-                transaction=Transaction.from_model(error.transaction, country),
-            )
-        case PaymentProviderUnavailable():
-            return PaymentProviderUnavailableError(message=message)
-        case PaymentProviderRejected():
-            return PaymentProviderRejectedError(message=message)
-        case ReturnUrlNotAllowed():
-            return ReturnUrlNotAllowedError(message=message)
-    raise error
+CreateBillingPortalSessionPayload = Annotated[
+    CreateBillingPortalSessionSuccess
+    | ReturnUrlNotAllowedError
+    | PaymentProviderUnavailableError
+    | PaymentProviderRejectedError,
+    strawberry.union("CreateBillingPortalSessionPayload"),
+]
+CREATE_BILLING_PORTAL_SESSION_ERRORS: DeclaredErrors[CreateBillingPortalSessionPayload, str] = DeclaredErrors(
+    on(ReturnUrlNotAllowed, with_message(ReturnUrlNotAllowedError)),
+    on(PaymentProviderUnavailable, provider_unavailable),
+    on(PaymentProviderRejected, provider_rejected),
+)

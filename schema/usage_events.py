@@ -6,7 +6,7 @@ from typing import Annotated
 import strawberry
 
 from billing import usage
-from schema.errors import Error
+from schema.errors import DeclaredErrors, Error, on
 from schema.node import from_global_id
 from schema.permissions import PermissionDeniedError
 from schema.scalars import BigInt
@@ -66,7 +66,7 @@ RecordUsagePayload = Annotated[
 ]
 
 
-def rejected(error: usage.UsageRejected) -> UsageRejectedError:
+def rejected(error: usage.UsageRejected, _where: object) -> UsageRejectedError:
     return UsageRejectedError(
         message=error.message,
         problems=[
@@ -74,3 +74,9 @@ def rejected(error: usage.UsageRejected) -> UsageRejectedError:
             for p in error.problems
         ],
     )
+
+
+# A batch spans accounts: no one account's country to write money in (nor any money in these errors).
+RECORD_USAGE_ERRORS: DeclaredErrors[RecordUsagePayload, None] = DeclaredErrors(
+    on(usage.UsageRejected, rejected)
+)
