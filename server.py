@@ -107,6 +107,7 @@ class BillingGraphQL(GraphQLView):
             max_aliases=settings.graphql_max_aliases,
             max_root_fields=settings.graphql_max_root_fields,
             max_cost=settings.graphql_max_cost,
+            statement_timeout_seconds=settings.db_statement_timeout_seconds,
         )
         super().__init__(
             build_schema(introspection=settings.introspection_enabled, limits=limits),

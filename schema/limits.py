@@ -17,6 +17,7 @@ as before: GraphiQL's introspection query is deeper than any operation of the AP
 """
 
 import dataclasses
+import logging
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,8 +46,11 @@ from graphql import (
     get_named_type,
 )
 from graphql.language.parser import Parser
+from sqlalchemy.exc import DBAPIError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
+
+logger = logging.getLogger("billing.graphql")
 
 # Query texts longer than this are parsed and validated every time: a real client's documents are far
 # smaller, and an attacker's unique large documents must not fill memory through the cache.
@@ -63,6 +67,8 @@ class OperationLimits:
     max_aliases: int = 30
     max_root_fields: int = 20
     max_cost: int = 20_000
+    # PostgreSQL's statement_timeout (DB_STATEMENT_TIMEOUT_SECONDS), named when it ends a statement.
+    statement_timeout_seconds: float | None = None
 
 
 def limit_error(
@@ -403,14 +409,12 @@ class DocumentChecks:
         return checked
 
     def cost(
-        self, schema: GraphQLSchema, checked: CheckedDocument, operation_name: str | None
-    ) -> CostPlan | None:
-        if operation_name not in checked.plans:
-            operation = selected_operation(checked.document, operation_name)
-            if operation is None:
-                return None
-            checked.plans[operation_name] = cost_plan(schema, checked.document, operation)
-        return checked.plans[operation_name]
+        self, schema: GraphQLSchema, checked: CheckedDocument, operation: OperationDefinitionNode
+    ) -> CostPlan:
+        name = operation.name.value if operation.name else None
+        if name not in checked.plans:
+            checked.plans[name] = cost_plan(schema, checked.document, operation)
+        return checked.plans[name]
 
 
 class OperationLimitsExtension(SchemaExtension):
@@ -419,8 +423,9 @@ class OperationLimitsExtension(SchemaExtension):
 
     Variable coercion errors (a wrong type, a missing or null required value, an unknown enum value) are
     request errors too: graphql-core chains its own error to them, which the ErrorPolicy would take for a
-    crash, so they leave here as plain BAD_USER_INPUT errors. List this extension after ErrorPolicy: hooks
-    exit in reverse order, so this one's `on_operation` ends first.
+    crash, so they leave here as plain BAD_USER_INPUT errors. A statement PostgreSQL ended at its
+    statement_timeout leaves as STATEMENT_TIMEOUT, not as a crash. List this extension after ErrorPolicy:
+    hooks exit in reverse order, so this one's `on_operation` ends first.
     """
 
     def __init__(self, checks: DocumentChecks) -> None:
@@ -432,8 +437,23 @@ class OperationLimitsExtension(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        if result is not None and result.data is None and result.errors:
-            result.errors = [_as_request_error(error) for error in result.errors]
+        if result is not None and result.errors:
+            nothing_ran = result.data is None
+            result.errors = [self._shaped(error, nothing_ran) for error in result.errors]
+
+    def _shaped(self, error: GraphQLError, nothing_ran: bool) -> GraphQLError:
+        if _is_statement_timeout(error.original_error):
+            logger.warning("statement timeout in %s", error.path)
+            seconds = self.checks.limits.statement_timeout_seconds
+            message = "A database statement took too long and was cancelled."
+            extensions: dict[str, object] = {"code": "STATEMENT_TIMEOUT"}
+            if seconds is not None:
+                message = f"A database statement took longer than {seconds:g} s and was cancelled."
+                extensions["limit"] = seconds
+            return GraphQLError(
+                message, error.nodes, error.source, error.positions, error.path, extensions=extensions
+            )
+        return _as_request_error(error) if nothing_ran else error
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
@@ -445,27 +465,36 @@ class OperationLimitsExtension(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert self.checked is not None
-        errors = list(self.checked.errors)
-        if not errors:
-            plan = self.checks.cost(context.schema._schema, self.checked, context.operation_name)
-            if plan is not None:
-                self.requested = plan.evaluate(context.variables or {})
-                limit = self.checks.limits.max_cost
-                if self.requested > limit:
-                    message = (
-                        f"The operation has an estimated cost of {self.requested:,}; at most {limit:,} is allowed"
-                        " (a connection's `first` multiplies the cost of what it selects)."
-                    )
-                    errors.append(
-                        limit_error("QUERY_TOO_COSTLY", message, limit=limit, actual=self.requested)
-                    )
-        context.pre_execution_errors = errors
+        # Strawberry runs the first operation when none is named; GetOperation() refuses to choose instead.
+        name = context._provided_operation_name
+        operation = selected_operation(self.checked.document, name)
+        if self.checked.errors:
+            context.pre_execution_errors = list(self.checked.errors)
+        elif operation is None:
+            message = "The document holds several operations: name the one to run in `operationName`."
+            context.pre_execution_errors = [coded(GraphQLError(message), "GRAPHQL_VALIDATION_FAILED")]
+        else:
+            plan = self.checks.cost(context.schema._schema, self.checked, operation)
+            self.requested = plan.evaluate(context.variables or {})
+            limit = self.checks.limits.max_cost
+            what = (
+                "has an estimated cost of {} (a connection's `first` multiplies the cost of what it selects)"
+            )
+            too_costly = self.requested > limit
+            context.pre_execution_errors = (
+                [_refusal("QUERY_TOO_COSTLY", what, self.requested, limit, operation)] if too_costly else []
+            )
         yield
 
     def get_results(self) -> dict[str, Any]:
         if self.requested is None:
             return {}
         return {"cost": {"requested": self.requested, "limit": self.checks.limits.max_cost}}
+
+
+def _is_statement_timeout(error: Exception | None) -> bool:
+    # SQLSTATE 57014 (query_canceled): what PostgreSQL raises when statement_timeout ends a statement.
+    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) == "57014"
 
 
 def _as_request_error(error: GraphQLError) -> GraphQLError:
