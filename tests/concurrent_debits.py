@@ -14,7 +14,7 @@ from tests.usage_factories import REPORTER, call_for
 
 
 async def main(url: str, account_id: int, count: int, prefix: str) -> None:
-    engine = create_engine(url, pool_size=20, max_overflow=0)
+    engine = create_engine(url, pool_size=20, max_overflow=0, pool_timeout=120)
     factory = session_factory(engine)
     at = utcnow() - timedelta(minutes=1)
 

@@ -80,7 +80,9 @@ async def engine(request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
     else:
         directory = tempfile.mkdtemp(prefix="billing-test-")
         url = f"sqlite+aiosqlite:///{directory}/test.db"
-    engine = create_engine(url)
+    engine = create_engine(
+        url, pool_timeout=60
+    )  # concurrency tests queue on purpose; shedding has its own test
     async with engine.begin() as connection:
         await connection.run_sync(migrate)
     yield engine
