@@ -4,9 +4,10 @@ A document is parsed with a token limit, then its shape is measured (depth, alia
 fragments are expanded), then graphql-core validates it, then the cost of the operation to run is estimated
 with its variables. Each refusal is a request error naming its limit: `extensions: {code, limit, actual}`.
 
-The first three steps depend on the query text alone, so they are cached by that text (replacing Strawberry's
-ParserCache and ValidationCache, whose keys hash the whole document tree on every request): the Billing page's
-query costs one dictionary lookup after the first time, and nothing here builds a rule class per request.
+The first three steps depend on the query text alone, so they are cached by that text. This replaces
+Strawberry's ParserCache and ValidationCache (whose key hashes the whole document tree on every request, about
+150 µs for the Billing page's query): a repeated query costs one dictionary lookup, and nothing here builds a
+rule class per request.
 
 The cost model: every selected field costs 1, and a connection (a field with a `first` argument) costs 1 plus
 `first` times the cost of what it selects, so nested pages multiply. `first` comes from the literal, the

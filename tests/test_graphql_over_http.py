@@ -239,6 +239,11 @@ REQUEST_ERRORS = {
         "GRAPHQL_VALIDATION_FAILED",
     ),
     "subscription": ({"query": "subscription { __typename }"}, "GRAPHQL_VALIDATION_FAILED"),
+    "fragment cycle": (
+        {"query": "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }"},
+        "GRAPHQL_VALIDATION_FAILED",
+    ),
+    "unknown fragment": ({"query": "{ ...Nope }"}, "GRAPHQL_VALIDATION_FAILED"),
     "variable coercion": (
         {
             "query": "query Coerce($name: String!) { __type(name: $name) { name } }",
