@@ -51,6 +51,7 @@ class UsdEquivalent:
     amount_minor: int
     rate: Decimal  # USD per 1 unit of the account's currency
     rate_date: date
+    source: str = "ECB"  # whose reference rate it is: every rate here is loaded from the ECB's files
 
 
 class _RejectDoctype(ET.TreeBuilder):

@@ -10,7 +10,7 @@ across the network call would lose that row on a crash and block the account mea
   3. the outcome applied through the ledger: credited, failed, or left pending (commit)
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -79,6 +79,29 @@ class PaymentDeclined(DomainError):
         super().__init__(transaction.failure_message or "The payment was declined.")
         self.code = transaction.failure_code or "card_declined"
         self.transaction = transaction
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether Add funds can go ahead, and what to complete first when not: the gate `add_funds` applies."""
+
+    missing_company_fields: list[str]
+    has_payment_method: bool
+
+    @property
+    def ready(self) -> bool:
+        return not self.missing_company_fields and self.has_payment_method
+
+    def check(self) -> None:
+        """Raise the gate's first failure, in the order the page asks for things."""
+        if self.missing_company_fields:
+            raise CompanyIncomplete(self.missing_company_fields)
+        if not self.has_payment_method:
+            raise PaymentMethodRequired("add a payment method first")
+
+
+def readiness(company: Company | None, methods: Sequence[PaymentMethod]) -> Readiness:
+    return Readiness(missing_company_fields(company), bool(methods))
 
 
 @dataclass(frozen=True)
@@ -164,10 +187,9 @@ async def _gate_and_post(session: AsyncSession, settings: Settings, request: Add
         _check_same_request(existing, request)
         return _Pending(existing, False, "", "")
 
-    missing = missing_company_fields(await session.get(Company, account.id))
-    if missing:
-        raise CompanyIncomplete(missing)
-    method = await _payment_method(session, account.id, request.payment_method_id)
+    methods = await account_methods(session, account.id)
+    readiness(await session.get(Company, account.id), methods).check()
+    method = _payment_method(methods, request.payment_method_id)
     amount_minor = _amount(settings, request.amount, account.currency)
     # Saving a card created the customer; without one there is no card Stripe could charge.
     customer_id = account.stripe_customer_id
@@ -189,12 +211,10 @@ async def _gate_and_post(session: AsyncSession, settings: Settings, request: Add
     return _Pending(posting.transaction, posting.created, customer_id, method.stripe_payment_method_id)
 
 
-async def _payment_method(session: AsyncSession, account_id: int, payment_method_id: int) -> PaymentMethod:
-    method = await session.get(PaymentMethod, payment_method_id)
-    if method is not None and method.account_id == account_id:
-        return method
-    if not await account_methods(session, account_id):
-        raise PaymentMethodRequired("add a payment method first")
+def _payment_method(methods: Sequence[PaymentMethod], payment_method_id: int) -> PaymentMethod:
+    for method in methods:
+        if method.id == payment_method_id:
+            return method
     raise UnknownPaymentMethod("choose one of this account's payment methods")
 
 

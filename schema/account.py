@@ -4,8 +4,7 @@ from datetime import date, datetime
 
 import strawberry
 
-from billing import money, transactions
-from billing.company import missing_company_fields
+from billing import fx, payments, transactions
 from billing.funding import FundingState
 from billing.months import InvalidMonth, parse_month
 from billing.pagination import InvalidArgument
@@ -93,12 +92,13 @@ class Account(Node):
         found = await info.context.loader(UsdRateByCurrency).load(row.currency)
         if found is None:
             return Balance(available=available, usd_equivalent=None, fx_rate=None)
-        rate, rate_date = found
-        usd = money.convert(row.balance_minor, row.currency, "USD", rate)
+        usd = fx.to_usd(row.balance_minor, row.currency, *found)
         return Balance(
             available=available,
-            usd_equivalent=Money.of(usd, "USD", row.country),
-            fx_rate=FxRate(rate=str(rate), base=row.currency, quote="USD", date=rate_date, source="ECB"),
+            usd_equivalent=Money.of(usd.amount_minor, "USD", row.country),
+            fx_rate=FxRate(
+                rate=str(usd.rate), base=row.currency, quote="USD", date=usd.rate_date, source=usd.source
+            ),
         )
 
     @strawberry.field
@@ -112,9 +112,11 @@ class Account(Node):
     async def can_add_funds(self, info: Info) -> AddFundsReadiness:
         company = await info.context.loader(CompanyByAccount).load(self.pk)
         cards = await info.context.loader(PaymentMethodsByAccount).load(self.pk)
-        missing = [company_field_path(name) for name in missing_company_fields(company)]
+        found = payments.readiness(company, cards)
         return AddFundsReadiness(
-            ready=not missing and bool(cards), missing_company_fields=missing, has_payment_method=bool(cards)
+            ready=found.ready,
+            missing_company_fields=[company_field_path(name) for name in found.missing_company_fields],
+            has_payment_method=found.has_payment_method,
         )
 
     @strawberry.field(
