@@ -3,7 +3,7 @@
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import limits
 from pydantic import AfterValidator, Field
@@ -42,7 +42,6 @@ class Settings(BaseSettings):
     introspection: bool | None = None
 
     stripe_secret_key: str | None = None
-    stripe_publishable_key: str | None = None
     stripe_webhook_secret: str | None = None
     # Points the SDK at a Stripe-compatible server (localstripe in development and tests).
     stripe_api_base: str | None = None
@@ -114,6 +113,10 @@ class Settings(BaseSettings):
     # PostgreSQL's statement_timeout on every connection of the gateway, the worker and `cli`: a statement
     # never outlives the request that waits for it (keep it at most GRAPHQL_TIMEOUT_SECONDS).
     db_statement_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Logs go to stderr: JSON lines, or `console` for a person (the default when stderr is a terminal).
+    log_format: Literal["json", "console"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
     def is_production(self) -> bool:

@@ -9,11 +9,9 @@ import re
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from babel.numbers import format_currency, get_currency_precision, list_currencies
+from babel.numbers import format_currency, get_currency_precision
 
 from billing.errors import DomainError, as_named_here
-
-_KNOWN_CURRENCIES = frozenset(list_currencies())
 
 # Every amount fits a signed 64-bit column with room to add up: at most 18 digits in minor units, so at most
 # 16 digits before the point for a two-decimal currency.
@@ -35,10 +33,6 @@ class InvalidAmount(DomainError):
     def describe(self, field_name: Callable[[str], str]) -> str:
         """The message for a person, naming the field as `field_name` spells it."""
         return f"{field_name(self.field)} {self.problem}"
-
-
-def is_currency(code: str) -> bool:
-    return code in _KNOWN_CURRENCIES
 
 
 def exponent(currency: str) -> int:

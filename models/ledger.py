@@ -17,14 +17,12 @@ class TransactionKind(StrEnum):
     USAGE_AI_AGENT = "usage_ai_agent"
     REFUND = "refund"
     ADJUSTMENT = "adjustment"
-    REVERSAL = "reversal"
 
 
 class TransactionStatus(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    REFUNDED = "refunded"
     CANCELED = "canceled"
 
 
