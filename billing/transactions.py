@@ -3,9 +3,10 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_
+from sqlalchemy import tuple_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from billing.pagination import (
     InvalidArgument,
@@ -45,15 +46,10 @@ def _decode(after: str) -> tuple[datetime, int]:
     return cursor_moment(created), cursor_row_id(raw_id)
 
 
-async def history(
-    session: AsyncSession,
-    account_id: int,
-    *,
-    first: int,
-    after: str | None = None,
-    where: HistoryFilter = HistoryFilter(),
-) -> Page[Transaction]:
-    """One page of an account's history. The caller has already checked the account is visible."""
+def history_query(
+    account_id: int, *, first: int, after: str | None = None, where: HistoryFilter = HistoryFilter()
+) -> SelectOfScalar[Transaction]:
+    """The statement behind one page: `first + 1` rows, so the caller learns whether another page follows."""
     check_page_size(first)
     statement = select(Transaction).where(Transaction.account_id == account_id)
     if where.kinds:
@@ -66,12 +62,25 @@ async def history(
         statement = statement.where(col(Transaction.created_at) < where.until)
     if after is not None:
         created_at, entry_id = _decode(after)
+        # A row comparison, not `created_at < c OR (created_at = c AND id < i)`: PostgreSQL turns it into an
+        # index bound on (account_id, created_at, id) and seeks to the cursor; the OR form is a filter that
+        # walks every newer entry first, so a page 999,000 rows deep would cost as much as reading them all.
         statement = statement.where(
-            or_(
-                col(Transaction.created_at) < created_at,
-                and_(col(Transaction.created_at) == created_at, col(Transaction.id) < entry_id),
-            )
+            tuple_(col(Transaction.created_at), col(Transaction.id)) < tuple_(created_at, entry_id)
         )
     statement = statement.order_by(col(Transaction.created_at).desc(), col(Transaction.id).desc())
-    rows = list((await session.exec(statement.limit(first + 1))).all())
+    return statement.limit(first + 1)
+
+
+async def history(
+    session: AsyncSession,
+    account_id: int,
+    *,
+    first: int,
+    after: str | None = None,
+    where: HistoryFilter = HistoryFilter(),
+) -> Page[Transaction]:
+    """One page of an account's history. The caller has already checked the account is visible."""
+    statement = history_query(account_id, first=first, after=after, where=where)
+    rows = list((await session.exec(statement)).all())
     return Page(rows[:first], has_next=len(rows) > first)
