@@ -37,6 +37,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 MAX_EXTERNAL_ID_LENGTH = 255
 # How much of an over-long external id a problem quotes back.
 SHOWN_ID_LENGTH = 64
+# Far beyond any one model request, and small enough that a month of batches adds up inside a 64-bit rollup.
+MAX_TOKENS_PER_EVENT = 10**12
 
 _KIND = {
     UsageCategory.LEAD: TransactionKind.USAGE_LEADS,
@@ -229,6 +231,8 @@ def _category_problems(event: UsageEvent, plan_owners: dict[int, int]) -> Iterab
         for name, tokens in (("inputTokens", event.input_tokens), ("outputTokens", event.output_tokens)):
             if tokens is None or tokens < 0:
                 yield name, "an AI agent request needs a token count of zero or more"
+            elif tokens > MAX_TOKENS_PER_EVENT:
+                yield name, f"must be at most {MAX_TOKENS_PER_EVENT:,}"
 
 
 async def _already_recorded(session: AsyncSession, events: Sequence[UsageEvent]) -> set[tuple[int, str]]:

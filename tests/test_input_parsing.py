@@ -259,6 +259,13 @@ async def test_ids_cursors_big_ints_and_dates_are_checked_before_the_database(
     payload = (await execute(client, reporter, RECORD_USAGE, {"events": events}))["data"]["recordUsage"]
     assert [(p["field"], p["message"]) for p in payload["problems"]] == [("occurredAt", "needs a UTC offset")]
 
+    # A BigInt in range can still be past what one event may count: a problem of that event.
+    events = [usage_event(account, "many", inputTokens=str(2**63 - 1))]
+    payload = (await execute(client, reporter, RECORD_USAGE, {"events": events}))["data"]["recordUsage"]
+    assert [(p["field"], p["message"]) for p in payload["problems"]] == [
+        ("inputTokens", "must be at most 1,000,000,000,000")
+    ]
+
     # Scalars refused before anything runs, from a variable (as frontends send them: the message names the path)
     # and written inline (the error names the scalar).
     for overrides, scalar in [
