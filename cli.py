@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing import auth, demo, fx, production, recharge_engine, reconciliation
 from billing.config import VAR_DIR, Settings
 from billing.db import SessionFactory, engine_from_settings, session_factory, unit_of_work
+from billing.observability.logs import LogFormat, configure_logging
 from billing.stripe_gateway import StripeGateway
 from devtools import stripe_standin
 from models import Account, Partner, PartnerAccount, PrincipalKind
@@ -27,6 +28,15 @@ ROOT = Path(__file__).resolve().parent
 T = TypeVar("T")
 
 app = typer.Typer(help="Billing gateway operations.", no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def configure() -> None:
+    """Every command logs through structlog: JSON lines on stderr, readable ones on a terminal or with
+    LOG_FORMAT=console."""
+    settings = Settings()
+    log_format = LogFormat(settings.log_format) if settings.log_format else None
+    configure_logging(level=settings.log_level, log_format=log_format)
 
 
 def run_with_database(work: Callable[[SessionFactory], Awaitable[T]]) -> T:
@@ -60,6 +70,7 @@ def migrate() -> None:
         VAR_DIR.mkdir(exist_ok=True)
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes["database_url"] = settings.database_url
+    config.attributes["configure_logger"] = False  # alembic.ini's logging would replace ours
     command.upgrade(config, "head")
 
 
@@ -257,6 +268,9 @@ def serve_with(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level="info",
+        # Logging stays ours (structlog); each request is logged by the app with its id, not by uvicorn.
+        log_config=None,
+        access_log=False,
         # X-Forwarded-For names the client only when a proxy the settings trust sent it.
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=trusted_proxies or None,

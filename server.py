@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -21,14 +21,18 @@ from billing.auth_throttle import AuthThrottle, Refusal
 from billing.config import VAR_DIR, Environment, Settings
 from billing.db import DatabaseBusy, SessionFactory, engine_from_settings, read_session, session_factory
 from billing.graphiql import render_graphiql
+from billing.observability import tracing
+from billing.observability.metrics import AppMetrics
+from billing.observability.worker_lag import oldest_due_recharge_age
 from billing.stripe_gateway import StripeGateway
 from models import PrincipalKind
+from models.types import utcnow
 from resolvers.context import Context
 from resolvers.webhooks import stripe_webhook_endpoint
 from schema.limits import OperationLimits
 from schema.root import build_schema
 from server_graphql import GraphQLView
-from server_metrics import Metrics, MetricsMiddleware
+from server_observability import app_engine, app_pool, observability_middleware
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLE_QUERY = (ROOT / "schema" / "billing_page.graphql").read_text(encoding="utf-8")
@@ -194,20 +198,37 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Admin keys only: the counters tell how the service is used."""
-    principal = await authenticated(request, request.app.state.session_factory)
+    """Admin keys only: the counters tell how the service is used (Prometheus text, this process's)."""
+    factory: SessionFactory = request.app.state.session_factory
+    principal = await authenticated(request, factory)
     if isinstance(principal, Response):
         return principal
     if principal.kind is not PrincipalKind.ADMIN:
         return PlainTextResponse("metrics are for admin keys", status_code=403)
-    collected: Metrics = request.app.state.metrics
-    return PlainTextResponse(collected.render(), media_type="text/plain; version=0.0.4")
+    observed: AppMetrics = request.app.state.metrics
+    try:
+        async with read_session(factory) as session:
+            observed.oldest_due_recharge.set(await oldest_due_recharge_age(session, now=utcnow()))
+    except DatabaseBusy:
+        return service_busy(request.app.state.settings)
+    body, content_type = observed.render()
+    return Response(body, media_type=content_type)
 
 
-def create_app(settings: Settings | None = None, *, sessions: SessionFactory | None = None) -> Starlette:
-    """The ASGI app. Tests pass `sessions` bound to their rolled-back connection."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sessions: SessionFactory | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Starlette:
+    """The ASGI app. Tests pass `sessions` bound to their rolled-back connection, and a `tracer_provider` of
+    their own; otherwise tracing is on only when the OpenTelemetry environment variables ask for it."""
     settings = settings or Settings()
-    counters = Metrics()
+    traced_by_environment = tracer_provider is None
+    if tracer_provider is None:
+        tracer_provider = tracing.provider_from_environment()
+    # Read at scrape time from the app built below (its engine is made in the lifespan).
+    observed = AppMetrics(pool=lambda: app_pool(app))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -216,6 +237,12 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
         if sessions is None:
             engine = engine_from_settings(settings)
             app.state.session_factory = session_factory(engine)
+        traced_engine = app_engine(app)
+        untrace = (
+            tracing.trace_engine(traced_engine, tracer_provider)
+            if tracer_provider is not None and traced_engine is not None
+            else None
+        )
         stop = asyncio.Event()
         worker = None
         if settings.embedded_worker and app.state.stripe is not None:
@@ -233,8 +260,12 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
             stop.set()
             if worker is not None:
                 await worker
+            if untrace is not None:
+                untrace()
             if engine is not None:
                 await engine.dispose()
+            if tracer_provider is not None and traced_by_environment:
+                tracer_provider.shutdown()  # exports the spans still queued
 
     app = Starlette(
         routes=[
@@ -247,12 +278,16 @@ def create_app(settings: Settings | None = None, *, sessions: SessionFactory | N
             Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(MetricsMiddleware, metrics=counters)],
+        middleware=observability_middleware(observed, tracer_provider),
     )
     app.state.settings = settings
-    app.state.metrics = counters
+    app.state.metrics = observed
     app.state.auth_throttle = AuthThrottle.from_settings(settings)
-    app.state.stripe = StripeGateway.from_settings(settings) if settings.stripe_secret_key else None
+    app.state.stripe = (
+        StripeGateway.from_settings(settings, tracer_provider=tracer_provider)
+        if settings.stripe_secret_key
+        else None
+    )
     if sessions is not None:
         app.state.session_factory = sessions
     return app

@@ -43,6 +43,7 @@ from billing import ledger, payments, reconciliation
 from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
 from billing.months import month_of
+from billing.observability import metrics
 from billing.recharge_settlement import IN_FLIGHT as IN_FLIGHT
 from billing.recharge_settlement import finish_as, follow_settlement
 from billing.sql import upsert_insert
@@ -234,14 +235,18 @@ async def run_worker(
         if loop.time() >= next_reconcile:
             next_reconcile = loop.time() + settings.reconcile_interval_seconds
             try:
-                await reconciliation.reconcile(
+                report = await reconciliation.reconcile(
                     factory, gateway, pending_for=timedelta(seconds=settings.reconcile_pending_seconds)
                 )
             except PaymentProviderUnavailable:
+                metrics.RECONCILIATION_RUNS.labels("stripe_unavailable").inc()
                 logger.warning("reconciliation stopped: Stripe is unavailable; the next interval carries on")
             except Exception:
                 # The database being down must not end the worker either.
+                metrics.RECONCILIATION_RUNS.labels("failed").inc()
                 logger.exception("reconciliation pass failed")
+            else:
+                metrics.reconciliation_completed({k: len(v) for k, v in vars(report).items()})
         try:
             claimed = await run_once(factory, gateway, lease=lease, heartbeat=heartbeat)
         except Exception:
@@ -344,6 +349,7 @@ async def _run(factory: SessionFactory, gateway: ChargeGateway, item: _Claimed, 
     except PaymentProviderUnavailable as error:
         async with unit_of_work(factory) as session:
             await _postpone(session, item, error.message, now=now)
+        metrics.recharge_outcome("postponed")
         return
     async with unit_of_work(factory) as session:
         if result is None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.observability import metrics
 from models import (
     AutoRechargeSettings,
     Recharge,
@@ -86,3 +87,4 @@ def finish_as(recharge: Recharge, status: RechargeStatus, message: str, now: dat
     recharge.outcome_message = message[:500]
     recharge.finished_at = now
     recharge.locked_until = None
+    metrics.recharge_outcome(status)

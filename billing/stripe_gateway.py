@@ -16,9 +16,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import stripe
+from opentelemetry.sdk.trace import TracerProvider
 
 from billing.config import Settings
 from billing.errors import DomainError
+from billing.observability import metrics, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +119,13 @@ class CustomerAddress:
 
 @contextmanager
 def _translated(operation: str) -> Iterator[None]:
+    """One Stripe operation: timed for /metrics (latency and outcome), its errors made domain errors."""
+    with metrics.stripe_call(operation), _as_domain_errors(operation):
+        yield
+
+
+@contextmanager
+def _as_domain_errors(operation: str) -> Iterator[None]:
     """Stripe's exceptions in, domain errors out; nothing from the SDK leaks past this module."""
     try:
         yield
@@ -215,13 +224,20 @@ class StripeGateway:
         self._webhook_tolerance = webhook_tolerance
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "StripeGateway":
+    def from_settings(
+        cls, settings: Settings, *, tracer_provider: TracerProvider | None = None
+    ) -> "StripeGateway":
+        """`tracer_provider`: trace each HTTP request to Stripe (billing.observability.tracing)."""
         if not settings.stripe_secret_key:
             raise ValueError("STRIPE_SECRET_KEY is not set")
+        http_client = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
+        if tracer_provider is not None:
+            # The SDK builds its httpx client itself and offers no way to pass one in.
+            tracing.trace_http_client(http_client._client_async, tracer_provider)
         client = stripe.StripeClient(
             settings.stripe_secret_key,
             base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
-            http_client=stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds),
+            http_client=http_client,
             max_network_retries=settings.stripe_max_network_retries,
         )
         return cls(

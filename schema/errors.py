@@ -17,6 +17,7 @@ from strawberry.extensions import SchemaExtension
 
 from billing.db import is_busy
 from billing.errors import DomainError, NotFound
+from billing.observability.request import current_request_id
 from billing.pagination import InvalidArgument
 
 logger = logging.getLogger("billing.graphql")
@@ -104,7 +105,24 @@ class ErrorPolicy(SchemaExtension):
         result = self.execution_context.result
         errors = getattr(result, "errors", None)
         if result is not None and errors:
-            result.errors = [self._shape(error) for error in errors]
+            result.errors = [self._with_request_id(self._shape(error)) for error in errors]
+
+    @staticmethod
+    def _with_request_id(error: GraphQLError) -> GraphQLError:
+        """The request's id (also in the X-Request-Id header and on its log lines), for support to find it."""
+        request_id = current_request_id()
+        if request_id is None:
+            return error
+        # A new error: parse and validation errors are cached per query text and shared between requests.
+        return GraphQLError(
+            error.message,
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            error.original_error,
+            extensions={**(error.extensions or {}), "requestId": request_id},
+        )
 
     def _shape(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error

@@ -14,6 +14,7 @@ from resolvers.payments import PaymentMutation
 from resolvers.usage import UsageMutation
 from schema.errors import ErrorPolicy
 from schema.limits import OperationLimits, limits_extension
+from schema.observability import ObservedOperation
 from schema.scalars import SCALARS
 from schema.suggestions import HideSuggestions
 
@@ -26,6 +27,7 @@ def build_schema(*, introspection: bool = True, limits: OperationLimits | None =
         ErrorPolicy,
         # After ErrorPolicy (see OperationLimitsExtension); it also caches parsing and validation.
         limits_extension(limits or OperationLimits()),
+        ObservedOperation,
     ]
     if not introspection:
         # Suggestions would rebuild the hidden schema a name at a time.

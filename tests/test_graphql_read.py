@@ -1,6 +1,7 @@
 """The Billing page's read side through GraphQL: account, balance, company, cards, history, lead plans."""
 
 from datetime import timedelta
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -233,7 +234,11 @@ async def test_argument_errors_carry_a_code_and_the_argument(
 ) -> None:
     key = await member_key(session, await create_account(session))
     body = await execute(client, key, HISTORY, {"first": 1000})
-    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "first"}
+    assert body["errors"][0]["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "argument": "first",
+        "requestId": ANY,
+    }
 
 
 async def test_unexpected_failures_are_masked_and_the_server_keeps_serving(
@@ -251,7 +256,7 @@ async def test_unexpected_failures_are_masked_and_the_server_keeps_serving(
             "message": "Unexpected error.",
             "locations": [{"line": 4, "column": 5}],
             "path": ["account", "transactions"],
-            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+            "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": ANY},
         }
     ]
     monkeypatch.undo()
