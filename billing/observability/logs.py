@@ -29,6 +29,12 @@ def _trace_ids(_logger: WrappedLogger, _method: str, event: EventDict) -> EventD
     return event
 
 
+def _drop_color_message(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """uvicorn passes its message again, with terminal colours, as an `extra` field."""
+    event.pop("color_message", None)
+    return event
+
+
 SHARED: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -53,7 +59,7 @@ def configure_logging(
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         # Lines from `logging`: their `extra={...}` fields become keys of the event like structlog's.
-        foreign_pre_chain=[*SHARED, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*SHARED, structlog.stdlib.ExtraAdder(), _drop_color_message],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
     )
     handler = logging.StreamHandler(stream)
