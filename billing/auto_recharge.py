@@ -9,11 +9,12 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import accounts, ledger, money, recharge_engine
+from billing import accounts, events, ledger, money, recharge_engine
 from billing.auth import Principal
 from billing.company import missing_company_fields
 from billing.config import Settings
 from billing.errors import DomainError
+from billing.funding import FundingState, funding_state
 from billing.payments import (
     CompanyIncomplete,
     PaymentMethodRequired,
@@ -86,6 +87,10 @@ async def save_settings(
     )
     _check_amounts(threshold, amount, monthly_limit, account.currency, limits)
     settings = await session.get(AutoRechargeSettings, account_id)
+    before = (
+        None if settings is None else events.snapshot(settings, events.AutoRechargeSettingsChanged.FIELDS)
+    )
+    state_before = funding_state(account.balance_minor, settings, limits.low_balance_threshold_minor)
     if settings is None:
         settings = AutoRechargeSettings(
             account_id=account_id, threshold_minor=0, amount_minor=0, monthly_limit_minor=0
@@ -102,9 +107,31 @@ async def save_settings(
     settings.action_required_client_secret = None
     settings.updated_at = now
     await session.flush()
+    _record_changes(session, account, settings, before, state_before, limits)
     if settings.enabled:
         await recharge_engine.schedule_if_low(session, [account], now=now)
     return settings
+
+
+def _record_changes(
+    session: AsyncSession,
+    account: Account,
+    settings: AutoRechargeSettings,
+    before: events.Snapshot | None,
+    state_before: FundingState,
+    limits: Settings,
+) -> None:
+    """The settings' before and after, and the funding state when the new threshold moved it (the balance
+    did not move, so the ledger records nothing)."""
+    assert account.id is not None
+    after = events.snapshot(settings, events.AutoRechargeSettingsChanged.FIELDS)
+    if after != before:
+        events.record(session, events.AutoRechargeSettingsChanged(account.id, before, after))
+    state_after = funding_state(account.balance_minor, settings, limits.low_balance_threshold_minor)
+    if state_after != state_before:
+        events.record(
+            session, events.FundingStateChanged(account.id, state_before, state_after, account.balance_minor)
+        )
 
 
 async def _check_prerequisites(session: AsyncSession, account: Account, request: AutoRechargeInput) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 import phonenumbers
 import pycountry
 
-from billing import customers
+from billing import customers, events
 from billing.db import SessionFactory, read_session, unit_of_work
 from billing.errors import DomainError, NotFound, as_named_here
 from billing.stripe_gateway import StripeGateway
@@ -125,10 +125,14 @@ async def save_company(
     await customers.push_customer(factory, gateway, account, _filled(Company(account_id=account_id), values))
     async with unit_of_work(factory) as session:
         company = await session.get(Company, account_id)
+        before = None if company is None else events.snapshot(company, events.CompanyChanged.FIELDS)
         if company is None:
             company = Company(account_id=account_id)
             session.add(company)
         _filled(company, values).updated_at = utcnow()
+        after = events.snapshot(company, events.CompanyChanged.FIELDS)
+        if after != before:
+            events.record(session, events.CompanyChanged(account_id, before, after))
     return company
 
 

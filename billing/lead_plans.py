@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import accounts, money
+from billing import accounts, events, money
 from billing.auth import Principal
 from billing.errors import DomainError, NotFound
 from models import LeadPlanStatus, LeadPlanSubscription
@@ -71,6 +71,7 @@ async def create_lead_plan(
     )
     session.add(plan)
     await session.flush()
+    _record_change(session, plan, None)
     return plan
 
 
@@ -80,9 +81,11 @@ async def pause_lead_plan(
     plan = await _plan_to_change(
         session, principal, plan_id, allowed_from={LeadPlanStatus.ACTIVE}, verb="paused"
     )
+    before = events.snapshot(plan, events.LeadPlanChanged.FIELDS)
     plan.status = LeadPlanStatus.PAUSED
     plan.paused_at = now or utcnow()
     await session.flush()
+    _record_change(session, plan, before)
     return plan
 
 
@@ -90,9 +93,11 @@ async def resume_lead_plan(session: AsyncSession, principal: Principal, plan_id:
     plan = await _plan_to_change(
         session, principal, plan_id, allowed_from={LeadPlanStatus.PAUSED}, verb="resumed"
     )
+    before = events.snapshot(plan, events.LeadPlanChanged.FIELDS)
     plan.status = LeadPlanStatus.ACTIVE
     plan.paused_at = None
     await session.flush()
+    _record_change(session, plan, before)
     return plan
 
 
@@ -106,10 +111,18 @@ async def cancel_lead_plan(
         allowed_from={LeadPlanStatus.ACTIVE, LeadPlanStatus.PAUSED},
         verb="canceled",
     )
+    before = events.snapshot(plan, events.LeadPlanChanged.FIELDS)
     plan.status = LeadPlanStatus.CANCELED
     plan.canceled_at = now or utcnow()
     await session.flush()
+    _record_change(session, plan, before)
     return plan
+
+
+def _record_change(session: AsyncSession, plan: LeadPlanSubscription, before: events.Snapshot | None) -> None:
+    assert plan.id is not None
+    after = events.snapshot(plan, events.LeadPlanChanged.FIELDS)
+    events.record(session, events.LeadPlanChanged(plan.account_id, plan.id, before, after))
 
 
 def _check_may_manage(principal: Principal) -> None:

@@ -4,6 +4,11 @@ Every posting locks its accounts' rows (`SELECT ... FOR UPDATE` on PostgreSQL, i
 writers), appends its entries and moves the stored balances in the same transaction. Entries never change
 amount; a pending entry is settled once, and a settled one never moves again. Balance == sum of succeeded
 entries, always.
+
+Each posting records its domain events in the same transaction (billing/events.py): every entry created and
+settled, and every balance it moves (turned at commit into one balance event per account, and a funding-state
+event when the account crossed a boundary). Recording writes nothing until the commit, so the statements here
+stay as few as before.
 """
 
 from collections import defaultdict
@@ -16,6 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing import events
 from billing.errors import NotFound
 from models import Account, Transaction, TransactionKind, TransactionStatus
 from models.types import utcnow
@@ -170,7 +176,21 @@ async def _insert(
     ]
     # Matched by key, not by position: ordered RETURNING would cost SQLite one INSERT per row.
     statement = insert(Transaction).returning(Transaction)
-    return {_key(t): t for t in (await session.exec(statement, params=rows)).scalars().all()}
+    created = {_key(t): t for t in (await session.exec(statement, params=rows)).scalars().all()}
+    events.record(session, *(_created_event(t) for t in created.values()))
+    return created
+
+
+def _created_event(entry: Transaction) -> events.TransactionCreated:
+    assert entry.id is not None
+    return events.TransactionCreated(
+        account_id=entry.account_id,
+        transaction_id=entry.id,
+        kind=TransactionKind(entry.kind),
+        status=TransactionStatus(entry.status),
+        amount_minor=entry.amount_minor,
+        currency=entry.currency,
+    )
 
 
 async def _move_balances(
@@ -195,8 +215,10 @@ async def _move_balances(
     await (await session.connection()).execute(statement)
     for account_id, moved in deltas.items():
         account = accounts[account_id]  # read under the lock, so this is what the row now holds
+        before = account.balance_minor
         # Already written: the object learns its new value without it becoming a change to flush.
-        set_committed_value(account, "balance_minor", account.balance_minor + moved)
+        set_committed_value(account, "balance_minor", before + moved)
+        events.balance_moved(session, account_id, account.currency, before, before + moved)
 
 
 async def settle(
@@ -225,8 +247,23 @@ async def settle(
     if stripe_payment_intent_id is not None:
         entry.stripe_payment_intent_id = stripe_payment_intent_id
     if status is TransactionStatus.SUCCEEDED:
+        before = account.balance_minor
         account.balance_minor += entry.amount_minor
+        events.balance_moved(session, entry.account_id, account.currency, before, account.balance_minor)
     await session.flush()
+    assert entry.id is not None
+    events.record(
+        session,
+        events.TransactionSettled(
+            account_id=entry.account_id,
+            transaction_id=entry.id,
+            kind=TransactionKind(entry.kind),
+            status=status,
+            amount_minor=entry.amount_minor,
+            currency=entry.currency,
+            failure_code=failure_code,
+        ),
+    )
     return entry
 
 

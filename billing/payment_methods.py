@@ -5,7 +5,7 @@ import logging
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import customers
+from billing import customers, events
 from billing.db import SessionFactory, read_session, unit_of_work
 from billing.errors import DomainError, NotFound
 from billing.stripe_gateway import Card, PaymentProviderRejected, StripeGateway
@@ -63,9 +63,16 @@ async def _mirror(session: AsyncSession, account_id: int, card: Card) -> Payment
         session.add(method)
     elif method.account_id != account_id:
         raise PaymentMethodNotOwned("this card belongs to another account")
+    added = method.id is None
     method.brand, method.last4 = card.brand, card.last4
     method.exp_month, method.exp_year = card.exp_month, card.exp_year
     await session.flush()
+    if added:
+        assert method.id is not None
+        events.record(
+            session,
+            events.PaymentMethodAdded(account_id, method.id, method.brand, method.last4, method.is_default),
+        )
     return method
 
 
@@ -118,15 +125,25 @@ async def set_default(
     )
     async with unit_of_work(factory) as session:
         method = await get_owned(session, account_id, payment_method_id)
+        if method.is_default:
+            return method
         # Clear first: a unique partial index allows one default per account at any moment.
-        await session.exec(
+        previous = await session.exec(
             update(PaymentMethod)
-            .where(col(PaymentMethod.account_id) == account_id, col(PaymentMethod.id) != method.id)
+            .where(
+                col(PaymentMethod.account_id) == account_id,
+                col(PaymentMethod.id) != method.id,
+                col(PaymentMethod.is_default),
+            )
             .values(is_default=False)
+            .returning(col(PaymentMethod.id))
         )
+        previous_id = previous.scalars().first()
         await session.flush()
         method.is_default = True
         await session.flush()
+        assert method.id is not None
+        events.record(session, events.DefaultPaymentMethodChanged(account_id, previous_id, method.id))
     return method
 
 
@@ -173,7 +190,12 @@ async def _deletable(
     if settings is not None and settings.payment_method_id == method.id:
         if replacement is None:
             raise PaymentMethodInUse("auto-recharge pays with this card; choose another card for it first")
+        fields = events.AutoRechargeSettingsChanged.FIELDS
+        before = events.snapshot(settings, fields)
         settings.payment_method_id = replacement.id
+        events.record(
+            session, events.AutoRechargeSettingsChanged(account_id, before, events.snapshot(settings, fields))
+        )
     return method, replacement
 
 
@@ -183,6 +205,10 @@ async def _remove(
     was_default = method.is_default
     await session.delete(method)
     await session.flush()
+    assert method.id is not None
+    events.record(
+        session, events.PaymentMethodRemoved(method.account_id, method.id, method.brand, method.last4)
+    )
     if not was_default:
         return
     remaining = await account_methods(session, method.account_id)
@@ -190,6 +216,8 @@ async def _remove(
     if successor is not None:
         successor.is_default = True
         await session.flush()
+        assert successor.id is not None
+        events.record(session, events.DefaultPaymentMethodChanged(method.account_id, method.id, successor.id))
 
 
 async def sync_attached(session: AsyncSession, card: Card) -> PaymentMethod | None:

@@ -3,6 +3,7 @@
 from models.access import ApiKey, Partner, PartnerAccount, PrincipalKind
 from models.account import Account, Company
 from models.auto_recharge import AutoRechargeSettings, AutoRechargeState, Recharge, RechargeStatus
+from models.events import DomainEventRow
 from models.fx import FxRate
 from models.lead_plan import LeadPlanStatus, LeadPlanSubscription
 from models.ledger import Transaction, TransactionKind, TransactionStatus
@@ -16,6 +17,7 @@ __all__ = [
     "AutoRechargeSettings",
     "AutoRechargeState",
     "Company",
+    "DomainEventRow",
     "FxRate",
     "LeadPlanStatus",
     "LeadPlanSubscription",
