@@ -16,7 +16,11 @@ from models.types import UTCDateTime, utcnow
 
 class DomainEventRow(SQLModel, table=True):
     __tablename__ = "domain_event"
-    __table_args__ = (Index("ix_domain_event_account", "account_id", "id"),)
+    __table_args__ = (
+        Index("ix_domain_event_account", "account_id", "id"),
+        # A cursor must never meet a reused id (SQLite would reuse the highest one once it is deleted).
+        {"sqlite_autoincrement": True},
+    )
 
     # BIGINT identity on PostgreSQL; SQLite numbers rows only through an INTEGER PRIMARY KEY (64-bit there too).
     id: int | None = Field(
