@@ -1,6 +1,6 @@
 """Usage benchmark, run by hand on PostgreSQL (not in CI):
 
-    BENCH_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/billing_bench .venv/bin/python -m bench.usage_bench
+    USAGE_BENCH_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/billing_usage_bench .venv/bin/python -m bench.usage_bench
 
 1. Recording usage in batches of 1,000 events (three categories) over one account, then over 100 accounts:
    events per second, both through the `recordUsage` mutation (the app from `server.create_app`, over ASGI,
@@ -9,7 +9,8 @@
    latency must stay flat. The volume is inserted as raw rows in bulk (generate_series), and the rollup is set
    to their sums, as record_usage would have left it.
 
-The database named in the URL is dropped and re-created. A few minutes on two cores.
+The database named in the URL is dropped and re-created (a database of its own: not the one of
+bench.gateway_vs_baseline, whose data takes minutes to build). A few minutes on two cores.
 """
 
 import asyncio
@@ -39,7 +40,9 @@ from models import Account, LeadPlanSubscription, PrincipalKind
 from schema.node import to_global_id
 from server import create_app
 
-URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/billing_bench")
+URL = os.environ.get(
+    "USAGE_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/billing_usage_bench"
+)
 REPORTER = Principal(kind=PrincipalKind.USAGE_REPORTER, api_key_id=0)
 ADMIN = Principal(kind=PrincipalKind.ADMIN, api_key_id=0)
 MONTH = Month(2026, 3)

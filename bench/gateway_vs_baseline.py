@@ -1,0 +1,462 @@
+"""The gateway against a raw baseline on PostgreSQL, side by side, run by hand (issue 10):
+
+    .venv/bin/python -m bench.gateway_vs_baseline      # BENCH_DATABASE_URL, BENCH_SECONDS (default 10)
+
+1. Builds the data of bench/data.py in the database (created and migrated if missing), or reuses it.
+2. Starts the gateway (uvicorn, one process, EMBEDDED_WORKER=false) and the baseline (bench/baseline.py, the
+   same operations by hand on Starlette + asyncpg), each pinned to CPU 0 with `taskset -c 0`.
+3. Sends each scenario's request to both and stops unless the `data` of the answers are byte-for-byte equal as
+   JSON (keys in order, money strings included). The gateway's answer also carries `extensions.cost`, which the
+   baseline does not compute; it is left out of the comparison.
+4. Drives each scenario with wrk from CPU 1 (this process runs there too): gateway, then baseline, one at a
+   time, BENCH_SECONDS each at 16 connections (throughput) and at 1 connection (latency percentiles).
+5. Reads the gateway's RSS after the dashboard load, and times recordUsage batches of 1,000 events through the
+   gateway's GraphQL endpoint against calling `record_usage` directly from this process (on CPU 1).
+
+SQL statements per request are counted in this process, outside the timed runs: the app from
+`server.create_app`, one request of each scenario over ASGI, with a listener on SQLAlchemy's
+`before_cursor_execute` (every statement SQLAlchemy sends, authentication included; an executemany counts once)
+and on `begin` (transactions). Nothing is added to the gateway processes being timed.
+
+About nine minutes on two cores once the data exists (building it takes a few minutes more).
+"""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from bench.config import URL, asyncpg_dsn
+from bench.data import BenchData, ensure_data
+from bench.load import LoadResult, require_wrk, run_wrk
+from bench.operations import BILLING_PAGE, DASHBOARD, HISTORY, RECORD_USAGE, USAGE_OVERVIEW
+from billing.auth import Principal
+from billing.config import Settings
+from billing.db import create_engine, session_factory, unit_of_work
+from billing.pagination import encode_cursor
+from billing.usage import UsageEvent, record_usage
+from models import PrincipalKind
+from schema.node import to_global_id
+from server import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+WARM_UP_SECONDS = 2
+DEEP = 999_000  # entries above the deep history page
+HISTORY_FILTER = {"kinds": ["TOP_UP"], "statuses": ["SUCCEEDED"], "since": "2020-01-01T00:00:00+00:00"}
+RECORDING_BATCHES = 10  # timed, after one warm-up batch
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    query: str
+    variables: dict[str, object]
+    key: str
+
+    @property
+    def body(self) -> dict[str, object]:
+        return {"query": self.query, "variables": self.variables}
+
+
+@dataclass
+class Measured:
+    throughput: dict[str, LoadResult] = field(default_factory=dict)  # by server, at 16 connections
+    latency: dict[str, LoadResult] = field(default_factory=dict)  # by server, at 1 connection
+    statements: tuple[int, int] = (0, 0)  # the gateway's statements and transactions per request
+
+
+async def deep_cursor(account_id: int) -> str:
+    """The cursor of the entry DEEP places below the newest: the page after it starts DEEP entries down."""
+    connection = await asyncpg.connect(asyncpg_dsn(URL))
+    try:
+        row = await connection.fetchrow(
+            "SELECT created_at, id FROM ledger_transaction WHERE account_id = $1"
+            " ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT 1",
+            account_id,
+            DEEP - 1,
+        )
+    finally:
+        await connection.close()
+    assert row is not None, "the Billing page's account has fewer entries than the deep page needs"
+    return encode_cursor("transaction", row["created_at"].isoformat(), str(row["id"]))
+
+
+def scenarios(data: BenchData, deep: str) -> list[Scenario]:
+    member, small, partner = data.member_key, data.small_member_key, data.partner_key
+    return [
+        Scenario("Billing page", BILLING_PAGE, {}, member),
+        Scenario("dashboard, accounts(first: 100)", DASHBOARD, {"first": 100}, partner),
+        Scenario("history, page 1", HISTORY, {"first": 50}, member),
+        Scenario("history, 999,000 deep", HISTORY, {"first": 50, "after": deep}, member),
+        Scenario("history filtered, page 1", HISTORY, {"first": 50, "filter": HISTORY_FILTER}, member),
+        Scenario(
+            "history filtered, 999,000 deep",
+            HISTORY,
+            {"first": 50, "after": deep, "filter": HISTORY_FILTER},
+            member,
+        ),
+        Scenario("usage overview, 10k events", USAGE_OVERVIEW, {}, small),
+        Scenario("usage overview, 1M events", USAGE_OVERVIEW, {}, member),
+    ]
+
+
+# --- statements per request (in this process, untimed) -----------------------------------------------------
+
+
+@contextmanager
+def counted() -> Iterator[list[int]]:
+    """[statements, transactions] sent by any SQLAlchemy engine while the block runs."""
+    counts = [0, 0]
+
+    def statement(*args: object) -> None:
+        counts[0] += 1
+
+    def begin(*args: object) -> None:
+        counts[1] += 1
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Engine, "begin", begin)
+    try:
+        yield counts
+    finally:
+        event.remove(Engine, "before_cursor_execute", statement)
+        event.remove(Engine, "begin", begin)
+
+
+async def count_statements(
+    cases: list[Scenario], partner_key: str
+) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+    """Per scenario (statements, transactions) of one request, after a warm-up request; and the dashboard's
+    statements for 10 accounts, 100, and each page of 100 through all 1,000."""
+    app = create_app(Settings(database_url=URL, embedded_worker=False))
+    transport = httpx.ASGITransport(app=app)
+    per_scenario: dict[str, tuple[int, int]] = {}
+    dashboard: dict[str, int] = {}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as client,
+    ):
+
+        async def post(key: str, body: dict[str, object]) -> tuple[dict[str, Any], tuple[int, int]]:
+            with counted() as counts:
+                response = await client.post(
+                    "/graphql", json=body, headers={"Authorization": f"Bearer {key}"}
+                )
+            answer: dict[str, Any] = response.json()
+            assert response.status_code == 200 and "errors" not in answer, answer
+            return answer, (counts[0], counts[1])
+
+        for case in cases:
+            await post(case.key, case.body)
+            per_scenario[case.name] = (await post(case.key, case.body))[1]
+        if any(case.query == DASHBOARD for case in cases):
+            dashboard["first: 10"] = (
+                await post(partner_key, {"query": DASHBOARD, "variables": {"first": 10}})
+            )[1][0]
+            after = None
+            for page in range(1, 11):
+                variables = {"first": 100, "after": after}
+                answer, (statements, _) = await post(
+                    partner_key, {"query": DASHBOARD, "variables": variables}
+                )
+                dashboard[f"page {page} of 100"] = statements
+                after = answer["data"]["accounts"]["pageInfo"]["endCursor"]
+    return per_scenario, dashboard
+
+
+# --- the servers ----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+
+    @property
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for {self.name}")
+
+
+def start(name: str, app: str, *, factory: bool, environment: dict[str, str]) -> Server:
+    """uvicorn on CPU 0, one process, no access log (for both)."""
+    port = free_port()
+    command = ["taskset", "-c", "0", sys.executable, "-m", "uvicorn", app, "--port", str(port)]
+    command += ["--no-access-log", "--log-level", "warning"] + (["--factory"] if factory else [])
+    process = subprocess.Popen(command, cwd=ROOT, env=os.environ | environment)
+    return Server(name, process, f"http://127.0.0.1:{port}")
+
+
+async def wait_ready(server: Server) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(300):
+            if server.process.poll() is not None:
+                raise SystemExit(f"{server.name} exited with {server.process.returncode}")
+            try:
+                if (await client.get(f"{server.url}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)  # polling a starting process: there is no event to wait for
+    raise SystemExit(f"{server.name} did not answer /healthz")
+
+
+async def same_answers(servers: list[Server], cases: list[Scenario]) -> None:
+    """Each scenario's `data`, encoded the same way, byte for byte; stops the benchmark on a difference."""
+    async with httpx.AsyncClient(timeout=120) as client:
+        for case in cases:
+            encoded = []
+            for server in servers:
+                response = await client.post(
+                    f"{server.url}/graphql", json=case.body, headers={"Authorization": f"Bearer {case.key}"}
+                )
+                answer = response.json()
+                if response.status_code != 200 or "errors" in answer:
+                    raise SystemExit(f"{case.name}: {server.name} answered {response.status_code}: {answer}")
+                encoded.append(as_json(answer["data"]))
+            if encoded[0] != encoded[1]:
+                at = next(i for i, (a, b) in enumerate(zip(*encoded, strict=False)) if a != b)
+                raise SystemExit(
+                    f"{case.name}: the answers differ at byte {at}:\n"
+                    + "\n".join(
+                        f"  {s.name}: ...{e[max(0, at - 80) : at + 80]}..."
+                        for s, e in zip(servers, encoded, strict=True)
+                    )
+                )
+            print(f"  same answer: {case.name} ({len(encoded[0]):,} bytes of data)", flush=True)
+
+
+def as_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- recording usage ------------------------------------------------------------------------------------------
+
+
+def usage_batch(data: BenchData, prefix: str, at: datetime) -> list[UsageEvent]:
+    """1,000 events on the recording account, a third of each category."""
+    events = []
+    for index in range(1_000):
+        category = ("lead", "call", "ai_agent")[index % 3]
+        events.append(
+            UsageEvent(
+                external_id=f"{prefix}-{index}",
+                account_id=data.recording_account_id,
+                occurred_at=at,
+                category=category,
+                cost={"lead": Decimal("25.00"), "call": Decimal("0.45"), "ai_agent": Decimal("0.03")}[
+                    category
+                ],
+                lead_plan_id=data.recording_plan_id if category == "lead" else None,
+                duration_seconds=90 if category == "call" else None,
+                input_tokens=900 if category == "ai_agent" else None,
+                output_tokens=300 if category == "ai_agent" else None,
+            )
+        )
+    return events
+
+
+def as_input(event: UsageEvent) -> dict[str, object]:
+    """The event as the reporting services send it: a `UsageEventInput`."""
+    return {
+        "externalId": event.external_id,
+        "accountId": to_global_id("Account", event.account_id),
+        "occurredAt": event.occurred_at.isoformat(),
+        "category": event.category,
+        "cost": str(event.cost),
+        "leadPlanId": to_global_id("LeadPlan", event.lead_plan_id) if event.lead_plan_id else None,
+        "durationSeconds": event.duration_seconds,
+        "inputTokens": event.input_tokens,
+        "outputTokens": event.output_tokens,
+    }
+
+
+async def events_per_second(record: Callable[[str], Awaitable[None]], label: str) -> float:
+    await record(f"{label}-warm-up")
+    started = time.perf_counter()
+    for number in range(RECORDING_BATCHES):
+        await record(f"{label}-{number}")
+    return RECORDING_BATCHES * 1_000 / (time.perf_counter() - started)
+
+
+async def bench_recording(data: BenchData, gateway: Server) -> tuple[float, float]:
+    """Events/s through the gateway's recordUsage, and calling record_usage directly (each batch committed)."""
+    run = f"run-{time.time_ns()}"
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    reporter = Principal(kind=PrincipalKind.USAGE_REPORTER, api_key_id=0)
+    engine = create_engine(URL)
+    factory = session_factory(engine)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=120) as client:
+
+        async def through_graphql(prefix: str) -> None:
+            variables = {"events": [as_input(e) for e in usage_batch(data, prefix, at)]}
+            response = await client.post(
+                "/graphql",
+                json={"query": RECORD_USAGE, "variables": variables},
+                headers={"Authorization": f"Bearer {data.reporter_key}"},
+            )
+            result = response.json()["data"]["recordUsage"]
+            assert result == {"__typename": "RecordUsageSuccess", "recorded": 1_000}, result
+
+        async def direct(prefix: str) -> None:
+            async with unit_of_work(factory) as session:
+                await record_usage(session, reporter, usage_batch(data, prefix, at))
+
+        graphql = await events_per_second(through_graphql, f"{run}-graphql")
+        plain = await events_per_second(direct, f"{run}-direct")
+    await engine.dispose()
+    return graphql, plain
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+
+
+def measure(servers: list[Server], case: Scenario, measured: Measured) -> None:
+    for server in servers:
+        url = f"{server.url}/graphql"
+        run_wrk(url, case.key, case.body, connections=16, seconds=WARM_UP_SECONDS)
+        measured.throughput[server.name] = run_wrk(url, case.key, case.body, connections=16, seconds=SECONDS)
+        measured.latency[server.name] = run_wrk(url, case.key, case.body, connections=1, seconds=SECONDS)
+
+
+def ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.2f}" if denominator else "-"
+
+
+def table(results: dict[str, Measured]) -> list[str]:
+    lines = [
+        "| scenario | gateway rps | gateway p50 / p99 | baseline rps | baseline p50 / p99 | ratio (rps)"
+        " | SQL statements (transactions) per request |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, measured in results.items():
+        row = [name]
+        for server in ("gateway", "baseline"):
+            throughput, latency = measured.throughput[server], measured.latency[server]
+            failed = throughput.failed + latency.failed
+            row.append(f"{throughput.rps:,.1f}" + (f" ({failed} failed)" if failed else ""))
+            row.append(f"{latency.p50_ms:.1f} / {latency.p99_ms:.1f} ms")
+        row.append(ratio(measured.throughput["gateway"].rps, measured.throughput["baseline"].rps))
+        row.append(f"{measured.statements[0]} ({measured.statements[1]})")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+# (the larger case, the smaller one): the issue wants the first within 1.5x of the second
+PAIRS = [
+    ("history, 999,000 deep", "history, page 1"),
+    ("history filtered, 999,000 deep", "history filtered, page 1"),
+    ("usage overview, 1M events", "usage overview, 10k events"),
+]
+
+
+def pair_lines(results: dict[str, Measured]) -> list[str]:
+    lines = []
+    for larger, smaller in PAIRS:
+        if larger in results and smaller in results:
+            figures = [
+                f"{server} {ratio(results[larger].latency[server].p50_ms, results[smaller].latency[server].p50_ms)}x"
+                for server in ("gateway", "baseline")
+            ]
+            lines.append(f"- {larger} / {smaller}, p50 at 1 connection: {', '.join(figures)}")
+    return lines
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+async def main() -> None:
+    """BENCH_ONLY (comma-separated parts of scenario names) runs just those, without recording usage."""
+    require_wrk()
+    os.sched_setaffinity(0, {1})  # with wrk; the servers get CPU 0
+    only = [part.strip() for part in os.environ.get("BENCH_ONLY", "").split(",") if part.strip()]
+    data = await ensure_data(URL)
+    cases = [
+        case
+        for case in scenarios(data, await deep_cursor(data.billing_account_id))
+        if not only or any(part in case.name for part in only)
+    ]
+    print("counting the gateway's SQL statements per request ...", flush=True)
+    statements, dashboard_statements = await count_statements(cases, data.partner_key)
+
+    environment = {"BENCH_DATABASE_URL": URL, "DATABASE_URL": URL, "EMBEDDED_WORKER": "false"}
+    servers = [
+        start("gateway", "server:create_app", factory=True, environment=environment),
+        start("baseline", "bench.baseline:app", factory=False, environment=environment),
+    ]
+    notes = []
+    load_before = os.getloadavg()[0]
+    try:
+        for server in servers:
+            await wait_ready(server)
+        print("comparing answers ...", flush=True)
+        await same_answers(servers, cases)
+        results: dict[str, Measured] = {}
+        for case in cases:
+            print(f"load: {case.name} ...", flush=True)
+            results[case.name] = Measured(statements=statements[case.name])
+            measure(servers, case, results[case.name])
+            if case.query == DASHBOARD:
+                gateway, baseline = (server.rss_mib for server in servers)
+                notes.append(
+                    f"- RSS after the dashboard load: gateway {gateway:.0f} MiB, baseline {baseline:.0f} MiB"
+                )
+        if not only:
+            print("recording usage ...", flush=True)
+            graphql, direct = await bench_recording(data, servers[0])
+            notes.append(
+                f"- recordUsage, batches of 1,000: {graphql:,.0f} events/s through GraphQL, {direct:,.0f} events/s"
+                f" calling record_usage directly ({ratio(graphql, direct)}x)"
+            )
+    finally:
+        for server in servers:
+            server.process.terminate()
+            server.process.wait()
+
+    print()
+    print(
+        f"{os.cpu_count()} cores ({cpu_model()}); servers on CPU 0, wrk on CPU 1; {SECONDS} s per run; rps at 16"
+        " connections, p50 / p99 at 1 connection; load average (1 min) at the start"
+        f" {load_before:.1f}, at the end {os.getloadavg()[0]:.1f}"
+    )
+    print()
+    print("\n".join(table(results)))
+    print()
+    print("\n".join(pair_lines(results) + notes))
+    if dashboard_statements:
+        counts = ", ".join(f"{label}: {count}" for label, count in dashboard_statements.items())
+        print(f"- dashboard SQL statements per request: {counts}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
