@@ -162,7 +162,9 @@ class SeededAccount:
 class Outcomes:
     """What the clients were told, for the checks after the run."""
 
-    top_up_answers: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # key -> tx ids
+    top_up_answers: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )  # by key
     usage_cost_minor: Counter[int] = field(default_factory=Counter)  # account id -> cost of its events
     usage_events: set[str] = field(default_factory=set)
     finished: int = 0
@@ -307,8 +309,7 @@ def operations(
     async def top_up(account: SeededAccount, key: str, amount: str, card: str) -> dict[str, Any]:
         request = {"paymentMethodId": card, "amount": amount, "idempotencyKey": key}
         payload = await answer(client, f"addFunds {key}", account.key, ADD_FUNDS, {"input": request})
-        if "transaction" in payload:
-            outcomes.top_up_answers[key].append(payload["transaction"]["id"])
+        outcomes.top_up_answers[key].append(payload)
         return payload
 
     for account in accounts:
@@ -511,10 +512,28 @@ async def check_balances_and_usage(
         top_ups = (
             await session.exec(select(Transaction).where(Transaction.kind == TransactionKind.TOP_UP))
         ).all()
-    answered = {key: set(ids) for key, ids in outcomes.top_up_answers.items()}
-    assert all(len(ids) == 1 for ids in answered.values()), f"one key, several top-ups: {answered}"
-    answered_ids = sorted(from_global_id(next(iter(ids)), "Transaction", "id") for ids in answered.values())
-    assert sorted(entry.id for entry in top_ups if entry.id is not None) == answered_ids
+    named = {
+        key: {
+            from_global_id(p["transaction"]["id"], "Transaction", "id")
+            for p in payloads
+            if "transaction" in p
+        }
+        for key, payloads in outcomes.top_up_answers.items()
+    }
+    several = {key: outcomes.top_up_answers[key] for key, ids in named.items() if len(ids) > 1}
+    assert not several, f"one idempotency key, several top-ups: {several}"
+    entries = {entry.id: entry for entry in top_ups}
+    answered_ids = set().union(*named.values())
+    assert answered_ids <= set(entries), f"answers naming no top-up: {answered_ids - set(entries)}"
+    # A top-up no answer named (its request ended in an error member, e.g. the card was deleted meanwhile) was
+    # never credited: a customer told it failed must not have been charged.
+    unanswered_credits = [
+        e for id_, e in entries.items() if id_ not in answered_ids and e.status == TransactionStatus.SUCCEEDED
+    ]
+    assert not unanswered_credits, (
+        unanswered_credits,
+        {key: payloads for key, payloads in outcomes.top_up_answers.items() if not named[key]},
+    )
 
 
 def check_answers(client: FailoverClient, killed: set[str]) -> None:
