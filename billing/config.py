@@ -107,12 +107,14 @@ class Settings(BaseSettings):
     graphql_max_root_fields: int = Field(default=20, gt=0)
     # Every field costs 1; a connection costs 1 plus `first` times what it selects (schema/limits.py).
     graphql_max_cost: int = Field(default=20_000, gt=0)
-    # A request still running after this long is cancelled and answered REQUEST_TIMEOUT. It covers a
-    # mutation's Stripe call (STRIPE_TIMEOUT_SECONDS), so it is longer than any database statement may take.
+    # A request still running after this long is cancelled and answered REQUEST_TIMEOUT. Longer than one
+    # Stripe call (STRIPE_TIMEOUT_SECONDS); a charge cut short is settled by reconciliation like a crash.
     graphql_timeout_seconds: float = Field(default=30.0, gt=0)
     # PostgreSQL's statement_timeout on every connection of the gateway, the worker and `cli`: a statement
-    # never outlives the request that waits for it (keep it at most GRAPHQL_TIMEOUT_SECONDS).
-    db_statement_timeout_seconds: float = Field(default=10.0, gt=0)
+    # (lock waits included) never outlives the request that waits for it, even where cancelling the request
+    # does not reach the server. At most GRAPHQL_TIMEOUT_SECONDS; shorter ones fail requests that merely
+    # queue for a busy account's row lock under load.
+    db_statement_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # Logs go to stderr: JSON lines, or `console` for a person (the default when stderr is a terminal).
     log_format: Literal["json", "console"] | None = None
