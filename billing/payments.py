@@ -363,7 +363,8 @@ async def entry_for_intent(
     entry = await session.get(Transaction, int(raw_id))
     if (
         entry is None
-        or entry.stripe_payment_intent_id is not None
+        # None: awaiting its PaymentIntent. This one: stored between our two statements (addFunds settling).
+        or entry.stripe_payment_intent_id not in (None, payment_intent_id)
         or entry.kind not in (TransactionKind.TOP_UP, TransactionKind.AUTO_RECHARGE)
         or metadata.get(ACCOUNT_ID_KEY) != str(entry.account_id)
     ):
