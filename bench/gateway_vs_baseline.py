@@ -23,6 +23,7 @@ About nine minutes on two cores once the data exists (building it takes a few mi
 
 import asyncio
 import json
+import math
 import os
 import socket
 import subprocess
@@ -57,6 +58,7 @@ from server import create_app
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARM_UP_SECONDS = 2
+MAX_SECONDS = 60  # a throughput run of a slow scenario lasts longer than BENCH_SECONDS, up to this
 DEEP = 999_000  # entries above the deep history page
 HISTORY_FILTER = {"kinds": ["TOP_UP"], "statuses": ["SUCCEEDED"], "since": "2020-01-01T00:00:00+00:00"}
 RECORDING_BATCHES = 10  # timed, after one warm-up batch
@@ -203,6 +205,24 @@ class Server:
                 return int(line.split()[1]) / 1024
         raise RuntimeError(f"no VmRSS for {self.name}")
 
+    def cpu_ticks(self) -> int:
+        """User and system CPU time used so far, in clock ticks (/proc/PID/stat fields 14 and 15)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    def settle(self) -> None:
+        """Wait until the server is idle: when wrk stops, the requests it abandoned keep running (execution is
+        not cancelled by a disconnect) and would be measured as part of the next run. Polled: a process's CPU
+        time has no event to wait for."""
+        before = self.cpu_ticks()
+        for _ in range(1_200):
+            time.sleep(0.25)
+            now = self.cpu_ticks()
+            if now == before:
+                return
+            before = now
+        raise RuntimeError(f"{self.name} stayed busy for 5 minutes after its load stopped")
+
 
 def start(name: str, app: str, *, factory: bool, environment: dict[str, str]) -> Server:
     """uvicorn on CPU 0, one process, no access log (for both)."""
@@ -338,11 +358,20 @@ async def bench_recording(data: BenchData, gateway: Server) -> tuple[float, floa
 
 
 def measure(servers: list[Server], case: Scenario, measured: Measured) -> None:
+    """Per server, idle before each run: a warm-up, the latency run (1 connection), then the throughput run
+    (16 connections), long enough for every connection to see at least three answers at that latency."""
+
+    def load(server: Server, connections: int, seconds: int) -> LoadResult:
+        server.settle()
+        return run_wrk(f"{server.url}/graphql", case.key, case.body, connections=connections, seconds=seconds)
+
     for server in servers:
-        url = f"{server.url}/graphql"
-        run_wrk(url, case.key, case.body, connections=16, seconds=WARM_UP_SECONDS)
-        measured.throughput[server.name] = run_wrk(url, case.key, case.body, connections=16, seconds=SECONDS)
-        measured.latency[server.name] = run_wrk(url, case.key, case.body, connections=1, seconds=SECONDS)
+        load(server, 1, WARM_UP_SECONDS)
+        latency = measured.latency[server.name] = load(server, 1, SECONDS)
+        seconds = min(MAX_SECONDS, max(SECONDS, math.ceil(3 * 16 * latency.p50_ms / 1_000)))
+        measured.throughput[server.name] = load(server, 16, seconds)
+    for server in servers:
+        server.settle()
 
 
 def ratio(numerator: float, denominator: float) -> str:
