@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
 
-.PHONY: run test lint format schema lock clean
+.PHONY: run test fuzz lint format schema lock clean
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ run: $(STAMP)
 ## Every test: SQLite always; PostgreSQL (127.0.0.1:5432) too, skipped with a reason when it is not running.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## A longer fuzz run than `make test`'s: FUZZ_EXAMPLES (default 1000) generated operations of each kind, both DBs.
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

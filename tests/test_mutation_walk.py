@@ -11,8 +11,8 @@ never with INTERNAL_SERVER_ERROR or a 5xx:
 - bad input: each ID in turn unknown, malformed, or another account's (asked by a partner who cannot see that
   account), and each amount in turn malformed, negative, too precise or too long: always an error.
 
-Arguments are generated from the input types (tests/mutation_requests.py) with the table below of valid values
-by field name; with valid arguments no mutation may answer a top-level error at all, so the walk cannot pass by
+Arguments are generated from the input types (tests/mutation_requests.py) with a table of valid values by
+field name (tests/billing_world.py); with valid arguments no mutation may answer a top-level error at all, so the walk cannot pass by
 refusing everything as bad input.
 """
 
@@ -20,8 +20,6 @@ import base64
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from itertools import count
 from typing import Any
 
 import httpx
@@ -31,18 +29,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.db import SessionFactory
 from devtools.stripe_standin import free_port
-from models import Account
 from schema.node import MAX_PK, parse_global_id, to_global_id
 from schema.root import sdl
 from server import create_app
-from tests.factories import (
-    admin_key,
-    create_account,
-    create_company,
-    create_partner,
-    create_payment_method,
-    partner_key,
-)
+from tests.billing_world import World, create_world
+from tests.factories import admin_key, create_partner, partner_key
 from tests.mutation_requests import (
     Leaf,
     MutationRequest,
@@ -54,86 +45,14 @@ from tests.mutation_requests import (
 )
 from tests.stripe_refusals import declining, rejecting
 from tests.stripe_server import stripe_settings
-from tests.usage_factories import create_lead_plan
 
 # The schema the code serves now (the committed schema.graphql is checked against it elsewhere).
 SCHEMA: GraphQLSchema = build_schema(sdl())
 MUTATIONS = sorted(mutations(SCHEMA))
 
-# Valid values by field name; fields not named here get one by scalar (see `values`).
-FIELD_VALUES: dict[str, object] = {
-    "amount": "50.00",
-    "threshold": "10.00",
-    "monthlyLimit": "200.00",
-    "monthlyBudget": "500.00",
-    "pricePerLead": "20.00",
-    "cost": "1.50",
-    "returnUrl": "http://localhost/billing",
-    "stripePaymentMethodId": "pm_card_visa",
-    "legalName": "Nordlicht Solar GmbH",
-    "phone": "030 1234567",
-    "line1": "Unter den Linden 1",
-    "city": "Berlin",
-    "postalCode": "10117",
-    "country": "DE",
-    "category": "lead",
-}
 AMOUNT_FIELDS = frozenset({"amount", "threshold", "monthlyLimit", "monthlyBudget", "pricePerLead", "cost"})
-BAD_AMOUNTS = [
-    "1e999990",
-    "1e1",
-    " 10 ",
-    "-5.00",
-    "10.001",
-    "abc",
-    "",
-    "9" * 40,
-    "\u0661\u0660",
-]  # the last: Arabic-Indic digits
-_keys = count(1)
-
-
-@dataclass
-class World:
-    """An account with everything a mutation may need: a complete company, a Stripe customer, two cards and
-    an active lead plan; `ids` are their global IDs by the field names that take them."""
-
-    account: Account
-    ids: dict[str, str]
-
-    def values(self) -> dict[str, object]:
-        """Valid values for this account: by field name, then by scalar (an ID of no known kind is the
-        account's)."""
-        occurred = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
-        return {
-            "String": "walk",
-            "Int": 60,
-            "Boolean": True,
-            "BigInt": "1000",
-            "DateTime": occurred,
-            "ID": self.ids["accountId"],
-            **FIELD_VALUES,
-            "idempotencyKey": f"walk-{next(_keys)}",
-            "externalId": f"walk-{next(_keys)}",
-            **self.ids,
-        }
-
-
-async def create_world(session: AsyncSession) -> World:
-    account = await create_account(session, currency="EUR", country="DE", time_zone="Europe/Berlin")
-    account.stripe_customer_id = f"cus_walk_{account.id}"
-    await create_company(session, account)
-    card = await create_payment_method(session, account)
-    spare = await create_payment_method(session, account, is_default=False, last4="4444")
-    plan = await create_lead_plan(session, account)
-    assert account.id is not None and card.id is not None and spare.id is not None and plan.id is not None
-    ids: dict[str, str] = {
-        "accountId": to_global_id("Account", account.id),
-        "paymentMethodId": to_global_id("PaymentMethod", card.id),
-        "replacementPaymentMethodId": to_global_id("PaymentMethod", spare.id),
-        "leadPlanId": to_global_id("LeadPlan", plan.id),
-    }
-    return World(account, ids)
+# An exponent, spaces, a sign, too many decimals, not a number, empty, too long, Arabic-Indic digits.
+BAD_AMOUNTS = ["1e999990", "1e1", " 10 ", "-5.00", "10.001", "abc", "", "9" * 40, "\u0661\u0660"]
 
 
 @dataclass

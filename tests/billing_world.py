@@ -1,0 +1,77 @@
+"""One account with everything a mutation may need, and valid values for the fields of the API's inputs, for
+the tests that generate requests from the schema (the mutation walk, the fuzzer)."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models import Account
+from schema.node import to_global_id
+from tests.factories import create_account, create_company, create_payment_method
+from tests.usage_factories import create_lead_plan
+
+_keys = count(1)
+
+# Valid values by field name; fields not named here get one by scalar (see `values`).
+FIELD_VALUES: dict[str, object] = {
+    "amount": "50.00",
+    "threshold": "10.00",
+    "monthlyLimit": "200.00",
+    "monthlyBudget": "500.00",
+    "pricePerLead": "20.00",
+    "cost": "1.50",
+    "returnUrl": "http://localhost/billing",
+    "stripePaymentMethodId": "pm_card_visa",
+    "legalName": "Nordlicht Solar GmbH",
+    "phone": "030 1234567",
+    "line1": "Unter den Linden 1",
+    "city": "Berlin",
+    "postalCode": "10117",
+    "country": "DE",
+    "category": "lead",
+}
+
+
+@dataclass
+class World:
+    """An account with everything a mutation may need: a complete company, a Stripe customer, two cards and
+    an active lead plan; `ids` are their global IDs by the field names that take them."""
+
+    account: Account
+    ids: dict[str, str]
+
+    def values(self) -> dict[str, object]:
+        """Valid values for this account: by field name, then by scalar (an ID of no known kind is the
+        account's)."""
+        occurred = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+        return {
+            "String": "walk",
+            "Int": 60,
+            "Boolean": True,
+            "BigInt": "1000",
+            "DateTime": occurred,
+            "ID": self.ids["accountId"],
+            **FIELD_VALUES,
+            "idempotencyKey": f"walk-{next(_keys)}",
+            "externalId": f"walk-{next(_keys)}",
+            **self.ids,
+        }
+
+
+async def create_world(session: AsyncSession) -> World:
+    account = await create_account(session, currency="EUR", country="DE", time_zone="Europe/Berlin")
+    account.stripe_customer_id = f"cus_walk_{account.id}"
+    await create_company(session, account)
+    card = await create_payment_method(session, account)
+    spare = await create_payment_method(session, account, is_default=False, last4="4444")
+    plan = await create_lead_plan(session, account)
+    assert account.id is not None and card.id is not None and spare.id is not None and plan.id is not None
+    ids: dict[str, str] = {
+        "accountId": to_global_id("Account", account.id),
+        "paymentMethodId": to_global_id("PaymentMethod", card.id),
+        "replacementPaymentMethodId": to_global_id("PaymentMethod", spare.id),
+        "leadPlanId": to_global_id("LeadPlan", plan.id),
+    }
+    return World(account, ids)
