@@ -25,11 +25,11 @@ AccountConnection = Connection[Account]
 
 async def visible_account(info: Info, account_id: int, argument: str = "id") -> Account:
     """The account if the caller may see it; a missing and a foreign account give the same error."""
-    async with info.context.read() as session:
-        try:
-            row = await accounts.get_visible(session, info.context.principal, account_id)
-        except NotFound:
-            raise InvalidArgument(argument, "no such account") from None
+    principal = info.context.principal
+    try:
+        row = await info.context.read(lambda session: accounts.get_visible(session, principal, account_id))
+    except NotFound:
+        raise InvalidArgument(argument, "no such account") from None
     return Account.from_model(row)
 
 
@@ -53,8 +53,10 @@ class AccountQuery:
         description="Every account the caller may see, by creation order. `first` is at most 100."
     )
     async def accounts(self, info: Info, first: int = 20, after: str | None = None) -> AccountConnection:
-        async with info.context.read() as session:
-            page = await accounts.list_visible(session, info.context.principal, first=first, after=after)
+        principal = info.context.principal
+        page = await info.context.read(
+            lambda session: accounts.list_visible(session, principal, first=first, after=after)
+        )
         edges = [
             Edge(cursor=accounts.account_cursor(row), node=Account.from_model(row)) for row in page.items
         ]
@@ -68,11 +70,13 @@ class AccountQuery:
         if type_name not in OWNED_NODES:
             raise InvalidArgument("id", "not a valid ID")
         model, to_node = OWNED_NODES[type_name]
-        async with info.context.read() as session:
-            try:
-                row, account = await accounts.visible_owned(session, info.context.principal, model, pk)
-            except NotFound:
-                raise InvalidArgument("id", "no such object") from None
+        principal = info.context.principal
+        try:
+            row, account = await info.context.read(
+                lambda session: accounts.visible_owned(session, principal, model, pk)
+            )
+        except NotFound:
+            raise InvalidArgument("id", "no such object") from None
         return to_node(row, account)
 
 

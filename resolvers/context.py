@@ -1,12 +1,12 @@
 """The per-operation context: the caller, a session factory, and the operation's dataloaders.
 
 Nothing here depends on HTTP, so the same resolvers serve a request and a websocket subscription. The context
-holds no connection: `read()` and `atomic()` borrow one for their block only, one at a time (a lock), so an
+holds no connection: `read()` and `atomic()` borrow one for their work only, one at a time (a lock), so an
 operation never needs two connections and never keeps one while it waits on Stripe.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from billing.db import SessionFactory, read_session, unit_of_work
 from billing.stripe_gateway import PaymentProviderUnavailable, StripeGateway
 
 LoaderT = TypeVar("LoaderT")
+T = TypeVar("T")
 
 
 class OperationFinished(Exception):
@@ -41,13 +42,21 @@ class Context:
     _finished: bool = False
     _loaders: dict[Callable[..., Any], Any] = field(default_factory=dict)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session for the block."""
+    async def read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work` in a read-only session of its own.
+
+        Shielded from cancellation: when a non-null field fails, graphql-core cancels its siblings, and a
+        statement cancelled midway costs its connection. The work finishes (and `finish` waits for it).
+        """
+        task = asyncio.ensure_future(self._read(work))
+        task.add_done_callback(_retrieved)  # abandoned by a cancelled field, its outcome is nobody's
+        return await asyncio.shield(task)
+
+    async def _read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with self._lock:
             self._check_open()
             async with read_session(self.session_factory) as session:
-                yield session
+                return await work(session)
 
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[AsyncSession]:
@@ -80,6 +89,11 @@ class Context:
             self._loaders[cls] = cls(self)
         instance: LoaderT = self._loaders[cls]
         return instance
+
+
+def _retrieved(task: "asyncio.Future[Any]") -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 Info = strawberry.Info[Context, None]

@@ -3,6 +3,7 @@
 Batch functions apply the caller's scope too, so a loader can never hand out another account's rows.
 """
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from datetime import date
@@ -33,12 +34,17 @@ class Loader(DataLoader[K, V]):
     async def fetch(self, session: AsyncSession, principal: Principal, keys: Sequence[K]) -> Mapping[K, V]:
         raise NotImplementedError
 
+    def load(self, key: K) -> "asyncio.Future[V]":
+        # Several fields await one shared future per key; graphql-core cancels a field whose non-null
+        # sibling failed, and a cancelled waiter must not cancel the future the others still wait on.
+        return asyncio.shield(super().load(key))
+
     def missing(self) -> V:
         return None  # type: ignore[return-value]  # the loaders whose V excludes None override this
 
     async def batch_load_fn(self, keys: Sequence[K]) -> list[V]:
-        async with self.context.read() as session:
-            found = await self.fetch(session, self.context.principal, keys)
+        principal = self.context.principal
+        found = await self.context.read(lambda session: self.fetch(session, principal, keys))
         return [found[key] if key in found else self.missing() for key in keys]
 
 

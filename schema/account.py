@@ -168,8 +168,9 @@ class Account(Node):
             since=filter.since if filter else None,
             until=filter.until if filter else None,
         )
-        async with info.context.read() as session:
-            page = await transactions.history(session, self.pk, first=first, after=after, where=where)
+        page = await info.context.read(
+            lambda session: transactions.history(session, self.pk, first=first, after=after, where=where)
+        )
         edges = [
             Edge(cursor=transactions.transaction_cursor(row), node=Transaction.from_model(row, self.country))
             for row in page.items
