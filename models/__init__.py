@@ -10,6 +10,12 @@ from models.ledger import Transaction, TransactionKind, TransactionStatus
 from models.payment_method import PaymentMethod
 from models.stripe_event import StripeEvent
 from models.usage import UsageCategory, UsageEvent, UsageRollup
+from models.webhooks_outgoing import (
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+    WebhookEndpointStatus,
+)
 
 __all__ = [
     "Account",
@@ -34,4 +40,8 @@ __all__ = [
     "UsageCategory",
     "UsageEvent",
     "UsageRollup",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
+    "WebhookEndpointStatus",
 ]
