@@ -1,0 +1,76 @@
+"""Where the gateway's CPU goes for one benchmark scenario, by package and by function (cProfile), run by hand:
+
+    .venv/bin/python -m bench.profile_gateway "Billing page" 200
+
+The app from `server.create_app` serves the scenario's request the given number of times over ASGI, in this
+process, on the benchmark's data (bench/data.py builds it when missing), after a few untimed requests. The
+shares are of the profiled CPU time (the database's own work is not in it; waiting for it is not CPU).
+"""
+
+import asyncio
+import cProfile
+import pstats
+import sys
+from collections import defaultdict
+
+import httpx
+
+from bench.config import URL
+from bench.data import ensure_data
+from bench.gateway_vs_baseline import deep_cursor, scenarios
+from billing.config import Settings
+from server import create_app
+
+WARM_UP = 5
+
+
+def package_of(filename: str) -> str:
+    """The installed package, or the project folder, a function was defined in."""
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    if "/lib/python3" in filename or filename.startswith("<") or filename == "~":
+        return "python (stdlib, builtins)"
+    parts = filename.split("/")
+    return parts[-2] if len(parts) > 1 else filename
+
+
+async def serve(name: str, count: int, profiler: cProfile.Profile) -> None:
+    data = await ensure_data(URL)
+    (case,) = [
+        case for case in scenarios(data, await deep_cursor(data.billing_account_id)) if case.name == name
+    ]
+    app = create_app(Settings(database_url=URL, embedded_worker=False))
+    headers = {"Authorization": f"Bearer {case.key}"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=120
+        ) as client,
+    ):
+        for number in range(WARM_UP + count):
+            if number == WARM_UP:
+                profiler.enable()
+            response = await client.post("/graphql", json=case.body, headers=headers)
+            assert response.status_code == 200 and "errors" not in response.json(), response.text
+        profiler.disable()
+
+
+def main() -> None:
+    name = sys.argv[1] if len(sys.argv) > 1 else "Billing page"
+    count = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    profiler = cProfile.Profile()
+    asyncio.run(serve(name, count, profiler))
+    stats = pstats.Stats(profiler)
+    by_package: dict[str, float] = defaultdict(float)
+    entries: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
+    for (filename, _, _), (_, _, own, _, _) in entries.items():
+        by_package[package_of(filename)] += own
+    total = sum(by_package.values())
+    print(f"{name}: {total / count * 1_000:.1f} ms of profiled CPU per request ({count} requests)")
+    for package, seconds in sorted(by_package.items(), key=lambda item: -item[1])[:15]:
+        print(f"  {seconds / total:6.1%}  {package}")
+    stats.sort_stats("cumulative").print_stats(40)
+
+
+if __name__ == "__main__":
+    main()
