@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from strawberry.types.execution import ExecutionResult
 
 from billing import auth, production, recharge_engine
+from billing.actors import acting_as
 from billing.auth_throttle import AuthThrottle, Refusal
 from billing.config import VAR_DIR, Environment, Settings
 from billing.db import DatabaseBusy, SessionFactory, engine_from_settings, read_session, session_factory
@@ -176,7 +177,9 @@ class GraphQLEndpoint:
             return
         request.state.principal = principal
         try:
-            response = await self.graphql.handle(request)
+            # Whatever the operation commits is recorded as this key's doing (the audit trail).
+            with acting_as(principal.actor):
+                response = await self.graphql.handle(request)
         except ServiceBusy:
             response = service_busy(self.graphql.settings)
         await response(scope, receive, send)

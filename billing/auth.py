@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing import events
+from billing.actors import Actor, ActorKind
 from billing.errors import DomainError, NotFound
 from models import ApiKey, PartnerAccount, PrincipalKind
 from models.types import utcnow
@@ -28,6 +30,13 @@ class Principal:
     api_key_id: int
     account_id: int | None = None
     partner_id: int | None = None
+    # The key's label and visible prefix, for the audit trail's "who" (never its secret).
+    key_name: str | None = None
+    key_prefix: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(ActorKind(self.kind.value), self.key_name, self.key_prefix)
 
     def account_filter(
         self, column: ColumnElement[int] | Mapped[int] | Mapped[int | None]
@@ -96,17 +105,37 @@ async def create_api_key(
     )
     session.add(key)
     await session.flush()
+    assert key.id is not None
+    for account_id in await _accounts_acted_on(session, key):
+        events.record(session, events.ApiKeyCreated(account_id, key.id, key.name, key.prefix, key.kind))
     return key, raw
 
 
 async def revoke_api_key(session: AsyncSession, prefix: str) -> None:
-    result = await session.exec(
-        update(ApiKey)
-        .where(col(ApiKey.prefix) == prefix, col(ApiKey.revoked_at).is_(None))
-        .values(revoked_at=utcnow())
-    )
-    if result.rowcount == 0:
+    key = (
+        await session.exec(
+            update(ApiKey)
+            .where(col(ApiKey.prefix) == prefix, col(ApiKey.revoked_at).is_(None))
+            .values(revoked_at=utcnow())
+            .returning(ApiKey)
+        )
+    ).scalar_one_or_none()
+    if key is None:
         raise NotFound(f"no active API key with prefix {prefix}")
+    assert isinstance(key, ApiKey) and key.id is not None
+    for account_id in await _accounts_acted_on(session, key):
+        events.record(session, events.ApiKeyRevoked(account_id, key.id, key.name, key.prefix, key.kind))
+
+
+async def _accounts_acted_on(session: AsyncSession, key: ApiKey) -> list[int]:
+    """The accounts whose audit trail records a key's creation and revocation: a member key's account, every
+    account its partner manages now; admin and usage-reporter keys belong to no account's trail."""
+    if key.account_id is not None:
+        return [key.account_id]
+    if key.partner_id is None:
+        return []
+    granted = select(PartnerAccount.account_id).where(PartnerAccount.partner_id == key.partner_id)
+    return sorted((await session.exec(granted)).all())
 
 
 async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
@@ -125,4 +154,6 @@ async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
         api_key_id=key.id,
         account_id=key.account_id,
         partner_id=key.partner_id,
+        key_name=key.name,
+        key_prefix=key.prefix,
     )

@@ -32,8 +32,10 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.actors import current_actor
 from billing.config import Settings
 from billing.funding import FundingState, funding_state
+from billing.observability.request import current_request_id
 from models import AutoRechargeSettings, DomainEventRow, TransactionKind, TransactionStatus
 from models.types import utcnow
 
@@ -185,6 +187,29 @@ class LeadPlanChanged:
     after: Snapshot
 
 
+@dataclass(frozen=True)
+class ApiKeyCreated:
+    """A key that acts on this account: a member key of it, or a key of a partner that manages it (one event
+    per account the partner manages then). Never the key's secret or its hash."""
+
+    type: ClassVar[str] = "api_key.created"
+    account_id: int
+    api_key_id: int
+    name: str
+    prefix: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class ApiKeyRevoked:
+    type: ClassVar[str] = "api_key.revoked"
+    account_id: int
+    api_key_id: int
+    name: str
+    prefix: str
+    kind: str
+
+
 DomainEvent = (
     BalanceChanged
     | FundingStateChanged
@@ -196,6 +221,8 @@ DomainEvent = (
     | PaymentMethodRemoved
     | DefaultPaymentMethodChanged
     | LeadPlanChanged
+    | ApiKeyCreated
+    | ApiKeyRevoked
 )
 _EVENT_TYPES: dict[str, type[DomainEvent]] = {
     kind.type: kind
@@ -210,6 +237,8 @@ _EVENT_TYPES: dict[str, type[DomainEvent]] = {
         PaymentMethodRemoved,
         DefaultPaymentMethodChanged,
         LeadPlanChanged,
+        ApiKeyCreated,
+        ApiKeyRevoked,
     )
 }
 
@@ -375,8 +404,16 @@ def _write(session: Session) -> None:
         lock = func.pg_advisory_xact_lock(literal(_COMMIT_ORDER_LOCK, BigInteger))
         connection.execute(select(lock, func.pg_notify(CHANNEL, payload)))
     now = utcnow()
+    # Who and from where, for the audit trail (billing/audit.py): the actor and request the commit runs in.
+    actor = current_actor()
+    stamp = {
+        "actor_kind": actor.kind,
+        "actor_name": actor.name,
+        "actor_key_prefix": actor.key_prefix,
+        "request_id": current_request_id(),
+    }
     rows = [
-        {"account_id": e.account_id, "type": e.type, "payload": to_json(e), "occurred_at": now}
+        {"account_id": e.account_id, "type": e.type, "payload": to_json(e), "occurred_at": now, **stamp}
         for e in events
     ]
     # Rows come back in no guaranteed order: sorted by id, which is insertion (and commit) order.

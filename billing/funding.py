@@ -2,12 +2,15 @@
 
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.auth import Principal
 from models import Account, AutoRechargeSettings
+
+if TYPE_CHECKING:  # billing.auth records key events (billing.events), which needs funding_state from here
+    from billing.auth import Principal
 
 
 class FundingState(StrEnum):
@@ -28,7 +31,7 @@ def funding_state(
 
 
 async def funding_states(
-    session: AsyncSession, principal: Principal, account_ids: Sequence[int], default_low_minor: int
+    session: AsyncSession, principal: "Principal", account_ids: Sequence[int], default_low_minor: int
 ) -> dict[int, FundingState]:
     """States for many accounts in two statements; unknown and invisible ids are left out."""
     statement = select(Account.id, Account.balance_minor).where(

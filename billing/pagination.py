@@ -15,9 +15,11 @@ MAX_PAGE_SIZE = 100
 # Cursors are ours: a kind and a few short keys. Anything longer is refused before it is decoded.
 MAX_CURSOR_LENGTH = 200
 # The parts cursors carry, exactly as `encode_cursor` callers write them: a row id in ASCII digits within the
-# INTEGER primary keys' range (32-bit on PostgreSQL), and an aware `datetime.isoformat()`.
+# INTEGER primary keys' range (32-bit on PostgreSQL; BIGINT keys pass their own `maximum`), and an aware
+# `datetime.isoformat()`.
 MAX_ROW_ID = 2**31 - 1
-_ROW_ID = re.compile(r"[1-9][0-9]{0,9}", re.ASCII)
+MAX_BIG_ROW_ID = 2**63 - 1
+_ROW_ID = re.compile(r"[1-9][0-9]{0,18}", re.ASCII)
 _MOMENT = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?[+-][0-9]{2}:[0-9]{2}", re.ASCII
 )
@@ -60,9 +62,9 @@ def decode_cursor(cursor: str, kind: str, parts: int, argument: str = "after") -
     return fields[1:]
 
 
-def cursor_row_id(part: str, argument: str = "after") -> int:
+def cursor_row_id(part: str, argument: str = "after", *, maximum: int = MAX_ROW_ID) -> int:
     """A row id carried by a cursor: ASCII digits, positive and within the key column's range."""
-    if not _ROW_ID.fullmatch(part) or int(part) > MAX_ROW_ID:
+    if not _ROW_ID.fullmatch(part) or int(part) > maximum:
         raise InvalidArgument(argument, "not a valid cursor")
     return int(part)
 

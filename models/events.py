@@ -18,6 +18,8 @@ class DomainEventRow(SQLModel, table=True):
     __tablename__ = "domain_event"
     __table_args__ = (
         Index("ix_domain_event_account", "account_id", "id"),
+        # The audit trail reads one account's settings events by type, newest first (billing/audit.py).
+        Index("ix_domain_event_audit", "account_id", "type", "id"),
         # A cursor must never meet a reused id (SQLite would reuse the highest one once it is deleted).
         {"sqlite_autoincrement": True},
     )
@@ -31,3 +33,10 @@ class DomainEventRow(SQLModel, table=True):
     type: str = Field(max_length=64)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Who made the change and in which request (billing/actors.py): the audit trail's "who" and "from where".
+    # A key's kind, name and visible prefix, never its secret; a process ("system", "stripe") has no name.
+    # Null on events written before the audit trail existed.
+    actor_kind: str | None = Field(default=None, max_length=32)
+    actor_name: str | None = Field(default=None, max_length=200)
+    actor_key_prefix: str | None = Field(default=None, max_length=16)
+    request_id: str | None = Field(default=None, max_length=128)

@@ -11,6 +11,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from billing import webhooks
+from billing.actors import STRIPE, acting_as
 from billing.config import Settings
 from billing.db import DatabaseBusy
 from billing.stripe_gateway import InvalidWebhook, PaymentProviderUnavailable
@@ -47,13 +48,14 @@ async def stripe_webhook_endpoint(request: Request) -> JSONResponse:
     if request.app.state.stripe is None:
         return JSONResponse({"error": "payments are not configured on this server"}, status_code=503)
     try:
-        outcome = await webhooks.handle(
-            request.app.state.session_factory,
-            request.app.state.stripe,
-            payload,
-            request.headers.get("stripe-signature"),
-            future_tolerance=settings.stripe_webhook_future_tolerance_seconds,
-        )
+        with acting_as(STRIPE):  # what the event changes, Stripe changed (the audit trail's actor)
+            outcome = await webhooks.handle(
+                request.app.state.session_factory,
+                request.app.state.stripe,
+                payload,
+                request.headers.get("stripe-signature"),
+                future_tolerance=settings.stripe_webhook_future_tolerance_seconds,
+            )
     except InvalidWebhook as error:
         logger.warning("stripe webhook refused: %s", error.message)
         return JSONResponse({"error": "invalid signature"}, status_code=400)

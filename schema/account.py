@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 import strawberry
 
-from billing import fx, payments, transactions
+from billing import audit, fx, payments, transactions
 from billing.funding import FundingState
 from billing.months import InvalidMonth, parse_month
 from billing.pagination import InvalidArgument
@@ -18,6 +18,7 @@ from resolvers.loaders import (
     UsageByAccountMonth,
     UsdRateByCurrency,
 )
+from schema.audit import AuditEntry, AuditEntryConnection
 from schema.auto_recharge import AutoRecharge
 from schema.company import Company, company_field_path
 from schema.lead_plan_subscription import LeadPlan
@@ -176,3 +177,14 @@ class Account(Node):
             for row in page.items
         ]
         return TransactionConnection.of(edges, has_next=page.has_next, after=after)
+
+    @strawberry.field(
+        description="Changes to the billing settings, newest first: who, when, what, from which request. "
+        "`first` is at most 100."
+    )
+    async def audit_log(self, info: Info, first: int = 20, after: str | None = None) -> AuditEntryConnection:
+        page = await info.context.read(
+            lambda session: audit.audit_log(session, self.pk, first=first, after=after)
+        )
+        edges = [Edge(cursor=audit.audit_cursor(entry), node=AuditEntry.of(entry)) for entry in page.items]
+        return AuditEntryConnection.of(edges, has_next=page.has_next, after=after)

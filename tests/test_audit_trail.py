@@ -1,0 +1,383 @@
+"""The audit trail: every settings change through GraphQL leaves one entry naming the key that made it, the
+request (X-Request-Id), and what changed; secrets never appear; an account's trail is in its scope only; pages
+walk newest first; a rolled-back change leaves nothing; API keys made and revoked through billing/auth.py are
+recorded in the accounts they act on. Cards and company go through localstripe, as the Billing page does."""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import audit, auth, events
+from billing.actors import STRIPE, Actor, ActorKind, acting_as
+from billing.db import SessionFactory, unit_of_work
+from billing.lead_plans import LeadPlanInput, create_lead_plan
+from billing.pagination import encode_cursor
+from billing.stripe_gateway import StripeGateway
+from models import Account, DomainEventRow, PrincipalKind
+from schema.node import to_global_id
+from server import create_app
+from tests.factories import create_account, create_partner, member_key, partner_key
+from tests.stripe_server import LocalStripe, stripe_settings
+
+AUDIT_LOG = """
+query ($id: ID, $first: Int!, $after: String) {
+  account(id: $id) {
+    auditLog(first: $first, after: $after) {
+      edges {
+        cursor
+        node {
+          occurredAt action actor { kind name keyPrefix } requestId subjectId changes { field before after }
+        }
+      }
+      pageInfo { hasNextPage hasPreviousPage endCursor }
+    }
+  }
+}
+"""
+
+UPDATE_COMPANY = """
+mutation ($input: UpdateCompanyInput!) { updateCompany(input: $input) { __typename ... on Error { message } } }
+"""
+ATTACH = """
+mutation ($input: AttachPaymentMethodInput!) {
+  attachPaymentMethod(input: $input) {
+    __typename ... on PaymentMethodSuccess { paymentMethod { id } } ... on Error { message }
+  }
+}
+"""
+SET_DEFAULT = """
+mutation ($input: PaymentMethodInput!) {
+  setDefaultPaymentMethod(input: $input) { __typename ... on Error { message } }
+}
+"""
+DELETE = """
+mutation ($input: DeletePaymentMethodInput!) {
+  deletePaymentMethod(input: $input) { __typename ... on Error { message } }
+}
+"""
+CREATE_LEAD_PLAN = """
+mutation ($input: CreateLeadPlanInput!) {
+  createLeadPlan(input: $input) { __typename ... on LeadPlanSuccess { leadPlan { id } } ... on Error { message } }
+}
+"""
+PAUSE_LEAD_PLAN = """
+mutation ($input: ChangeLeadPlanInput!) { pauseLeadPlan(input: $input) { __typename ... on Error { message } } }
+"""
+RESUME_LEAD_PLAN = """
+mutation ($input: ChangeLeadPlanInput!) { resumeLeadPlan(input: $input) { __typename ... on Error { message } } }
+"""
+AUTO_RECHARGE = """
+mutation ($input: AutoRechargeInput!) { autoRecharge(input: $input) { __typename ... on Error { message } } }
+"""
+
+COMPANY: dict[str, Any] = {
+    "legalName": "Acme GmbH",
+    "registrationNumber": "HRB 12345",
+    "phone": "030 123456",
+    "address": {"line1": "Unter den Linden 1", "city": "Berlin", "postalCode": "10117", "country": "DE"},
+}
+
+
+@pytest.fixture
+async def gateway_client(
+    session_factory: SessionFactory, localstripe_url: str, stripe_gateway: StripeGateway
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(stripe_settings(localstripe_url), sessions=session_factory)
+    app.state.stripe = stripe_gateway
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
+    ):
+        yield client
+
+
+async def post(
+    client: httpx.AsyncClient, key: str, query: str, request_id: str | None = None, **variables: Any
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {key}"}
+    if request_id is not None:
+        headers["X-Request-Id"] = request_id
+    response = await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def mutate(client: httpx.AsyncClient, key: str, query: str, request_id: str, **variables: Any) -> Any:
+    body = await post(client, key, query, request_id, **variables)
+    assert "errors" not in body, body
+    (payload,) = body["data"].values()
+    assert "Error" not in payload["__typename"], payload
+    return payload
+
+
+async def trail(client: httpx.AsyncClient, key: str, account: Account) -> list[dict[str, Any]]:
+    """The account's whole audit trail, newest first, read page by page through GraphQL."""
+    entries: list[dict[str, Any]] = []
+    after = None
+    while True:
+        body = await post(client, key, AUDIT_LOG, id=account_id(account), first=100, after=after)
+        assert "errors" not in body, body
+        log = body["data"]["account"]["auditLog"]
+        entries += [edge["node"] for edge in log["edges"]]
+        if not log["pageInfo"]["hasNextPage"]:
+            return entries
+        after = log["pageInfo"]["endCursor"]
+
+
+def account_id(account: Account) -> str:
+    assert account.id is not None
+    return to_global_id("Account", account.id)
+
+
+def changes(entry: dict[str, Any]) -> dict[str, tuple[str | None, str | None]]:
+    return {change["field"]: (change["before"], change["after"]) for change in entry["changes"]}
+
+
+class Auditor:
+    """Runs one mutation and returns the one audit entry it added (failing if it added none or several)."""
+
+    def __init__(self, client: httpx.AsyncClient, reader: str, account: Account) -> None:
+        self.client, self.reader, self.account = client, reader, account
+        self.seen = 0
+
+    async def entry_of(self, key: str, query: str, request_id: str, **variables: Any) -> tuple[Any, Any]:
+        payload = await mutate(self.client, key, query, request_id, **variables)
+        entries = await trail(self.client, self.reader, self.account)
+        assert len(entries) == self.seen + 1, entries[: len(entries) - self.seen]
+        self.seen = len(entries)
+        return payload, entries[0]
+
+
+async def test_each_settings_mutation_is_recorded_once_with_who_where_and_what(
+    session: AsyncSession, gateway_client: httpx.AsyncClient, localstripe: LocalStripe
+) -> None:
+    account = await create_account(session)
+    partner = await create_partner(session, account)
+    member = await member_key(session, account)
+    manager = await partner_key(session, partner)
+    as_member = {"kind": "MEMBER", "name": "test member", "keyPrefix": auth.key_prefix(member)}
+    as_partner = {"kind": "PARTNER", "name": "test partner", "keyPrefix": auth.key_prefix(manager)}
+    auditor = Auditor(gateway_client, member, account)
+    assert await trail(gateway_client, member, account) == []
+
+    _, entry = await auditor.entry_of(member, UPDATE_COMPANY, "req-company", input=COMPANY)
+    assert entry["action"] == "COMPANY_CHANGED" and entry["actor"] == as_member
+    assert entry["requestId"] == "req-company" and entry["subjectId"] is None
+    assert changes(entry)["legalName"] == (None, "Acme GmbH")
+    assert changes(entry)["phone"] == (None, "+4930123456")
+
+    _, entry = await auditor.entry_of(
+        member, UPDATE_COMPANY, "req-company-2", input={**COMPANY, "legalName": "Acme AG"}
+    )
+    assert entry["action"] == "COMPANY_CHANGED" and entry["requestId"] == "req-company-2"
+    assert changes(entry) == {"legalName": ("Acme GmbH", "Acme AG")}  # only what changed
+
+    card = {"stripePaymentMethodId": await localstripe.card()}
+    payload, entry = await auditor.entry_of(member, ATTACH, "req-card-1", input=card)
+    first_card = payload["paymentMethod"]["id"]
+    assert entry["action"] == "PAYMENT_METHOD_ADDED" and entry["actor"] == as_member
+    assert entry["requestId"] == "req-card-1" and entry["subjectId"] == first_card
+    assert changes(entry) == {"brand": (None, "visa"), "last4": (None, "4242"), "isDefault": (None, "true")}
+
+    card = {"stripePaymentMethodId": await localstripe.card("5555555555554444")}
+    payload, entry = await auditor.entry_of(member, ATTACH, "req-card-2", input=card)
+    second_card = payload["paymentMethod"]["id"]
+    assert changes(entry)["isDefault"] == (None, "false")
+
+    _, entry = await auditor.entry_of(
+        member, SET_DEFAULT, "req-default", input={"paymentMethodId": second_card}
+    )
+    assert entry["action"] == "DEFAULT_PAYMENT_METHOD_CHANGED" and entry["requestId"] == "req-default"
+    assert changes(entry) == {"defaultPaymentMethodId": (first_card, second_card)}
+
+    plan_input = {
+        "accountId": account_id(account),
+        "name": "Solar leads",
+        "monthlyBudget": "500",
+        "pricePerLead": "25",
+    }
+    payload, entry = await auditor.entry_of(manager, CREATE_LEAD_PLAN, "req-plan", input=plan_input)
+    plan_id = payload["leadPlan"]["id"]
+    assert entry["action"] == "LEAD_PLAN_CHANGED" and entry["actor"] == as_partner
+    assert entry["requestId"] == "req-plan" and entry["subjectId"] == plan_id
+    assert changes(entry)["monthlyBudgetMinor"] == (None, "50000")
+    assert changes(entry)["status"] == (None, "active")
+
+    _, entry = await auditor.entry_of(manager, PAUSE_LEAD_PLAN, "req-pause", input={"leadPlanId": plan_id})
+    assert changes(entry) == {"status": ("active", "paused")} and entry["requestId"] == "req-pause"
+    _, entry = await auditor.entry_of(manager, RESUME_LEAD_PLAN, "req-resume", input={"leadPlanId": plan_id})
+    assert changes(entry) == {"status": ("paused", "active")}
+
+    settings = {"enabled": True, "threshold": "10", "amount": "50", "monthlyLimit": "200"}
+    _, entry = await auditor.entry_of(member, AUTO_RECHARGE, "req-recharge", input=settings)
+    assert entry["action"] == "AUTO_RECHARGE_SETTINGS_CHANGED" and entry["actor"] == as_member
+    assert entry["requestId"] == "req-recharge"
+    assert changes(entry) == {
+        "enabled": (None, "true"),
+        "thresholdMinor": (None, "1000"),
+        "amountMinor": (None, "5000"),
+        "monthlyLimitMinor": (None, "20000"),
+        "paymentMethodId": (None, second_card),
+    }
+
+    _, entry = await auditor.entry_of(member, DELETE, "req-delete", input={"paymentMethodId": first_card})
+    assert entry["action"] == "PAYMENT_METHOD_REMOVED" and entry["subjectId"] == first_card
+    assert changes(entry) == {"brand": ("visa", None), "last4": ("4242", None)}
+
+    # A partner reads the same trail for its account; no key and no client secret appears anywhere in it.
+    everything = await trail(gateway_client, manager, account)
+    assert everything == await trail(gateway_client, member, account) and len(everything) == 10
+    text = json.dumps(everything)
+    assert member not in text and manager not in text
+    assert "secret" not in text.lower()
+
+
+async def test_an_account_trail_is_in_the_account_scope_only(
+    session: AsyncSession, session_factory: SessionFactory, gateway_client: httpx.AsyncClient
+) -> None:
+    mine, theirs = await create_account(session), await create_account(session)
+    own_partner, other_partner = await create_partner(session, mine), await create_partner(session, theirs)
+    member, manager = await member_key(session, mine), await partner_key(session, own_partner)
+    stranger = await partner_key(session, other_partner)
+    async with unit_of_work(session_factory) as work:
+        await auth.create_api_key(work, kind=PrincipalKind.MEMBER, name="ci", account_id=mine.id)
+
+    for key in (member, manager):
+        assert [entry["action"] for entry in await trail(gateway_client, key, mine)] == ["API_KEY_CREATED"]
+    for key, foreign in ((member, theirs), (stranger, mine)):
+        body = await post(gateway_client, key, AUDIT_LOG, id=account_id(foreign), first=5)
+        assert [error["message"] for error in body["errors"]] == ["id: no such account"]
+        assert body["data"] is None
+    # The other account's trail is its own: the key made for `mine` is not in it.
+    assert await trail(gateway_client, stranger, theirs) == []
+
+
+async def test_pages_walk_newest_first_and_cursors_are_parsed_strictly(
+    session: AsyncSession, session_factory: SessionFactory, gateway_client: httpx.AsyncClient
+) -> None:
+    account = await create_account(session)
+    member = await member_key(session, account)
+    for number in range(5):
+        async with unit_of_work(session_factory) as work:
+            events.record(
+                work, events.CompanyChanged(account.id or 0, None, {"legal_name": f"Name {number}"})
+            )
+            # A balance move in the same transaction is not a settings change: not in the trail.
+            events.balance_moved(work, account.id or 0, "USD", number, number + 1)
+
+    names: list[str | None] = []
+    after = None
+    pages = 0
+    while True:
+        body = await post(gateway_client, member, AUDIT_LOG, id=account_id(account), first=2, after=after)
+        log = body["data"]["account"]["auditLog"]
+        assert log["pageInfo"]["hasPreviousPage"] is (after is not None)
+        names += [changes(edge["node"])["legalName"][1] for edge in log["edges"]]
+        pages += 1
+        if not log["pageInfo"]["hasNextPage"]:
+            break
+        after = log["pageInfo"]["endCursor"]
+        assert after == log["edges"][-1]["cursor"]
+    assert names == [f"Name {number}" for number in reversed(range(5))] and pages == 3
+
+    refused = {
+        "not base64!": "after: not a valid cursor",
+        encode_cursor("transaction", "2026-01-01T00:00:00+00:00", "1"): "after: not a valid cursor",
+        encode_cursor(audit.CURSOR_KIND, "0"): "after: not a valid cursor",
+        encode_cursor(audit.CURSOR_KIND, str(2**63)): "after: not a valid cursor",
+        encode_cursor(audit.CURSOR_KIND, "01"): "after: not a valid cursor",
+    }
+    for cursor, message in refused.items():
+        body = await post(gateway_client, member, AUDIT_LOG, id=account_id(account), first=2, after=cursor)
+        assert [error["message"] for error in body["errors"]] == [message], cursor
+    for first in (0, 101):
+        body = await post(gateway_client, member, AUDIT_LOG, id=account_id(account), first=first)
+        assert [error["message"] for error in body["errors"]] == [
+            f"first: must be between 1 and 100, got {first}"
+        ]
+    # A cursor beyond any 32-bit id still reads (event ids are 64-bit): everything is older than it.
+    far = encode_cursor(audit.CURSOR_KIND, str(2**40))
+    body = await post(gateway_client, member, AUDIT_LOG, id=account_id(account), first=100, after=far)
+    assert len(body["data"]["account"]["auditLog"]["edges"]) == 5
+
+
+class Refused(Exception):
+    """Raised inside a unit of work to roll it back."""
+
+
+async def test_a_rolled_back_change_leaves_no_entry(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    account = await create_account(session)
+    partner = await create_partner(session, account)
+    principal = auth.Principal(kind=PrincipalKind.PARTNER, api_key_id=0, partner_id=partner.id)
+    plan = LeadPlanInput(name="Leads", monthly_budget="500", price_per_lead="25")
+    assert account.id is not None
+    with pytest.raises(Refused):
+        async with unit_of_work(session_factory) as work:
+            await create_lead_plan(work, principal, account.id, plan)
+            await auth.create_api_key(work, kind=PrincipalKind.MEMBER, name="doomed", account_id=account.id)
+            raise Refused
+    async with session_factory() as reader:
+        assert (await audit.audit_log(reader, account.id, first=10)).items == []
+        # The same changes committed are recorded: the test can tell the difference.
+        async with unit_of_work(session_factory) as work:
+            await create_lead_plan(work, principal, account.id, plan)
+        entries = (await audit.audit_log(reader, account.id, first=10)).items
+        assert [entry.action for entry in entries] == [audit.AuditAction.LEAD_PLAN_CHANGED]
+
+
+async def test_api_keys_created_and_revoked_are_recorded_without_their_secret(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    account, managed, elsewhere = [await create_account(session) for _ in range(3)]
+    partner = await create_partner(session, account, managed)
+    assert account.id is not None and managed.id is not None and elsewhere.id is not None
+
+    async with unit_of_work(session_factory) as work:
+        key, raw = await auth.create_api_key(
+            work, kind=PrincipalKind.MEMBER, name="ci", account_id=account.id
+        )
+    with acting_as(Actor(ActorKind.ADMIN, "ops", "0123456789ab")):
+        async with unit_of_work(session_factory) as work:
+            _, partner_raw = await auth.create_api_key(
+                work, kind=PrincipalKind.PARTNER, name="crm", partner_id=partner.id
+            )
+    with acting_as(STRIPE):  # any actor in force is the one recorded
+        async with unit_of_work(session_factory) as work:
+            await auth.revoke_api_key(work, key.prefix)
+
+    async with session_factory() as reader:
+        revoked, partner_created, created = (await audit.audit_log(reader, account.id, first=10)).items
+        assert created.action is audit.AuditAction.API_KEY_CREATED
+        assert created.actor == Actor(ActorKind.SYSTEM) and created.request_id is None
+        assert {c.field: (c.before, c.after) for c in created.changes} == {
+            "name": (None, "ci"),
+            "prefix": (None, key.prefix),
+            "kind": (None, "member"),
+        }
+        assert partner_created.actor == Actor(ActorKind.ADMIN, "ops", "0123456789ab")
+        assert revoked.action is audit.AuditAction.API_KEY_REVOKED and revoked.actor == STRIPE
+        assert {c.field: (c.before, c.after) for c in revoked.changes}["prefix"] == (key.prefix, None)
+        # A partner key acts on each account the partner manages: it is in each one's trail, and nowhere else.
+        managed_entries = (await audit.audit_log(reader, managed.id, first=10)).items
+        assert [(e.action, e.changes) for e in managed_entries] == [
+            (partner_created.action, partner_created.changes)
+        ]
+        assert (await audit.audit_log(reader, elsewhere.id, first=10)).items == []
+        stored = (await reader.exec(select(DomainEventRow))).all()
+        for row in stored:
+            text = json.dumps(row.payload)
+            assert raw not in text and partner_raw not in text and "secret" not in text
+
+
+def test_an_event_that_is_no_settings_change_is_refused() -> None:
+    """Not described as an entry with no changes: a new settings event must be given its description."""
+    with pytest.raises(ValueError, match="not an audited event"):
+        audit.describe(events.BalanceChanged(1, "USD", 0, 100))
