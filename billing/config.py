@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     # queue for a busy account's row lock under load.
     db_statement_timeout_seconds: float = Field(default=30.0, gt=0)
 
+    # Outgoing webhooks: each attempt gets this long; endpoints on loopback are allowed outside production
+    # (a receiver on this machine), never private, link-local or reserved addresses, nor plain http in production.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_allow_loopback: bool | None = None
+
     # Logs go to stderr: JSON lines, or `console` for a person (the default when stderr is a terminal).
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -127,6 +132,10 @@ class Settings(BaseSettings):
     @property
     def graphiql_enabled(self) -> bool:
         return self.graphiql if self.graphiql is not None else not self.is_production
+
+    @property
+    def webhook_loopback_allowed(self) -> bool:
+        return self.webhook_allow_loopback if self.webhook_allow_loopback is not None else not self.is_production
 
     @property
     def introspection_enabled(self) -> bool:

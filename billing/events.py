@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
-from sqlalchemy import BigInteger, Table, event, func, insert, literal
+from sqlalchemy import BigInteger, Connection, Table, event, func, insert, literal
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -337,6 +337,15 @@ bus = EventBus()
 subscribe = bus.subscribe
 publish = bus.publish
 
+# Called in the committing transaction with the events just written, before the COMMIT: what must exist
+# exactly when they do (the outgoing webhooks' outbox, billing/webhooks_outgoing.py) is written there.
+Writer = Callable[[Connection, Sequence[StoredEvent]], None]
+_writers: list[Writer] = []
+
+
+def on_write(writer: Writer) -> None:
+    _writers.append(writer)
+
 
 def _guarded(session: AsyncSession) -> Session:
     sync_session = session.sync_session
@@ -420,6 +429,8 @@ def _write(session: Session) -> None:
     statement = insert(_TABLE).returning(_TABLE.c.id, _TABLE.c.type, _TABLE.c.payload, _TABLE.c.occurred_at)
     written = sorted((_stored(row) for row in connection.execute(statement, rows)), key=lambda s: s.id)
     session.info[_WRITTEN_KEY] = written
+    for writer in _writers:
+        writer(connection, written)
 
 
 @event.listens_for(Session, "after_commit")

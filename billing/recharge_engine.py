@@ -39,7 +39,7 @@ from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import ledger, payments, reconciliation
+from billing import ledger, payments, reconciliation, webhooks_outgoing_delivery
 from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
 from billing.months import month_of
@@ -226,6 +226,9 @@ async def run_worker(
 
     Every `reconcile_interval_seconds` (and once at start, to heal what a crash left) it also reconciles
     payments pending too long, so no cron is needed; several workers doing so only repeat each other's reads.
+    Each pass also sends the outgoing webhooks that are due (billing.webhooks_outgoing_delivery): after the
+    recharges, so a slow receiver (bounded by `webhook_timeout_seconds`) delays the next charge by at most one
+    attempt, and one pass holds one connection at a time.
     """
     loop = asyncio.get_running_loop()
     lease = timedelta(seconds=settings.recharge_lease_seconds)
@@ -253,6 +256,10 @@ async def run_worker(
             # A database hiccup must not end the embedded worker; the lease makes the retry safe.
             logger.exception("auto-recharge worker pass failed")
             claimed = 0
+        try:
+            claimed += await webhooks_outgoing_delivery.run_once(factory, settings)
+        except Exception:
+            logger.exception("webhook delivery pass failed")
         if claimed == 0:
             idle = min(settings.worker_poll_seconds, max(0.0, next_reconcile - loop.time()))
             with suppress(TimeoutError):

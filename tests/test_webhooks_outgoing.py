@@ -1,0 +1,424 @@
+"""Outgoing webhooks: the outbox written with the change, delivery to a receiver on loopback signed per Standard
+Webhooks (verified with the standard's own library), retries, order, leases, and the address check."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from standardwebhooks.webhooks import Webhook
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from billing import events, webhooks_outgoing, webhooks_outgoing_delivery
+from billing.auth import Principal
+from billing.config import Environment, Settings
+from billing.db import SessionFactory, session_factory, unit_of_work
+from billing.events import FundingStateChanged, TransactionSettled
+from billing.funding import FundingState
+from billing.webhooks_outgoing import EndpointInput, UnsafeWebhookUrl
+from models import (
+    Account,
+    PrincipalKind,
+    TransactionKind,
+    TransactionStatus,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+    WebhookEndpointStatus,
+)
+from models.types import utcnow
+from tests.factories import create_account
+from tests.loopback import serving
+from tests.statements import recorded_statements
+
+# Endpoints' own timestamps; a worker pass is given `now` (the fixture), after every commit of the test.
+CREATED = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+ADMIN = Principal(PrincipalKind.ADMIN, api_key_id=0)
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: answers each request with the next planned reply (200 once the plan is used up).
+    A reply of None never answers (until the test ends): the sender's timeout or a killed worker."""
+
+    plan: list[int | None] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    arrived: asyncio.Queue[None] = field(default_factory=asyncio.Queue)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def endpoint(self, request: Request) -> PlainTextResponse:
+        self.received.append((dict(request.headers), await request.body()))
+        self.arrived.put_nowait(None)
+        reply = self.plan.pop(0) if self.plan else 200
+        if reply is None:
+            await self.released.wait()
+            reply = 200
+        return PlainTextResponse("ok" if reply < 400 else "receiver broke", status_code=reply)
+
+    def bodies(self) -> list[dict[str, object]]:
+        return [json.loads(body) for _, body in self.received]
+
+
+@asynccontextmanager
+async def receiving(receiver: Receiver) -> AsyncIterator[str]:
+    app = Starlette(routes=[Route("/hooks", receiver.endpoint, methods=["POST"])])
+    async with serving(app) as base_url:
+        try:
+            yield f"{base_url}/hooks"
+        finally:
+            receiver.released.set()
+
+
+def delivery_settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": Environment.TEST,
+        "stripe_secret_key": "sk_test_unused",
+        "embedded_worker": False,
+        "webhook_timeout_seconds": 1.0,
+    }
+    return Settings(**(values | overrides))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def now() -> datetime:
+    """A worker pass's clock: later than any delivery the test writes (each is due from its commit)."""
+    return utcnow() + timedelta(minutes=1)
+
+
+async def endpoint_for(
+    factory: SessionFactory, account: Account, url: str, *types: str, principal: Principal = ADMIN
+) -> WebhookEndpoint:
+    request = EndpointInput(url=url, event_types=types or webhooks_outgoing.EVENT_TYPES)
+    valid = await webhooks_outgoing.vetted(request, loopback_allowed=True, creating=True)
+    assert account.id is not None
+    async with unit_of_work(factory) as session:
+        return await webhooks_outgoing.create_endpoint(session, principal, account.id, valid, now=CREATED)
+
+
+def top_up_settled(account: Account, transaction_id: int, status: TransactionStatus) -> TransactionSettled:
+    assert account.id is not None
+    failure = None if status is TransactionStatus.SUCCEEDED else "card_declined"
+    return TransactionSettled(
+        account.id, transaction_id, TransactionKind.TOP_UP, status, 2_500, "USD", failure
+    )
+
+
+async def committed(factory: SessionFactory, *recorded: events.DomainEvent) -> None:
+    async with unit_of_work(factory) as session:
+        events.record(session, *recorded)
+
+
+async def deliveries(session: AsyncSession, account: Account) -> list[WebhookDelivery]:
+    statement = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.account_id == account.id)
+        .order_by(col(WebhookDelivery.id))
+    )
+    rows = list((await session.exec(statement)).all())
+    for row in rows:
+        await session.refresh(row)
+    return rows
+
+
+async def status_of(session: AsyncSession, endpoint: WebhookEndpoint) -> str:
+    statement = select(WebhookEndpoint.status).where(WebhookEndpoint.id == endpoint.id)
+    return (await session.exec(statement)).one()
+
+
+async def test_a_settled_top_up_reaches_the_receiver_signed_per_the_standard(
+    now: datetime, session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account = await create_account(session)
+    await session.commit()
+    receiver = Receiver()
+    async with receiving(receiver) as url:
+        endpoint = await endpoint_for(session_factory, account, url)
+        await committed(session_factory, top_up_settled(account, 7, TransactionStatus.SUCCEEDED))
+        assert await webhooks_outgoing_delivery.run_once(session_factory, delivery_settings(), now=now) == 1
+    [(headers, body)] = receiver.received
+    verified = Webhook(endpoint.secret).verify(body, headers)
+    assert verified["type"] == "topup.succeeded"
+    assert verified["data"] == {
+        "account_id": account.id,
+        "transaction_id": 7,
+        "status": "succeeded",
+        "amount": {"amount_minor": 2_500, "currency": "USD"},
+        "failure_code": None,
+    }
+    assert endpoint.secret.startswith("whsec_")
+    with pytest.raises(Exception, match="signature"):
+        Webhook(webhooks_outgoing.new_secret()).verify(body, headers)
+    [delivery] = await deliveries(session, account)
+    assert (delivery.status, delivery.attempts, delivery.last_response_status) == ("succeeded", 1, 200)
+    assert headers["webhook-id"] == delivery.webhook_id
+
+
+async def test_only_subscribed_endpoints_of_the_account_get_a_delivery_and_falling_funds_are_told(
+    session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account, other = await create_account(session), await create_account(session)
+    await session.commit()
+    url = "http://127.0.0.1:9/hooks"  # never sent to: this test only reads the outbox
+    await endpoint_for(session_factory, account, url, "balance.low", "balance.depleted")
+    await endpoint_for(session_factory, account, url, "topup.failed")
+    await endpoint_for(session_factory, other, url)
+    assert account.id is not None
+    await committed(
+        session_factory,
+        events.BalanceChanged(account.id, "USD", 5_000, 500),
+        FundingStateChanged(account.id, FundingState.OK, FundingState.LOW, 500),
+        top_up_settled(account, 8, TransactionStatus.SUCCEEDED),
+        # Rising from depleted to low is not news for a receiver.
+        FundingStateChanged(account.id, FundingState.DEPLETED, FundingState.LOW, 600),
+    )
+    [low] = await deliveries(session, account)
+    assert low.event_type == "balance.low"
+    assert low.payload["data"] == {
+        "account_id": account.id,
+        "funding_state": "low",
+        "balance": {"amount_minor": 500, "currency": "USD"},
+    }
+    assert await deliveries(session, other) == []
+
+
+async def test_a_commit_without_webhook_events_writes_no_delivery_statement(
+    engine: AsyncEngine, session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account = await create_account(session)
+    await session.commit()
+    assert account.id is not None
+    with recorded_statements(engine) as statements:
+        await committed(session_factory, events.BalanceChanged(account.id, "USD", 100, 200))
+    assert not [s for s in statements if "webhook_delivery" in s]
+
+
+async def test_a_500_and_a_timeout_are_retried_with_back_off_under_the_same_webhook_id(
+    now: datetime, session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account = await create_account(session)
+    await session.commit()
+    receiver = Receiver(plan=[500, None, 200])
+    settings = delivery_settings(webhook_timeout_seconds=0.5)
+    async with receiving(receiver) as url:
+        await endpoint_for(session_factory, account, url)
+        await committed(session_factory, top_up_settled(account, 9, TransactionStatus.FAILED))
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=now) == 1
+        [delivery] = await deliveries(session, account)
+        assert (delivery.status, delivery.last_response_status) == ("pending", 500)
+        assert delivery.last_response_body == "receiver broke"
+        assert delivery.next_attempt_at == now + timedelta(seconds=5)
+        # Not due before its back-off ends.
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=now) == 0
+        second = now + timedelta(seconds=5)
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=second) == 1
+        [delivery] = await deliveries(session, account)
+        assert delivery.last_error == "no answer within 0.5 s"
+        assert delivery.next_attempt_at == second + timedelta(minutes=5)
+        third = second + timedelta(minutes=5)
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=third) == 1
+    [delivery] = await deliveries(session, account)
+    assert (delivery.status, delivery.attempts, delivery.delivered_at) == ("succeeded", 3, third)
+    assert {headers["webhook-id"] for headers, _ in receiver.received} == {delivery.webhook_id}
+    assert len(receiver.received) == 3
+
+
+async def test_a_delivery_out_of_retries_fails_and_marks_its_endpoint_failing_until_one_succeeds(
+    now: datetime, session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account = await create_account(session)
+    await session.commit()
+    receiver = Receiver(plan=[503 for _ in range(len(webhooks_outgoing_delivery.BACKOFF) + 1)])
+    settings = delivery_settings()
+    async with receiving(receiver) as url:
+        endpoint = await endpoint_for(session_factory, account, url)
+        await committed(session_factory, top_up_settled(account, 10, TransactionStatus.SUCCEEDED))
+        at = now
+        for wait in (*webhooks_outgoing_delivery.BACKOFF, None):
+            assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=at) == 1
+            at += wait or timedelta(0)
+        [delivery] = await deliveries(session, account)
+        assert (delivery.status, delivery.attempts) == ("failed", len(webhooks_outgoing_delivery.BACKOFF) + 1)
+        assert sum(wait.total_seconds() for wait in webhooks_outgoing_delivery.BACKOFF) > 24 * 3600
+        assert await status_of(session, endpoint) == WebhookEndpointStatus.FAILING
+        # Still queued for, and healthy again once a delivery gets through.
+        await committed(session_factory, top_up_settled(account, 11, TransactionStatus.SUCCEEDED))
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=at) == 1
+    assert await status_of(session, endpoint) == WebhookEndpointStatus.ACTIVE
+
+
+async def test_a_later_event_waits_while_an_earlier_one_of_its_endpoint_is_pending(
+    now: datetime, session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account = await create_account(session)
+    await session.commit()
+    receiver = Receiver(plan=[500])
+    settings = delivery_settings()
+    async with receiving(receiver) as url:
+        await endpoint_for(session_factory, account, url)
+        await committed(session_factory, top_up_settled(account, 12, TransactionStatus.SUCCEEDED))
+        await committed(session_factory, top_up_settled(account, 13, TransactionStatus.SUCCEEDED))
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=now) == 1
+        # The second is due, but the first is still pending (backing off): nothing goes out.
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=now) == 0
+        later = now + timedelta(seconds=5)
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=later) == 1
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=later) == 1
+    sent = [body["data"]["transaction_id"] for body in receiver.bodies()]  # type: ignore[index]
+    assert sent == [12, 12, 13]
+
+
+async def test_a_worker_killed_mid_delivery_loses_it_to_the_next_after_its_lease_same_webhook_id(
+    now: datetime, session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account = await create_account(session)
+    await session.commit()
+    receiver = Receiver(plan=[None])
+    settings = delivery_settings(webhook_timeout_seconds=30.0)
+    async with receiving(receiver) as url:
+        await endpoint_for(session_factory, account, url)
+        await committed(session_factory, top_up_settled(account, 14, TransactionStatus.SUCCEEDED))
+        doomed = asyncio.create_task(webhooks_outgoing_delivery.run_once(session_factory, settings, now=now))
+        await receiver.arrived.get()
+        doomed.cancel()  # the worker dies while the receiver holds the request
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+        # Held by the dead worker's lease until it runs out.
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=now) == 0
+        after = now + webhooks_outgoing_delivery.lease_for(settings)
+        assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=after) == 1
+    [delivery] = await deliveries(session, account)
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+    assert [headers["webhook-id"] for headers, _ in receiver.received] == [delivery.webhook_id] * 2
+
+
+@pytest.mark.postgres_only
+async def test_workers_sending_at_once_never_send_one_delivery_twice(
+    now: datetime, committing_engine: AsyncEngine
+) -> None:
+    factory = session_factory(committing_engine)
+    async with unit_of_work(factory) as session:
+        accounts = [await create_account(session) for _ in range(6)]
+    receiver = Receiver()
+    async with receiving(receiver) as url:
+        for account in accounts:
+            await endpoint_for(factory, account, url)
+            await committed(factory, top_up_settled(account, 1, TransactionStatus.SUCCEEDED))
+        settings = delivery_settings()
+        sent = await asyncio.gather(
+            *(webhooks_outgoing_delivery.run_once(factory, settings, now=now, batch_size=2) for _ in range(6))
+        )
+        while sum(sent) < len(accounts):
+            sent.append(await webhooks_outgoing_delivery.run_once(factory, settings, now=now))
+    ids = [headers["webhook-id"] for headers, _ in receiver.received]
+    assert sum(sent) == len(accounts) == len(ids) == len(set(ids))
+
+
+# --- the address check ------------------------------------------------------------------------------------
+
+
+def resolving_to(*addresses: str) -> Callable[[str, int], object]:
+    async def resolve(host: str, port: int) -> list[str]:
+        return list(addresses)
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://10.0.0.1/hooks",
+        "https://127.0.0.1/hooks",
+        "https://[::1]/hooks",
+        "https://169.254.169.254/latest",
+        "https://[::ffff:192.168.1.1]/hooks",
+        "https://224.0.0.1/hooks",
+        "https://0.0.0.0/hooks",
+        "http://93.184.216.34/hooks",
+        "https://user:pass@93.184.216.34/hooks",
+        "ftp://93.184.216.34/hooks",
+    ],
+)
+async def test_production_refuses_urls_that_point_into_our_network(url: str) -> None:
+    with pytest.raises(UnsafeWebhookUrl):
+        await webhooks_outgoing.resolved_addresses(url, loopback_allowed=False)
+
+
+async def test_production_refuses_a_name_when_any_address_it_resolves_to_is_private(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webhooks_outgoing, "resolve", resolving_to("93.184.216.34", "10.1.2.3"))
+    with pytest.raises(UnsafeWebhookUrl, match="private"):
+        await webhooks_outgoing.resolved_addresses("https://hooks.example.test/x", loopback_allowed=False)
+    monkeypatch.setattr(webhooks_outgoing, "resolve", resolving_to("93.184.216.34"))
+    assert await webhooks_outgoing.resolved_addresses(
+        "https://hooks.example.test/x", loopback_allowed=False
+    ) == ("hooks.example.test", ["93.184.216.34"])
+    # `localhost` resolves for real (no traffic): loopback, refused in production.
+    monkeypatch.undo()
+    with pytest.raises(UnsafeWebhookUrl, match="loopback"):
+        await webhooks_outgoing.resolved_addresses("https://localhost/x", loopback_allowed=False)
+
+
+async def test_a_name_that_turned_private_after_it_was_saved_is_refused_at_delivery_without_a_request(
+    now: datetime, session_factory: SessionFactory, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await create_account(session)
+    await session.commit()
+    monkeypatch.setattr(webhooks_outgoing, "resolve", resolving_to("93.184.216.34"))
+    endpoint = await endpoint_for(session_factory, account, "https://hooks.example.test/x")
+    await committed(session_factory, top_up_settled(account, 15, TransactionStatus.SUCCEEDED))
+    monkeypatch.setattr(webhooks_outgoing, "resolve", resolving_to("192.168.0.7"))
+    sent: list[httpx.Request] = []
+
+    def never(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    production_like = delivery_settings(webhook_allow_loopback=False)
+    assert (
+        await webhooks_outgoing_delivery.run_once(
+            session_factory, production_like, now=now, transport=httpx.MockTransport(never)
+        )
+        == 1
+    )
+    assert sent == []
+    [delivery] = await deliveries(session, account)
+    assert delivery.status == WebhookDeliveryStatus.PENDING
+    assert delivery.last_error == "the host hooks.example.test resolves to a private address"
+    assert endpoint.url == "https://hooks.example.test/x"
+
+
+async def test_a_checked_name_is_connected_to_at_the_address_it_resolved_to(
+    now: datetime, session_factory: SessionFactory, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request goes to the checked address, with the URL's name as Host and TLS name (an httpx
+    MockTransport stands in for the network: nothing leaves the machine)."""
+    account = await create_account(session)
+    await session.commit()
+    monkeypatch.setattr(webhooks_outgoing, "resolve", resolving_to("93.184.216.34"))
+    await endpoint_for(session_factory, account, "https://hooks.example.test:8443/x?a=1")
+    await committed(session_factory, top_up_settled(account, 16, TransactionStatus.SUCCEEDED))
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    production_like = delivery_settings(webhook_allow_loopback=False)
+    await webhooks_outgoing_delivery.run_once(
+        session_factory, production_like, now=now, transport=httpx.MockTransport(answer)
+    )
+    [request] = sent
+    assert str(request.url) == "https://93.184.216.34:8443/x?a=1"
+    assert request.headers["host"] == "hooks.example.test:8443"
+    assert request.extensions["sni_hostname"] == "hooks.example.test"
