@@ -21,8 +21,9 @@ from billing.stripe_gateway import StripeGateway
 from models import Account, DomainEventRow, PrincipalKind
 from schema.node import to_global_id
 from server import create_app
-from tests.factories import create_account, create_partner, member_key, partner_key
+from tests.factories import create_account, create_partner, create_payment_method, member_key, partner_key
 from tests.stripe_server import LocalStripe, stripe_settings
+from tests.webhook_helpers import event, signature
 
 AUDIT_LOG = """
 query ($id: ID, $first: Int!, $after: String) {
@@ -305,6 +306,28 @@ async def test_pages_walk_newest_first_and_cursors_are_parsed_strictly(
     far = encode_cursor(audit.CURSOR_KIND, str(2**40))
     body = await post(gateway_client, member, AUDIT_LOG, id=account_id(account), first=100, after=far)
     assert len(body["data"]["account"]["auditLog"]["edges"]) == 5
+
+
+async def test_what_a_stripe_webhook_changes_is_recorded_as_stripe(
+    session: AsyncSession, session_factory: SessionFactory, gateway_client: httpx.AsyncClient
+) -> None:
+    """A card removed in the Stripe portal: Stripe's signed `payment_method.detached` removes our mirror."""
+    account = await create_account(session)
+    method = await create_payment_method(session, account)
+    assert account.id is not None
+    body = json.dumps(
+        event("payment_method.detached", {"id": method.stripe_payment_method_id, "object": "payment_method"})
+    ).encode()
+    response = await gateway_client.post(
+        "/webhooks/stripe",
+        content=body,
+        headers={"Stripe-Signature": signature(body), "X-Request-Id": "req-stripe"},
+    )
+    assert response.status_code == 200, response.text
+    async with session_factory() as reader:
+        (entry,) = (await audit.audit_log(reader, account.id, first=10)).items
+    assert entry.action is audit.AuditAction.PAYMENT_METHOD_REMOVED
+    assert entry.actor == STRIPE and entry.request_id == "req-stripe"
 
 
 class Refused(Exception):
