@@ -11,16 +11,24 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.types.execution import ExecutionResult
 
-from billing import auth, production, recharge_engine
+from billing import auth, events, live_events, production, recharge_engine
 from billing.actors import acting_as
 from billing.auth_throttle import AuthThrottle, Refusal
 from billing.config import VAR_DIR, Environment, Settings
-from billing.db import DatabaseBusy, SessionFactory, engine_from_settings, read_session, session_factory
+from billing.db import (
+    DatabaseBusy,
+    SessionFactory,
+    engine_from_settings,
+    is_sqlite,
+    read_session,
+    session_factory,
+)
 from billing.graphiql import render_graphiql
 from billing.observability import tracing
 from billing.observability.metrics import AppMetrics
@@ -29,10 +37,12 @@ from billing.stripe_gateway import StripeGateway
 from models import PrincipalKind
 from models.types import utcnow
 from resolvers.context import Context
+from resolvers.subscriptions import SubscriptionContext
 from resolvers.webhooks import stripe_webhook_endpoint
 from schema.limits import OperationLimits
 from schema.root import build_schema
 from server_graphql import GraphQLView
+from server_graphql_ws import Close, CloseCode, Limits, SubscriptionServer
 from server_observability import app_engine, app_pool, observability_middleware
 
 ROOT = Path(__file__).resolve().parent
@@ -100,6 +110,26 @@ async def authenticated(request: Request, factory: SessionFactory) -> auth.Princ
     except DatabaseBusy:
         # A key we could not check is not a bad key: the client should retry, not re-authenticate.
         return service_busy(request.app.state.settings)
+
+
+async def authenticated_socket(websocket: WebSocket, token: str | None) -> auth.Principal | Close:
+    """The caller behind a WebSocket's `connection_init` key, or the close to answer with (as `authenticated`
+    does over HTTP, with the same count of failures)."""
+    if token is None:
+        return Close(CloseCode.FORBIDDEN, 'Forbidden: send {"Authorization": "Bearer <key>"}')
+    try:
+        async with read_session(websocket.app.state.session_factory) as session:
+            return await auth.authenticate(session, token)
+    except auth.InvalidApiKey as error:
+        throttle: AuthThrottle = websocket.app.state.auth_throttle
+        address = websocket.client.host if websocket.client else None
+        refusal = await throttle.failed(key_prefix=auth.key_prefix(token), address=address)
+        if refusal:
+            seconds = refusal.retry_after_seconds
+            return Close(CloseCode.FORBIDDEN, f"Too many failed key checks; retry in {seconds} s")
+        return Close(CloseCode.FORBIDDEN, f"Forbidden: {error.message}")
+    except DatabaseBusy:
+        return Close(CloseCode.TRY_AGAIN_LATER, "The service is busy; retry shortly")
 
 
 class BillingGraphQL(GraphQLView):
@@ -247,6 +277,14 @@ def create_app(
             else None
         )
         stop = asyncio.Event()
+        # Subscriptions hear this process's commits and, on PostgreSQL, every process's (billing/live_events).
+        hub = app.state.live_events = live_events.EventHub(app.state.session_factory)
+        unsubscribe = events.subscribe(hub.committed)
+        live_listener = asyncio.ensure_future(
+            live_events.listen_postgres(settings.database_url, hub, stop)
+            if sessions is None and not is_sqlite(settings.database_url)
+            else stop.wait()
+        )
         worker = None
         if settings.embedded_worker and app.state.stripe is not None:
             worker = asyncio.create_task(
@@ -261,18 +299,40 @@ def create_app(
             yield
         finally:
             stop.set()
+            unsubscribe()
             if worker is not None:
                 await worker
             if untrace is not None:
                 untrace()
+            await live_listener
             if engine is not None:
                 await engine.dispose()
             if tracer_provider is not None and traced_by_environment:
                 tracer_provider.shutdown()  # exports the spans still queued
 
+    graphql = BillingGraphQL(settings)
+    subscriptions = SubscriptionServer(
+        graphql.schema,
+        authenticate=authenticated_socket,
+        make_context=lambda websocket, principal: SubscriptionContext(
+            settings=settings,
+            principal=principal,
+            session_factory=websocket.app.state.session_factory,
+            stripe_gateway=websocket.app.state.stripe,
+            live_events=websocket.app.state.live_events,
+        ),
+        limits=Limits(
+            connections_per_key=settings.subscription_connections_per_key,
+            subscriptions_per_connection=settings.subscription_max_per_connection,
+            init_timeout_seconds=settings.subscription_init_timeout_seconds,
+            ping_seconds=settings.subscription_ping_seconds,
+            key_check_seconds=settings.subscription_key_check_seconds,
+        ),
+    )
     app = Starlette(
         routes=[
-            Route("/graphql", GraphQLEndpoint(BillingGraphQL(settings)), methods=["GET", "POST"]),
+            Route("/graphql", GraphQLEndpoint(graphql), methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", subscriptions.serve),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -250,7 +250,7 @@ def clipped(message: str) -> str:
     return message if len(message) <= _MESSAGE_LIMIT else f"{message[:_MESSAGE_LIMIT]}…"
 
 
-def _formatted(error: GraphQLError) -> dict[str, Any]:
+def formatted_error(error: GraphQLError) -> dict[str, Any]:
     original = error.original_error
     if original is not None and not isinstance(original, GraphQLError | DomainError):
         # Raised outside any resolver (Strawberry turns it into an error without the ErrorPolicy's masking).
@@ -275,7 +275,7 @@ def graphql_response(result: ExecutionResult, media_type: MediaType) -> Response
     errors = result.errors or []
     body: dict[str, Any] = {}
     if errors:
-        body["errors"] = [_formatted(error) for error in errors]
+        body["errors"] = [formatted_error(error) for error in errors]
     status = 200
     if executed(result):
         body["data"] = result.data
@@ -346,7 +346,13 @@ class GraphQLView:
         context = await self.get_context(request)
         try:
             result = await self.execute(graphql_request, context, only_queries=request.method != "POST")
-        except InvalidOperationTypeError:
+        except InvalidOperationTypeError as error:
+            if error.operation_type is OperationType.SUBSCRIPTION:
+                result = _request_error(
+                    "Subscriptions are served over WebSocket (graphql-transport-ws) on this path.",
+                    "GRAPHQL_VALIDATION_FAILED",
+                )
+                return graphql_response(result, media_type)
             return method_not_allowed().response(media_type)
         result = await self.process_result(request, result)
         return graphql_response(result, media_type)
@@ -354,8 +360,10 @@ class GraphQLView:
     async def execute(
         self, request: GraphQLRequest, context: object, *, only_queries: bool
     ) -> ExecutionResult:
-        # Over POST a subscription is let through to validation, which refuses it (the schema has none).
-        allowed: Iterable[OperationType] = {OperationType.QUERY} if only_queries else set(OperationType)
+        # Subscriptions are served over WebSocket (server_graphql_ws), never here.
+        allowed: Iterable[OperationType] = (
+            {OperationType.QUERY} if only_queries else {OperationType.QUERY, OperationType.MUTATION}
+        )
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 return await self.schema.execute(

@@ -45,6 +45,8 @@ class AuditAction(StrEnum):
     LEAD_PLAN_CHANGED = events.LeadPlanChanged.type
     API_KEY_CREATED = events.ApiKeyCreated.type
     API_KEY_REVOKED = events.ApiKeyRevoked.type
+    WEBHOOK_ENDPOINT_CHANGED = events.WebhookEndpointChanged.type
+    WEBHOOK_SECRET_ROTATED = events.WebhookSecretRotated.type
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class Change:
 
 @dataclass(frozen=True)
 class Subject:
-    """The row the entry is about, when not the account itself: a payment method, a lead plan."""
+    """The row the entry is about, when not the account itself: a payment method, a lead plan, a webhook
+    endpoint."""
 
     type: str
     id: int
@@ -85,14 +88,18 @@ def _text(value: str | int | bool | None) -> str | None:
 
 
 def _compared(
-    before: events.Snapshot | None, after: events.Snapshot, fields: tuple[str, ...], refers: Mapping[str, str]
+    before: events.Snapshot | None,
+    after: events.Snapshot | None,
+    fields: tuple[str, ...],
+    refers: Mapping[str, str],
 ) -> list[Change]:
-    """The fields whose value differs (every set field, when there was nothing before)."""
+    """The fields whose value differs (every set field, when there was nothing before or is nothing after)."""
     was: events.Snapshot = before or {}
+    now: events.Snapshot = after or {}
     return [
-        Change(name, _text(was.get(name)), _text(after.get(name)), refers.get(name))
+        Change(name, _text(was.get(name)), _text(now.get(name)), refers.get(name))
         for name in fields
-        if was.get(name) != after.get(name)
+        if was.get(name) != now.get(name)
     ]
 
 
@@ -127,6 +134,12 @@ def describe(event: events.DomainEvent) -> tuple[Subject | None, list[Change]]:
             return None, _added({"name": name, "prefix": prefix, "kind": kind})
         case events.ApiKeyRevoked(name=name, prefix=prefix, kind=kind):
             return None, _removed({"name": name, "prefix": prefix, "kind": kind})
+        case events.WebhookEndpointChanged(webhook_endpoint_id=endpoint_id, before=before, after=after):
+            fields = events.WebhookEndpointChanged.FIELDS
+            return Subject("WebhookEndpoint", endpoint_id), _compared(before, after, fields, {})
+        # Only that a new secret exists: the secret itself is never recorded.
+        case events.WebhookSecretRotated(webhook_endpoint_id=endpoint_id):
+            return Subject("WebhookEndpoint", endpoint_id), []
     raise ValueError(f"not an audited event: {event.type}")
 
 

@@ -121,6 +121,16 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_allow_loopback: bool | None = None
 
+    # GraphQL subscriptions over WebSocket (graphql-transport-ws): open connections per API key (in each
+    # process), subscriptions per connection, how long a new socket may wait before `connection_init`, how
+    # often the server pings, and how often a connection's key is checked again (a revoked key's
+    # subscriptions close within this, and before any event is sent).
+    subscription_connections_per_key: int = Field(default=10, gt=0)
+    subscription_max_per_connection: int = Field(default=20, gt=0)
+    subscription_init_timeout_seconds: float = Field(default=10.0, gt=0)
+    subscription_ping_seconds: float = Field(default=15.0, gt=0)
+    subscription_key_check_seconds: float = Field(default=5.0, gt=0)
+
     # Logs go to stderr: JSON lines, or `console` for a person (the default when stderr is a terminal).
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -210,6 +210,26 @@ class ApiKeyRevoked:
     kind: str
 
 
+@dataclass(frozen=True)
+class WebhookEndpointChanged:
+    """An outgoing webhook endpoint created (`before` None), changed, or deleted (`after` None). Never its
+    signing secret: a new one is `WebhookSecretRotated`."""
+
+    type: ClassVar[str] = "webhook_endpoint.changed"
+    FIELDS: ClassVar[tuple[str, ...]] = ("url", "description", "event_types", "status")
+    account_id: int
+    webhook_endpoint_id: int
+    before: Snapshot | None
+    after: Snapshot | None
+
+
+@dataclass(frozen=True)
+class WebhookSecretRotated:
+    type: ClassVar[str] = "webhook_endpoint.secret_rotated"
+    account_id: int
+    webhook_endpoint_id: int
+
+
 DomainEvent = (
     BalanceChanged
     | FundingStateChanged
@@ -223,6 +243,8 @@ DomainEvent = (
     | LeadPlanChanged
     | ApiKeyCreated
     | ApiKeyRevoked
+    | WebhookEndpointChanged
+    | WebhookSecretRotated
 )
 _EVENT_TYPES: dict[str, type[DomainEvent]] = {
     kind.type: kind
@@ -239,6 +261,8 @@ _EVENT_TYPES: dict[str, type[DomainEvent]] = {
         LeadPlanChanged,
         ApiKeyCreated,
         ApiKeyRevoked,
+        WebhookEndpointChanged,
+        WebhookSecretRotated,
     )
 }
 

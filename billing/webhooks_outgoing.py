@@ -81,6 +81,16 @@ def subscribed(endpoint: WebhookEndpoint) -> list[str]:
     return [name for name in endpoint.event_types.split(",") if name]
 
 
+def _audited(endpoint: WebhookEndpoint) -> events.Snapshot:
+    """What the audit trail shows of an endpoint (billing/audit.py): never its secret."""
+    return {
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "event_types": ", ".join(subscribed(endpoint)),
+        "status": endpoint.status,
+    }
+
+
 def payload(event_type: str, occurred_at: datetime, data: Mapping[str, Any]) -> dict[str, Any]:
     """The body the standard asks for: the event's type, when it happened, and what it is about."""
     return {"type": event_type, "timestamp": occurred_at.isoformat(), "data": dict(data)}
@@ -367,6 +377,8 @@ async def create_endpoint(
     )
     session.add(endpoint)
     await session.flush()
+    assert endpoint.id is not None
+    events.record(session, events.WebhookEndpointChanged(account_id, endpoint.id, None, _audited(endpoint)))
     return endpoint
 
 
@@ -391,6 +403,7 @@ async def update_endpoint(
     session: AsyncSession, principal: Principal, endpoint_id: int, change: VettedEndpoint, *, now: datetime
 ) -> WebhookEndpoint:
     endpoint = await endpoint_in_scope(session, principal, endpoint_id)
+    before = _audited(endpoint)
     if change.url is not None:
         endpoint.url = change.url
     if change.event_types is not None:
@@ -402,6 +415,9 @@ async def update_endpoint(
         endpoint.status = WebhookEndpointStatus.ACTIVE if change.enabled else WebhookEndpointStatus.DISABLED
     endpoint.updated_at = now
     await session.flush()
+    after = _audited(endpoint)
+    if after != before:
+        events.record(session, events.WebhookEndpointChanged(endpoint.account_id, endpoint_id, before, after))
     return endpoint
 
 
@@ -411,6 +427,9 @@ async def delete_endpoint(session: AsyncSession, principal: Principal, endpoint_
     await session.exec(delete(WebhookDelivery).where(col(WebhookDelivery.endpoint_id) == endpoint_id))
     await session.delete(endpoint)
     await session.flush()
+    events.record(
+        session, events.WebhookEndpointChanged(endpoint.account_id, endpoint_id, _audited(endpoint), None)
+    )
     return endpoint
 
 
@@ -422,6 +441,7 @@ async def rotate_secret(
     endpoint.secret = new_secret()
     endpoint.updated_at = now
     await session.flush()
+    events.record(session, events.WebhookSecretRotated(endpoint.account_id, endpoint_id))
     return endpoint
 
 

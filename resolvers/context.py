@@ -83,6 +83,10 @@ class Context:
             raise PaymentProviderUnavailable("payments are not configured on this server (no Stripe key)")
         return self.stripe_gateway
 
+    def forget_loaded(self) -> None:
+        """Drop what this operation's dataloaders hold: a subscription resolves each event afresh."""
+        self._loaders.clear()
+
     def loader(self, cls: Callable[["Context"], LoaderT]) -> LoaderT:
         """This operation's instance of a dataloader class, made on first use (aiodataloader binds to the loop)."""
         if cls not in self._loaders:

@@ -1,4 +1,4 @@
-"""The schema: every domain's Query and Mutation types merged, with masking, limits and caches."""
+"""The schema: every domain's Query, Mutation and Subscription types merged, with masking, limits and caches."""
 
 from collections.abc import Callable
 
@@ -11,6 +11,7 @@ from resolvers.accounts import AccountQuery
 from resolvers.auto_recharge import AutoRechargeMutation
 from resolvers.lead_plans import LeadPlanMutation
 from resolvers.payments import PaymentMutation
+from resolvers.subscriptions import AccountSubscription
 from resolvers.usage import UsageMutation
 from schema.errors import ErrorPolicy
 from schema.limits import OperationLimits, limits_extension
@@ -20,6 +21,7 @@ from schema.suggestions import HideSuggestions
 
 Query = merge_types("Query", (AccountQuery,))
 Mutation = merge_types("Mutation", (PaymentMutation, UsageMutation, LeadPlanMutation, AutoRechargeMutation))
+Subscription = merge_types("Subscription", (AccountSubscription,))
 
 
 def build_schema(*, introspection: bool = True, limits: OperationLimits | None = None) -> strawberry.Schema:
@@ -35,6 +37,7 @@ def build_schema(*, introspection: bool = True, limits: OperationLimits | None =
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALARS),
         extensions=extensions,
     )

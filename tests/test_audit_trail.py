@@ -12,13 +12,14 @@ import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import audit, auth, events
+from billing import audit, auth, events, webhooks_outgoing
 from billing.actors import STRIPE, Actor, ActorKind, acting_as
 from billing.db import SessionFactory, unit_of_work
 from billing.lead_plans import LeadPlanInput, create_lead_plan
 from billing.pagination import encode_cursor
 from billing.stripe_gateway import StripeGateway
 from models import Account, DomainEventRow, PrincipalKind
+from models.types import utcnow
 from schema.node import to_global_id
 from server import create_app
 from tests.factories import create_account, create_partner, create_payment_method, member_key, partner_key
@@ -398,6 +399,65 @@ async def test_api_keys_created_and_revoked_are_recorded_without_their_secret(
         for row in stored:
             text = json.dumps(row.payload)
             assert raw not in text and partner_raw not in text and "secret" not in text
+
+
+async def test_webhook_endpoints_are_recorded_and_their_secret_never_is(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    """Through the endpoint services (billing/webhooks_outgoing.py), with a URL taken as vetted."""
+    account = await create_account(session)
+    assert account.id is not None
+    principal = auth.Principal(kind=PrincipalKind.MEMBER, api_key_id=0, account_id=account.id)
+    vetted = webhooks_outgoing.VettedEndpoint
+    low, topup = webhooks_outgoing.BALANCE_LOW, webhooks_outgoing.TOPUP_SUCCEEDED
+    created = vetted("https://hooks.example.com/a", webhooks_outgoing.event_types_column([low]), "crm", None)
+    changed = vetted(None, webhooks_outgoing.event_types_column([low, topup]), None, False)
+    unchanged = vetted(None, None, "crm", None)
+    owner = Actor(ActorKind.MEMBER, "ops", "0123456789ab")
+    secrets: list[str] = []
+    with acting_as(owner):
+        async with unit_of_work(session_factory) as work:
+            endpoint = await webhooks_outgoing.create_endpoint(
+                work, principal, account.id, created, now=utcnow()
+            )
+            secrets.append(endpoint.secret)
+        assert endpoint.id is not None
+        for change in (changed, unchanged):
+            async with unit_of_work(session_factory) as work:
+                await webhooks_outgoing.update_endpoint(work, principal, endpoint.id, change, now=utcnow())
+        async with unit_of_work(session_factory) as work:
+            rotated = await webhooks_outgoing.rotate_secret(work, principal, endpoint.id, now=utcnow())
+            secrets.append(rotated.secret)
+        async with unit_of_work(session_factory) as work:
+            await webhooks_outgoing.delete_endpoint(work, principal, endpoint.id)
+
+    async with session_factory() as reader:
+        entries = (await audit.audit_log(reader, account.id, first=10)).items
+        stored = [row.payload for row in (await reader.exec(select(DomainEventRow))).all()]
+    deleted, rotation, update, creation = entries  # the update that changed nothing left no entry
+    subject = audit.Subject("WebhookEndpoint", endpoint.id)
+    assert all(entry.actor == owner and entry.subject == subject for entry in entries)
+    assert [entry.action for entry in entries] == [
+        audit.AuditAction.WEBHOOK_ENDPOINT_CHANGED,
+        audit.AuditAction.WEBHOOK_SECRET_ROTATED,
+        audit.AuditAction.WEBHOOK_ENDPOINT_CHANGED,
+        audit.AuditAction.WEBHOOK_ENDPOINT_CHANGED,
+    ]
+    assert {c.field: (c.before, c.after) for c in creation.changes} == {
+        "url": (None, "https://hooks.example.com/a"),
+        "description": (None, "crm"),
+        "event_types": (None, "balance.low"),
+        "status": (None, "active"),
+    }
+    assert {c.field: (c.before, c.after) for c in update.changes} == {
+        "event_types": ("balance.low", "balance.low, topup.succeeded"),
+        "status": ("active", "disabled"),
+    }
+    assert rotation.changes == []
+    assert {c.field: c.after for c in deleted.changes} == dict.fromkeys(events.WebhookEndpointChanged.FIELDS)
+    text = json.dumps(stored) + repr(entries)
+    assert len(set(secrets)) == 2 and not any(secret in text for secret in secrets)
+    assert not any(secret.removeprefix("whsec_") in text for secret in secrets)
 
 
 def test_an_event_that_is_no_settings_change_is_refused() -> None:

@@ -1,0 +1,420 @@
+"""GraphQL subscriptions over WebSocket (graphql-transport-ws): the protocol and its close codes, what a
+subscriber sees after a change, its scope, revocation, replay by cursor, and (PostgreSQL) delivery across two
+gateway processes.
+
+The gateway runs under uvicorn on a loopback port with its own engine on a database of this module (events
+must really commit to be delivered: the rolled-back test transaction never commits). Clients use the
+`websockets` package, as a browser's graphql-ws client would speak to it.
+"""
+
+import asyncio
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func
+from sqlmodel import col, select
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from billing import auth, live_events, payment_methods
+from billing.config import Environment, Settings
+from billing.db import SessionFactory, create_engine, session_factory
+from billing.stripe_gateway import StripeGateway
+from models import Account, DomainEventRow
+from schema.node import to_global_id
+from server import create_app
+from tests.conftest import POSTGRES_URL, migrate, recreate_postgres_database
+from tests.factories import create_account, create_company, create_partner, member_key, partner_key
+from tests.loopback import serving
+from tests.stripe_server import LocalStripe, stripe_settings
+
+PROTOCOL = "graphql-transport-ws"
+# A bound on waits for what must happen (a message, a close); never reached when the code works.
+WAIT_SECONDS = 15.0
+# The issue's promise: a change reaches a subscriber on another process within a second of its commit.
+DELIVERY_SECONDS = 1.0
+
+ACCOUNT_UPDATED = """
+subscription ($id: ID, $after: String) {
+  accountUpdated(id: $id, after: $after) { id company { legalName } balance { available { minorUnits } } }
+}
+"""
+TRANSACTION_UPDATED = "subscription { transactionUpdated { id kind status amount { minorUnits } } }"
+TRANSACTION_UPDATED_AFTER = """
+subscription ($after: String) { transactionUpdated(after: $after) { id kind status amount { minorUnits } } }
+"""
+ADD_FUNDS = """
+mutation ($input: AddFundsInput!) {
+  addFunds(input: $input) { __typename ... on AddFundsSuccess { status balance { minorUnits } } }
+}
+"""
+UPDATE_COMPANY = """
+mutation ($input: UpdateCompanyInput!) { updateCompany(input: $input) { __typename } }
+"""
+
+
+def company_input(legal_name: str) -> dict[str, Any]:
+    address = {"line1": "Unter den Linden 1", "city": "Berlin", "postalCode": "10117", "country": "DE"}
+    return {
+        "legalName": legal_name,
+        "registrationNumber": "HRB 1",
+        "phone": "030 1234567",
+        "address": address,
+    }
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A migrated database for this module only."""
+    if request.param == "postgresql":
+        url = f"{POSTGRES_URL}_subscriptions"
+        await recreate_postgres_database(url)
+    else:
+        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='billing-subscriptions-')}/billing.db"
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(migrate)
+    await engine.dispose()
+    yield url
+    if request.param == "postgresql":
+        await recreate_postgres_database(url, create=False)
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
+    """Sessions that really commit, for the test's own set-up and changes."""
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+def gateway_settings(database_url: str, localstripe_url: str, **overrides: Any) -> Settings:
+    fast = {
+        "subscription_init_timeout_seconds": 0.5,
+        "subscription_key_check_seconds": 0.2,
+        "subscription_connections_per_key": 3,
+        "subscription_max_per_connection": 2,
+    }
+    return stripe_settings(
+        localstripe_url, environment=Environment.TEST, database_url=database_url, **(fast | overrides)
+    )
+
+
+@dataclass
+class Gateway:
+    http: httpx.AsyncClient
+    ws_url: str
+
+
+@pytest.fixture
+async def gateway(database_url: str, localstripe_url: str) -> AsyncIterator[Gateway]:
+    app = create_app(gateway_settings(database_url, localstripe_url))
+    async with (
+        app.router.lifespan_context(app),
+        serving(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=WAIT_SECONDS) as http,
+    ):
+        yield Gateway(http, url.replace("http://", "ws://") + "/graphql")
+
+
+async def ready_account(
+    sessions: SessionFactory, gateway: StripeGateway, localstripe: LocalStripe
+) -> tuple[Account, str, str]:
+    """A committed account with a complete company and a localstripe card: (account, member key, card id)."""
+    async with sessions() as session:
+        account = await create_account(session, currency="EUR", country="DE")
+        await create_company(session, account)
+        key = await member_key(session, account)
+        await session.commit()
+    assert account.id is not None
+    card = await payment_methods.attach(sessions, gateway, account.id, await localstripe.card())
+    assert card.id is not None
+    return account, key, to_global_id("PaymentMethod", card.id)
+
+
+class Client:
+    """A graphql-transport-ws client over one socket."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.socket.send(json.dumps(message))
+
+    async def receive(self) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.socket.recv(), WAIT_SECONDS))
+        return message
+
+    async def receive_skipping_pings(self) -> dict[str, Any]:
+        while (message := await self.receive())["type"] == "ping":
+            await self.send({"type": "pong"})
+        return message
+
+    async def init(self, key: str) -> None:
+        await self.send({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}})
+        assert await self.receive() == {"type": "connection_ack"}
+
+    async def subscribe(self, operation_id: str, query: str, **variables: Any) -> None:
+        payload = {"query": query, "variables": variables}
+        await self.send({"id": operation_id, "type": "subscribe", "payload": payload})
+
+    async def next(self, operation_id: str) -> dict[str, Any]:
+        message = await self.receive_skipping_pings()
+        assert message["type"] == "next" and message["id"] == operation_id, message
+        payload: dict[str, Any] = message["payload"]
+        assert "errors" not in payload, payload
+        return payload
+
+    async def closed_with(self) -> tuple[int, str]:
+        """The close code and reason, once the server has closed the socket (anything sent before is
+        skipped)."""
+        try:
+            while True:
+                await asyncio.wait_for(self.socket.recv(), WAIT_SECONDS)
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None, "the server closed without a close frame"
+            return closed.rcvd.code, closed.rcvd.reason
+
+
+@asynccontextmanager
+async def client(url: str, key: str | None = None, *, subprotocol: bool = True) -> AsyncIterator[Client]:
+    async with connect(url, subprotocols=[Subprotocol(PROTOCOL)] if subprotocol else None) as socket:
+        opened = Client(socket)
+        if key is not None:
+            await opened.init(key)
+        yield opened
+
+
+async def add_funds(http: httpx.AsyncClient, key: str, card: str, amount: str, idempotency: str) -> int:
+    """A top-up over HTTP; returns the new balance in minor units."""
+    variables = {"input": {"paymentMethodId": card, "amount": amount, "idempotencyKey": idempotency}}
+    response = await http.post(
+        "/graphql",
+        json={"query": ADD_FUNDS, "variables": variables},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    payload = response.json()["data"]["addFunds"]
+    assert payload["__typename"] == "AddFundsSuccess" and payload["status"] == "SUCCEEDED", payload
+    return int(payload["balance"]["minorUnits"])
+
+
+async def update_company(http: httpx.AsyncClient, key: str, legal_name: str) -> None:
+    response = await http.post(
+        "/graphql",
+        json={"query": UPDATE_COMPANY, "variables": {"input": company_input(legal_name)}},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.json()["data"]["updateCompany"]["__typename"] == "UpdateCompanySuccess", response.text
+
+
+async def cursor_now(sessions: SessionFactory) -> str:
+    """The cursor of the latest event: a subscription started `after` it sees every later change, however soon
+    after the `subscribe` message it commits (without one, the feed starts when the server gets to it)."""
+    async with sessions() as session:
+        latest = (await session.exec(select(func.max(col(DomainEventRow.id))))).one()
+    assert latest is not None, "the test must change something before it subscribes"
+    return live_events.event_cursor(latest)
+
+
+# ------------------------------------------------------------------------------------------------ protocol
+
+
+async def test_a_subscriber_sees_add_funds_new_balance_and_its_history_row(
+    gateway: Gateway, sessions: SessionFactory, stripe_gateway: StripeGateway, localstripe: LocalStripe
+) -> None:
+    account, key, card = await ready_account(sessions, stripe_gateway, localstripe)
+    async with client(gateway.ws_url, key) as subscriber:
+        await subscriber.send({"type": "ping"})
+        assert await subscriber.receive() == {"type": "pong"}
+        after = await cursor_now(sessions)  # the card's attachment is the latest
+        await subscriber.subscribe("balance", ACCOUNT_UPDATED, after=after)
+        await subscriber.subscribe("history", TRANSACTION_UPDATED_AFTER, after=after)
+        new_balance = await add_funds(gateway.http, key, card, "25.00", "sub-1")
+        statuses: list[str] = []
+        balances: list[dict[str, Any]] = []
+        while len(statuses) < 2 or not balances:  # the two subscriptions' messages may interleave
+            message = await subscriber.receive_skipping_pings()
+            assert message["type"] == "next", message
+            if message["id"] == "history":
+                statuses.append(message["payload"]["data"]["transactionUpdated"]["status"])
+            else:
+                balances.append(message["payload"]["data"]["accountUpdated"])
+        # One answer for the top-up: created pending (no balance change), then settled with the balance.
+        assert [b["balance"]["available"]["minorUnits"] for b in balances] == [str(new_balance)]
+        assert balances[0]["id"] == to_global_id("Account", account.id or 0)
+        assert statuses == ["PENDING", "SUCCEEDED"]
+        # The client completes one subscription; the other still delivers, and the id may be used again.
+        await subscriber.send({"id": "history", "type": "complete"})
+        await subscriber.subscribe("history", TRANSACTION_UPDATED)
+        await subscriber.send({"id": "history", "type": "complete"})
+        await update_company(gateway.http, key, "Renamed GmbH")
+        renamed = (await subscriber.next("balance"))["data"]["accountUpdated"]
+        assert renamed["company"]["legalName"] == "Renamed GmbH"
+
+
+async def test_close_codes_of_the_protocol(gateway: Gateway, sessions: SessionFactory) -> None:
+    async with sessions() as session:
+        account = await create_account(session)
+        key = await member_key(session, account)
+        await session.commit()
+    async with client(gateway.ws_url, subprotocol=False) as c:
+        assert (await c.closed_with())[0] == 4406
+    async with client(gateway.ws_url) as c:  # no connection_init within the (shortened) timeout
+        assert await c.closed_with() == (4408, "Connection initialisation timeout")
+    async with client(gateway.ws_url, key) as c:
+        await c.send({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}})
+        assert await c.closed_with() == (4429, "Too many initialisation requests")
+    async with client(gateway.ws_url) as c:
+        await c.subscribe("1", ACCOUNT_UPDATED)
+        assert await c.closed_with() == (4401, "Unauthorized")
+    async with client(gateway.ws_url, key) as c:
+        await c.subscribe("1", ACCOUNT_UPDATED)
+        await c.subscribe("1", ACCOUNT_UPDATED)
+        assert await c.closed_with() == (4409, "Subscriber for 1 already exists")
+    for bad in ["not json", json.dumps({"type": "next", "id": "1"}), json.dumps({"id": "1"})]:
+        async with client(gateway.ws_url, key) as c:
+            await c.socket.send(bad)
+            assert (await c.closed_with())[0] == 4400
+    async with client(gateway.ws_url, key) as c:
+        await c.send({"id": "1", "type": "subscribe", "payload": {"query": 1}})
+        assert (await c.closed_with())[0] == 4400
+    for payload in [{}, {"Authorization": "Bearer bk_000000000000_wrong"}, {"Authorization": key}]:
+        async with client(gateway.ws_url) as c:
+            await c.send({"type": "connection_init", "payload": payload})
+            assert (await c.closed_with())[0] == 4403
+
+
+async def test_errors_and_limits_answer_the_operation(gateway: Gateway, sessions: SessionFactory) -> None:
+    async with sessions() as session:
+        account = await create_account(session)
+        key = await member_key(session, account)
+        await session.commit()
+    async with client(gateway.ws_url, key) as c:
+        # Only subscriptions are served here; a request error is an `error` message and the socket stays.
+        await c.subscribe("query", "{ account { id } }")
+        message = await c.receive()
+        assert message["type"] == "error" and message["id"] == "query", message
+        await c.subscribe("invalid", "subscription { accountUpdated { nope } }")
+        assert (await c.receive())["type"] == "error"
+        # A foreign account is an argument error, as for queries: the stream ends with it.
+        await c.subscribe("foreign", ACCOUNT_UPDATED, id=to_global_id("Account", 999_999))
+        errored = await c.receive()
+        assert (
+            errored["type"] == "next" and errored["payload"]["errors"][0]["message"] == "id: no such account"
+        )
+        assert await c.receive() == {"id": "foreign", "type": "complete"}
+        # At most two subscriptions per connection (as configured): a third is refused, the two stay.
+        await c.subscribe("a", ACCOUNT_UPDATED)
+        await c.subscribe("b", ACCOUNT_UPDATED)
+        await c.subscribe("c", ACCOUNT_UPDATED)
+        refused = await c.receive()
+        assert refused["id"] == "c" and refused["type"] == "error"
+        assert refused["payload"][0]["extensions"]["code"] == "SUBSCRIPTION_LIMIT"
+    # Three connections per key (as configured): the fourth is told to come back later. (Another key: the
+    # server may not have counted the connection above as closed yet.)
+    async with sessions() as session:
+        other_key = await member_key(session, account)
+        await session.commit()
+    async with (
+        client(gateway.ws_url, other_key),
+        client(gateway.ws_url, other_key),
+        client(gateway.ws_url, other_key),
+        client(gateway.ws_url) as fourth,
+    ):
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {other_key}"}}
+        await fourth.send(init)
+        assert (await fourth.closed_with())[0] == 1013
+
+
+async def test_a_subscription_over_http_is_refused(gateway: Gateway, sessions: SessionFactory) -> None:
+    async with sessions() as session:
+        key = await member_key(session, await create_account(session))
+        await session.commit()
+    response = await gateway.http.post(
+        "/graphql",
+        json={"query": ACCOUNT_UPDATED},
+        headers={"Authorization": f"Bearer {key}", "Accept": "application/graphql-response+json"},
+    )
+    assert response.status_code == 400
+    assert "WebSocket" in response.json()["errors"][0]["message"]
+
+
+# ----------------------------------------------------------------------------------- scope and lifecycle
+
+
+async def test_a_partner_subscribed_to_all_its_accounts_never_receives_another_partners(
+    gateway: Gateway, sessions: SessionFactory
+) -> None:
+    async with sessions() as session:
+        ours, also_ours, theirs = [await create_account(session) for _ in range(3)]
+        our_key = await partner_key(session, await create_partner(session, ours, also_ours))
+        await create_partner(session, theirs)
+        # Member keys make the changes (updateCompany acts on the key's own account).
+        also_ours_key, theirs_key = await member_key(session, also_ours), await member_key(session, theirs)
+        await session.commit()
+    assert also_ours.id is not None
+    await update_company(gateway.http, also_ours_key, "Before GmbH")
+    async with client(gateway.ws_url, our_key) as subscriber:
+        await subscriber.subscribe("all", ACCOUNT_UPDATED, after=await cursor_now(sessions))
+        # A change the subscriber must not see commits first; events arrive in commit order, so had it been
+        # delivered it would come before ours.
+        await update_company(gateway.http, theirs_key, "Theirs GmbH")
+        await update_company(gateway.http, also_ours_key, "Ours GmbH")
+        payload = await subscriber.next("all")
+        assert payload["data"]["accountUpdated"]["id"] == to_global_id("Account", also_ours.id)
+    # Naming another partner's account is the query's error.
+    async with client(gateway.ws_url, our_key) as subscriber:
+        assert theirs.id is not None
+        await subscriber.subscribe("theirs", ACCOUNT_UPDATED, id=to_global_id("Account", theirs.id))
+        assert (await subscriber.receive())["payload"]["errors"][0]["message"] == "id: no such account"
+
+
+async def test_revoking_the_key_closes_its_subscriptions(gateway: Gateway, sessions: SessionFactory) -> None:
+    async with sessions() as session:
+        account = await create_account(session)
+        key = await member_key(session, account)
+        await session.commit()
+    async with client(gateway.ws_url, key) as subscriber:
+        await subscriber.subscribe("1", ACCOUNT_UPDATED)
+        async with sessions() as session:
+            await auth.revoke_api_key(session, auth.key_prefix(key) or "")
+            await session.commit()
+        assert await subscriber.closed_with() == (4403, "Forbidden: the API key was revoked")
+
+
+async def test_reconnecting_with_the_cursor_replays_what_was_missed(
+    gateway: Gateway, sessions: SessionFactory
+) -> None:
+    async with sessions() as session:
+        account = await create_account(session)
+        key = await member_key(session, account)
+        await session.commit()
+    await update_company(gateway.http, key, "Initial GmbH")
+    async with client(gateway.ws_url, key) as subscriber:
+        await subscriber.subscribe("1", ACCOUNT_UPDATED, after=await cursor_now(sessions))
+        await update_company(gateway.http, key, "First GmbH")
+        cursor = (await subscriber.next("1"))["extensions"]["cursor"]
+    # Disconnected: two changes nobody is told about.
+    await update_company(gateway.http, key, "Second GmbH")
+    await update_company(gateway.http, key, "Third GmbH")
+    latest = await cursor_now(sessions)
+    async with client(gateway.ws_url, key) as subscriber:
+        # One answer covers both: it reads the account as it is now, and carries the later one's cursor.
+        await subscriber.subscribe("1", ACCOUNT_UPDATED, after=cursor)
+        replayed = await subscriber.next("1")
+        assert replayed["data"]["accountUpdated"]["company"]["legalName"] == "Third GmbH"
+        assert replayed["extensions"]["cursor"] == latest != cursor
+        # From the latest cursor, the next change is the first thing sent.
+        await subscriber.subscribe("2", ACCOUNT_UPDATED, after=latest)
+        await update_company(gateway.http, key, "Fourth GmbH")
+        answers = [await subscriber.receive_skipping_pings() for _ in range(2)]  # in either order
+        assert sorted(answer["id"] for answer in answers) == ["1", "2"]
+        for answer in answers:
+            assert answer["payload"]["data"]["accountUpdated"]["company"]["legalName"] == "Fourth GmbH"
