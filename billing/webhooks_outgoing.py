@@ -30,6 +30,7 @@ from billing.auth import Principal
 from billing.errors import DomainError, NotFound
 from billing.events import DomainEvent, FundingStateChanged, StoredEvent, TransactionSettled
 from billing.funding import FundingState
+from billing.pagination import Page, check_page_size, cursor_row_id, decode_cursor, encode_cursor
 from models import (
     PrincipalKind,
     TransactionKind,
@@ -465,3 +466,37 @@ async def send_test(
     session.add(delivery)
     await session.flush()
     return delivery
+
+
+# --- reads (the account was found through the caller's scope) ---------------------------------------------
+
+_DELIVERY_CURSOR = "webhook_delivery"
+
+
+async def endpoints_of(session: AsyncSession, account_id: int) -> list[WebhookEndpoint]:
+    """The account's endpoints, oldest first (at most MAX_ENDPOINTS_PER_ACCOUNT)."""
+    statement = (
+        select(WebhookEndpoint)
+        .where(col(WebhookEndpoint.account_id) == account_id)
+        .order_by(col(WebhookEndpoint.id))
+    )
+    return list((await session.exec(statement)).all())
+
+
+def delivery_cursor(delivery: WebhookDelivery) -> str:
+    return encode_cursor(_DELIVERY_CURSOR, str(delivery.id))
+
+
+async def deliveries_of(
+    session: AsyncSession, account_id: int, *, first: int, after: str | None
+) -> Page[WebhookDelivery]:
+    """The account's deliveries, newest first, by keyset on the id (index (account_id, id))."""
+    check_page_size(first)
+    statement = select(WebhookDelivery).where(col(WebhookDelivery.account_id) == account_id)
+    if after is not None:
+        [last_id] = decode_cursor(after, _DELIVERY_CURSOR, 1)
+        statement = statement.where(col(WebhookDelivery.id) < cursor_row_id(last_id))
+    rows = list(
+        (await session.exec(statement.order_by(col(WebhookDelivery.id).desc()).limit(first + 1))).all()
+    )
+    return Page(items=rows[:first], has_next=len(rows) > first)

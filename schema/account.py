@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 import strawberry
 
-from billing import audit, fx, payments, transactions
+from billing import audit, fx, payments, transactions, webhooks_outgoing
 from billing.funding import FundingState
 from billing.months import InvalidMonth, parse_month
 from billing.pagination import InvalidArgument
@@ -28,6 +28,7 @@ from schema.pagination import Edge
 from schema.payment_method import PaymentMethod
 from schema.transaction import Transaction, TransactionConnection, TransactionFilter
 from schema.usage import UsageSummary
+from schema.webhooks_outgoing import WebhookDelivery, WebhookDeliveryConnection, WebhookEndpoint
 
 
 @strawberry.type(
@@ -177,6 +178,24 @@ class Account(Node):
             for row in page.items
         ]
         return TransactionConnection.of(edges, has_next=page.has_next, after=after)
+
+    @strawberry.field(description="Where the account's webhook events are sent (never their secrets).")
+    async def webhook_endpoints(self, info: Info) -> list[WebhookEndpoint]:
+        rows = await info.context.read(lambda session: webhooks_outgoing.endpoints_of(session, self.pk))
+        return [WebhookEndpoint.from_model(row) for row in rows]
+
+    @strawberry.field(description="Webhook deliveries to every endpoint, newest first. `first` is at most 100.")
+    async def webhook_deliveries(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> WebhookDeliveryConnection:
+        page = await info.context.read(
+            lambda session: webhooks_outgoing.deliveries_of(session, self.pk, first=first, after=after)
+        )
+        edges = [
+            Edge(cursor=webhooks_outgoing.delivery_cursor(row), node=WebhookDelivery.from_model(row))
+            for row in page.items
+        ]
+        return WebhookDeliveryConnection.of(edges, has_next=page.has_next, after=after)
 
     @strawberry.field(
         description="Changes to the billing settings, newest first: who, when, what, from which request. "

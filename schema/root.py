@@ -13,6 +13,7 @@ from resolvers.lead_plans import LeadPlanMutation
 from resolvers.payments import PaymentMutation
 from resolvers.subscriptions import AccountSubscription
 from resolvers.usage import UsageMutation
+from resolvers.webhooks_outgoing import WebhookEndpointMutation
 from schema.errors import ErrorPolicy
 from schema.limits import OperationLimits, limits_extension
 from schema.observability import ObservedOperation
@@ -20,7 +21,10 @@ from schema.scalars import SCALARS
 from schema.suggestions import HideSuggestions
 
 Query = merge_types("Query", (AccountQuery,))
-Mutation = merge_types("Mutation", (PaymentMutation, UsageMutation, LeadPlanMutation, AutoRechargeMutation))
+Mutation = merge_types(
+    "Mutation",
+    (PaymentMutation, UsageMutation, LeadPlanMutation, AutoRechargeMutation, WebhookEndpointMutation),
+)
 Subscription = merge_types("Subscription", (AccountSubscription,))
 
 

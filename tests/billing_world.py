@@ -7,13 +7,16 @@ from itertools import count
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import Account
+from billing.webhooks_outgoing import new_secret
+from models import Account, WebhookEndpoint
 from schema.node import to_global_id
 from tests.factories import create_account, create_company, create_payment_method
 from tests.usage_factories import create_lead_plan
 
 _keys = count(1)
 
+# A webhook receiver on loopback (allowed outside production); nothing listens there, nothing is sent.
+WEBHOOK_URL = "http://127.0.0.1:9/hooks"
 # Valid values by field name; fields not named here get one by scalar (see `values`).
 FIELD_VALUES: dict[str, object] = {
     "amount": "50.00",
@@ -31,6 +34,8 @@ FIELD_VALUES: dict[str, object] = {
     "postalCode": "10117",
     "country": "DE",
     "category": "lead",
+    "url": WEBHOOK_URL,
+    "eventTypes": "topup.succeeded",
 }
 
 
@@ -68,10 +73,17 @@ async def create_world(session: AsyncSession) -> World:
     spare = await create_payment_method(session, account, is_default=False, last4="4444")
     plan = await create_lead_plan(session, account)
     assert account.id is not None and card.id is not None and spare.id is not None and plan.id is not None
+    endpoint = WebhookEndpoint(
+        account_id=account.id, url=WEBHOOK_URL, event_types=",topup.succeeded,", secret=new_secret()
+    )
+    session.add(endpoint)
+    await session.flush()
+    assert endpoint.id is not None
     ids: dict[str, str] = {
         "accountId": to_global_id("Account", account.id),
         "paymentMethodId": to_global_id("PaymentMethod", card.id),
         "replacementPaymentMethodId": to_global_id("PaymentMethod", spare.id),
         "leadPlanId": to_global_id("LeadPlan", plan.id),
+        "webhookEndpointId": to_global_id("WebhookEndpoint", endpoint.id),
     }
     return World(account, ids)

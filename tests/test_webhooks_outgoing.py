@@ -37,7 +37,9 @@ from models import (
     WebhookEndpointStatus,
 )
 from models.types import utcnow
-from tests.factories import create_account
+from schema.node import to_global_id
+from tests.factories import create_account, create_partner, member_key, partner_key
+from tests.graphql_client import error_messages, execute
 from tests.loopback import serving
 from tests.statements import recorded_statements
 
@@ -422,3 +424,165 @@ async def test_a_checked_name_is_connected_to_at_the_address_it_resolved_to(
     assert str(request.url) == "https://93.184.216.34:8443/x?a=1"
     assert request.headers["host"] == "hooks.example.test:8443"
     assert request.extensions["sni_hostname"] == "hooks.example.test"
+
+
+# --- managing endpoints through GraphQL -------------------------------------------------------------------
+
+CREATE = """
+mutation Create($input: CreateWebhookEndpointInput!) {
+  createWebhookEndpoint(input: $input) {
+    __typename
+    ... on CreateWebhookEndpointSuccess { secret webhookEndpoint { id url eventTypes status } }
+    ... on InvalidWebhookEndpointError { fieldErrors { field message } }
+    ... on Error { message }
+  }
+}
+"""
+ROTATE = """
+mutation Rotate($id: ID!) {
+  rotateWebhookSecret(input: {webhookEndpointId: $id}) {
+    __typename
+    ... on RotateWebhookSecretSuccess { secret }
+  }
+}
+"""
+SEND_TEST = """
+mutation Test($id: ID!) {
+  sendTestWebhook(input: {webhookEndpointId: $id}) {
+    __typename
+    ... on SendTestWebhookSuccess { delivery { webhookId status } }
+  }
+}
+"""
+UPDATE = """
+mutation Update($input: UpdateWebhookEndpointInput!) {
+  updateWebhookEndpoint(input: $input) {
+    __typename
+    ... on UpdateWebhookEndpointSuccess { webhookEndpoint { eventTypes status } }
+  }
+}
+"""
+DELETE = """
+mutation Delete($id: ID!) {
+  deleteWebhookEndpoint(input: {webhookEndpointId: $id}) { __typename }
+}
+"""
+LISTED = """
+query Listed($id: ID) {
+  account(id: $id) {
+    webhookEndpoints { id url status }
+    webhookDeliveries(first: 10) {
+      edges { node { eventType status attempts lastResponseStatus webhookId } }
+      pageInfo { hasNextPage }
+    }
+  }
+}
+"""
+
+
+async def test_a_member_creates_an_endpoint_sees_its_secret_once_and_gets_a_signed_test_event(
+    now: datetime, client: httpx.AsyncClient, session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account = await create_account(session)
+    key = await member_key(session, account)
+    await session.commit()
+    receiver = Receiver()
+    async with receiving(receiver) as url:
+        body = await execute(
+            client, key, CREATE, {"input": {"url": url, "eventTypes": ["topup.succeeded", "balance.low"]}}
+        )
+        created = body["data"]["createWebhookEndpoint"]
+        assert created["__typename"] == "CreateWebhookEndpointSuccess", body
+        assert created["webhookEndpoint"]["eventTypes"] == ["balance.low", "topup.succeeded"]
+        endpoint_id = created["webhookEndpoint"]["id"]
+        rotated = (await execute(client, key, ROTATE, {"id": endpoint_id}))["data"]["rotateWebhookSecret"]
+        assert rotated["secret"].startswith("whsec_") and rotated["secret"] != created["secret"]
+        queued = (await execute(client, key, SEND_TEST, {"id": endpoint_id}))["data"]["sendTestWebhook"]
+        assert queued["delivery"]["status"] == "PENDING"
+        assert await webhooks_outgoing_delivery.run_once(session_factory, delivery_settings(), now=now) == 1
+    [(headers, sent)] = receiver.received
+    assert Webhook(rotated["secret"]).verify(sent, headers)["type"] == "webhook.test"
+    listed = (await execute(client, key, LISTED))["data"]["account"]
+    assert listed["webhookEndpoints"] == [{"id": endpoint_id, "url": url, "status": "ACTIVE"}]
+    [edge] = listed["webhookDeliveries"]["edges"]
+    assert edge["node"] == {
+        "eventType": "webhook.test",
+        "status": "SUCCEEDED",
+        "attempts": 1,
+        "lastResponseStatus": 200,
+        "webhookId": headers["webhook-id"],
+    }
+    # The secret is nowhere to read afterwards: not a field of the endpoint.
+    assert "secret" not in json.dumps(listed)
+
+
+async def test_endpoint_input_is_bounded_and_its_url_checked(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    account = await create_account(session)
+    key = await member_key(session, account)
+    await session.commit()
+    cases = [
+        ({"url": "https://10.0.0.1/x", "eventTypes": ["topup.succeeded"]}, "url"),
+        ({"url": "http://127.0.0.1/" + "x" * 2_100, "eventTypes": ["topup.succeeded"]}, "url"),
+        ({"url": "http://127.0.0.1/x", "eventTypes": ["topup.exploded"]}, "eventTypes"),
+        ({"url": "http://127.0.0.1/x", "eventTypes": []}, "eventTypes"),
+        (
+            {"url": "http://127.0.0.1/x", "eventTypes": ["balance.low"], "description": "d" * 501},
+            "description",
+        ),
+    ]
+    for given, field_name in cases:
+        answer = (await execute(client, key, CREATE, {"input": given}))["data"]["createWebhookEndpoint"]
+        assert answer["__typename"] == "InvalidWebhookEndpointError", given
+        assert [error["field"] for error in answer["fieldErrors"]] == [field_name]
+    valid = {"url": "http://127.0.0.1:9/x", "eventTypes": ["balance.low"]}
+    for _ in range(webhooks_outgoing.MAX_ENDPOINTS_PER_ACCOUNT):
+        answer = (await execute(client, key, CREATE, {"input": valid}))["data"]["createWebhookEndpoint"]
+        assert answer["__typename"] == "CreateWebhookEndpointSuccess"
+    answer = (await execute(client, key, CREATE, {"input": valid}))["data"]["createWebhookEndpoint"]
+    assert answer["__typename"] == "WebhookEndpointLimitError"
+
+
+async def test_a_partner_cannot_see_or_manage_another_partners_accounts_endpoints(
+    client: httpx.AsyncClient, session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    mine, theirs = await create_account(session), await create_account(session)
+    key = await partner_key(session, await create_partner(session, mine))
+    await create_partner(session, theirs)
+    await session.commit()
+    foreign = await endpoint_for(session_factory, theirs, "http://127.0.0.1:9/hooks")
+    assert foreign.id is not None and theirs.id is not None and mine.id is not None
+    foreign_id = to_global_id("WebhookEndpoint", foreign.id)
+    for operation, variables, field_name in (
+        (ROTATE, {"id": foreign_id}, "rotateWebhookSecret"),
+        (SEND_TEST, {"id": foreign_id}, "sendTestWebhook"),
+        (DELETE, {"id": foreign_id}, "deleteWebhookEndpoint"),
+        (UPDATE, {"input": {"webhookEndpointId": foreign_id, "enabled": False}}, "updateWebhookEndpoint"),
+    ):
+        answer = (await execute(client, key, operation, variables))["data"][field_name]
+        assert answer["__typename"] == "WebhookEndpointNotFoundError", field_name
+    create_there = {
+        "accountId": to_global_id("Account", theirs.id),
+        "url": foreign.url,
+        "eventTypes": ["balance.low"],
+    }
+    # Another partner's account is no account at all, as everywhere else.
+    refused = await execute(client, key, CREATE, {"input": create_there})
+    assert error_messages(refused) == ["accountId: no such account"]
+    assert await status_of(session, foreign) == WebhookEndpointStatus.ACTIVE
+    listed = await execute(client, key, LISTED, {"id": to_global_id("Account", theirs.id)})
+    assert error_messages(listed) == ["id: no such account"]
+    # Its own account's endpoints it manages.
+    create_mine = {**create_there, "accountId": to_global_id("Account", mine.id)}
+    answer = (await execute(client, key, CREATE, {"input": create_mine}))["data"]["createWebhookEndpoint"]
+    assert answer["__typename"] == "CreateWebhookEndpointSuccess"
+    updated = await execute(
+        client,
+        key,
+        UPDATE,
+        {"input": {"webhookEndpointId": answer["webhookEndpoint"]["id"], "enabled": False}},
+    )
+    assert updated["data"]["updateWebhookEndpoint"]["webhookEndpoint"]["status"] == "DISABLED"
+    deleted = await execute(client, key, DELETE, {"id": answer["webhookEndpoint"]["id"]})
+    assert deleted["data"]["deleteWebhookEndpoint"]["__typename"] == "DeleteWebhookEndpointSuccess"
