@@ -4,7 +4,7 @@ A filtered view of the domain events rather than a table of its own: the setting
 in the change's own transaction, with their before and after, by the one commit hook (billing/events.py), which
 also stamps every event with the actor (billing/actors.py) and the request id. So an entry exists exactly when
 the change does, and there is no second write path to keep in step. Money and balance events are not settings
-and are left out; `AUDITED` names the event types that are, and says how each one's changes read.
+and are left out: `AUDITED` names the event types that are, `describe` says what each one changed.
 
 Values are strings as the database holds them (amounts in minor units, flags `true`/`false`); a value that is
 another row's id names that row's type, so the schema can show it as a global ID. Secrets never reach here:

@@ -76,6 +76,28 @@ mutation ($input: ChangeLeadPlanInput!) { resumeLeadPlan(input: $input) { __type
 AUTO_RECHARGE = """
 mutation ($input: AutoRechargeInput!) { autoRecharge(input: $input) { __typename ... on Error { message } } }
 """
+CREATE_ENDPOINT = """
+mutation ($input: CreateWebhookEndpointInput!) {
+  createWebhookEndpoint(input: $input) {
+    __typename ... on CreateWebhookEndpointSuccess { webhookEndpoint { id } secret } ... on Error { message }
+  }
+}
+"""
+UPDATE_ENDPOINT = """
+mutation ($input: UpdateWebhookEndpointInput!) {
+  updateWebhookEndpoint(input: $input) { __typename ... on Error { message } }
+}
+"""
+ROTATE_SECRET = """
+mutation ($input: WebhookEndpointInput!) {
+  rotateWebhookSecret(input: $input) { __typename ... on RotateWebhookSecretSuccess { secret } ... on Error { message } }
+}
+"""
+DELETE_ENDPOINT = """
+mutation ($input: WebhookEndpointInput!) {
+  deleteWebhookEndpoint(input: $input) { __typename ... on Error { message } }
+}
+"""
 
 COMPANY: dict[str, Any] = {
     "legalName": "Acme GmbH",
@@ -238,6 +260,57 @@ async def test_each_settings_mutation_is_recorded_once_with_who_where_and_what(
     text = json.dumps(everything)
     assert member not in text and manager not in text
     assert "secret" not in text.lower()
+
+
+async def test_webhook_endpoint_mutations_are_recorded_and_their_secret_never_is(
+    session: AsyncSession, gateway_client: httpx.AsyncClient
+) -> None:
+    account = await create_account(session)
+    member = await member_key(session, account)
+    as_member = {"kind": "MEMBER", "name": "test member", "keyPrefix": auth.key_prefix(member)}
+    auditor = Auditor(gateway_client, member, account)
+    hook = {"url": "http://127.0.0.1:9/hooks", "eventTypes": ["balance.low"], "description": "crm"}
+
+    payload, entry = await auditor.entry_of(member, CREATE_ENDPOINT, "req-hook", input=hook)
+    endpoint_id = payload["webhookEndpoint"]["id"]
+    secrets = [payload["secret"]]
+    assert entry["action"] == "WEBHOOK_ENDPOINT_CHANGED" and entry["actor"] == as_member
+    assert entry["requestId"] == "req-hook" and entry["subjectId"] == endpoint_id
+    assert changes(entry) == {
+        "url": (None, "http://127.0.0.1:9/hooks"),
+        "description": (None, "crm"),
+        "eventTypes": (None, "balance.low"),
+        "status": (None, "active"),
+    }
+
+    change = {
+        "webhookEndpointId": endpoint_id,
+        "eventTypes": ["balance.low", "topup.succeeded"],
+        "enabled": False,
+    }
+    _, entry = await auditor.entry_of(member, UPDATE_ENDPOINT, "req-hook-update", input=change)
+    assert entry["requestId"] == "req-hook-update"
+    assert changes(entry) == {
+        "eventTypes": ("balance.low", "balance.low, topup.succeeded"),
+        "status": ("active", "disabled"),
+    }
+
+    payload, entry = await auditor.entry_of(
+        member, ROTATE_SECRET, "req-rotate", input={"webhookEndpointId": endpoint_id}
+    )
+    secrets.append(payload["secret"])
+    assert entry["action"] == "WEBHOOK_SECRET_ROTATED" and entry["changes"] == []
+    assert entry["requestId"] == "req-rotate" and entry["subjectId"] == endpoint_id
+
+    _, entry = await auditor.entry_of(
+        member, DELETE_ENDPOINT, "req-hook-delete", input={"webhookEndpointId": endpoint_id}
+    )
+    assert entry["action"] == "WEBHOOK_ENDPOINT_CHANGED" and entry["requestId"] == "req-hook-delete"
+    assert changes(entry)["url"] == ("http://127.0.0.1:9/hooks", None)
+
+    text = json.dumps(await trail(gateway_client, member, account))
+    assert len(set(secrets)) == 2 and all(secret.startswith("whsec_") for secret in secrets)
+    assert not any(secret in text or secret.removeprefix("whsec_") in text for secret in secrets)
 
 
 async def test_an_account_trail_is_in_the_account_scope_only(
