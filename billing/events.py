@@ -36,7 +36,7 @@ from billing.actors import current_actor
 from billing.config import Settings
 from billing.funding import FundingState, funding_state
 from billing.observability.request import current_request_id
-from models import AutoRechargeSettings, DomainEventRow, TransactionKind, TransactionStatus
+from models import AutoRechargeSettings, AutoRechargeState, DomainEventRow, TransactionKind, TransactionStatus
 from models.types import utcnow
 
 logger = logging.getLogger(__name__)
@@ -230,11 +230,23 @@ class WebhookSecretRotated:
     webhook_endpoint_id: int
 
 
+@dataclass(frozen=True)
+class AutoRechargeHalted:
+    """The engine stopped recharging until the customer acts: its bank asked for 3-D Secure (`action_required`)
+    or it was suspended after declines (`suspended`). Never the 3-D Secure client secret."""
+
+    type: ClassVar[str] = "auto_recharge.halted"
+    account_id: int
+    state: AutoRechargeState
+    reason: str
+
+
 DomainEvent = (
     BalanceChanged
     | FundingStateChanged
     | TransactionCreated
     | TransactionSettled
+    | AutoRechargeHalted
     | AutoRechargeSettingsChanged
     | CompanyChanged
     | PaymentMethodAdded
@@ -253,6 +265,7 @@ _EVENT_TYPES: dict[str, type[DomainEvent]] = {
         FundingStateChanged,
         TransactionCreated,
         TransactionSettled,
+        AutoRechargeHalted,
         AutoRechargeSettingsChanged,
         CompanyChanged,
         PaymentMethodAdded,

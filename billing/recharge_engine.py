@@ -39,9 +39,10 @@ from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import ledger, payments, reconciliation, webhooks_outgoing_delivery
+from billing import events, ledger, payments, reconciliation, webhooks_outgoing_delivery
 from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
+from billing.events import AutoRechargeHalted
 from billing.months import month_of
 from billing.observability import metrics
 from billing.recharge_settlement import IN_FLIGHT as IN_FLIGHT
@@ -58,6 +59,7 @@ from billing.stripe_gateway import (
 from models import (
     Account,
     AutoRechargeSettings,
+    AutoRechargeState,
     PaymentMethod,
     Recharge,
     RechargeStatus,
@@ -535,6 +537,10 @@ async def _finish(session: AsyncSession, item: _Claimed, result: ChargeResult, *
             )
             if settings is not None:
                 settings.action_required_client_secret = result.client_secret
+                reason = result.message or "Your bank asks you to confirm."
+                events.record(
+                    session, AutoRechargeHalted(item.account_id, AutoRechargeState.ACTION_REQUIRED, reason)
+                )
         else:
             # The bank settles later; the pending entry is settled by the webhook or reconciliation. Counted as
             # succeeded for the monthly limit, which errs on the side of charging less.

@@ -14,9 +14,12 @@ from datetime import datetime
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing import events
+from billing.events import AutoRechargeHalted
 from billing.observability import metrics
 from models import (
     AutoRechargeSettings,
+    AutoRechargeState,
     Recharge,
     RechargeStatus,
     Transaction,
@@ -64,7 +67,13 @@ async def follow_settlement(session: AsyncSession, entry: Transaction, *, paid: 
         message = entry.failure_message or "The payment did not go through."
         finish_as(recharge, RechargeStatus.FAILED, message, now)
         if settings is not None:
+            was_suspended = settings.suspended_reason is not None
             count_failure(settings, message, entry.failure_code)
+            if settings.suspended_reason is not None and not was_suspended:
+                halted = AutoRechargeHalted(
+                    entry.account_id, AutoRechargeState.SUSPENDED, settings.suspended_reason
+                )
+                events.record(session, halted)
     else:
         return
     if settings is not None:

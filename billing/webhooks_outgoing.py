@@ -28,10 +28,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing import accounts, events, ledger
 from billing.auth import Principal
 from billing.errors import DomainError, NotFound
-from billing.events import DomainEvent, FundingStateChanged, StoredEvent, TransactionSettled
+from billing.events import (
+    AutoRechargeHalted,
+    DomainEvent,
+    FundingStateChanged,
+    StoredEvent,
+    TransactionSettled,
+)
 from billing.funding import FundingState
 from billing.pagination import Page, check_page_size, cursor_row_id, decode_cursor, encode_cursor
 from models import (
+    AutoRechargeState,
     PrincipalKind,
     TransactionKind,
     TransactionStatus,
@@ -47,6 +54,8 @@ TOPUP_SUCCEEDED = "topup.succeeded"
 TOPUP_FAILED = "topup.failed"
 AUTO_RECHARGE_SUCCEEDED = "auto_recharge.succeeded"
 AUTO_RECHARGE_FAILED = "auto_recharge.failed"
+AUTO_RECHARGE_ACTION_REQUIRED = "auto_recharge.action_required"
+AUTO_RECHARGE_SUSPENDED = "auto_recharge.suspended"
 # What a receiver may subscribe to. `webhook.test` is sent only by `sendTestWebhook`, whatever the subscription.
 EVENT_TYPES: tuple[str, ...] = (
     BALANCE_LOW,
@@ -55,6 +64,8 @@ EVENT_TYPES: tuple[str, ...] = (
     TOPUP_FAILED,
     AUTO_RECHARGE_SUCCEEDED,
     AUTO_RECHARGE_FAILED,
+    AUTO_RECHARGE_ACTION_REQUIRED,
+    AUTO_RECHARGE_SUSPENDED,
 )
 TEST_EVENT = "webhook.test"
 
@@ -120,6 +131,14 @@ def _webhook_event(stored: StoredEvent, written: Sequence[StoredEvent]) -> tuple
             "funding_state": event.after.value,
             "balance": {"amount_minor": event.balance_minor, "currency": currency},
         }
+    if isinstance(event, AutoRechargeHalted):
+        halted_type = {
+            AutoRechargeState.ACTION_REQUIRED: AUTO_RECHARGE_ACTION_REQUIRED,
+            AutoRechargeState.SUSPENDED: AUTO_RECHARGE_SUSPENDED,
+        }.get(event.state)
+        if halted_type is None:
+            return None
+        return halted_type, {"account_id": event.account_id, "reason": event.reason}
     if isinstance(event, TransactionSettled):
         event_type = _SETTLED_TYPES.get((event.kind, event.status is TransactionStatus.SUCCEEDED))
         if event_type is None:

@@ -19,12 +19,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from billing import events, webhooks_outgoing, webhooks_outgoing_delivery
+from billing import events, recharge_engine, webhooks_outgoing, webhooks_outgoing_delivery
 from billing.auth import Principal
 from billing.config import Environment, Settings
 from billing.db import SessionFactory, session_factory, unit_of_work
 from billing.events import FundingStateChanged, TransactionSettled
 from billing.funding import FundingState
+from billing.stripe_gateway import ChargeResult
+from billing.usage import record_usage
 from billing.webhooks_outgoing import EndpointInput, UnsafeWebhookUrl
 from models import (
     Account,
@@ -38,10 +40,12 @@ from models import (
 )
 from models.types import utcnow
 from schema.node import to_global_id
-from tests.factories import create_account, create_partner, member_key, partner_key
+from tests.factories import create_account, create_partner, create_payment_method, member_key, partner_key
+from tests.fake_gateway import FakeGateway
 from tests.graphql_client import error_messages, execute
 from tests.loopback import serving
 from tests.statements import recorded_statements
+from tests.usage_factories import REPORTER, call, enable_auto_recharge
 
 # Endpoints' own timestamps; a worker pass is given `now` (the fixture), after every commit of the test.
 CREATED = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
@@ -141,7 +145,6 @@ async def test_a_settled_top_up_reaches_the_receiver_signed_per_the_standard(
     now: datetime, session_factory: SessionFactory, session: AsyncSession
 ) -> None:
     account = await create_account(session)
-    await session.commit()
     receiver = Receiver()
     async with receiving(receiver) as url:
         endpoint = await endpoint_for(session_factory, account, url)
@@ -169,7 +172,6 @@ async def test_only_subscribed_endpoints_of_the_account_get_a_delivery_and_falli
     session_factory: SessionFactory, session: AsyncSession
 ) -> None:
     account, other = await create_account(session), await create_account(session)
-    await session.commit()
     url = "http://127.0.0.1:9/hooks"  # never sent to: this test only reads the outbox
     await endpoint_for(session_factory, account, url, "balance.low", "balance.depleted")
     await endpoint_for(session_factory, account, url, "topup.failed")
@@ -197,7 +199,6 @@ async def test_a_commit_without_webhook_events_writes_no_delivery_statement(
     engine: AsyncEngine, session_factory: SessionFactory, session: AsyncSession
 ) -> None:
     account = await create_account(session)
-    await session.commit()
     assert account.id is not None
     with recorded_statements(engine) as statements:
         await committed(session_factory, events.BalanceChanged(account.id, "USD", 100, 200))
@@ -208,7 +209,6 @@ async def test_a_500_and_a_timeout_are_retried_with_back_off_under_the_same_webh
     now: datetime, session_factory: SessionFactory, session: AsyncSession
 ) -> None:
     account = await create_account(session)
-    await session.commit()
     receiver = Receiver(plan=[500, None, 200])
     settings = delivery_settings(webhook_timeout_seconds=0.5)
     async with receiving(receiver) as url:
@@ -238,7 +238,6 @@ async def test_a_delivery_out_of_retries_fails_and_marks_its_endpoint_failing_un
     now: datetime, session_factory: SessionFactory, session: AsyncSession
 ) -> None:
     account = await create_account(session)
-    await session.commit()
     receiver = Receiver(plan=[503 for _ in range(len(webhooks_outgoing_delivery.BACKOFF) + 1)])
     settings = delivery_settings()
     async with receiving(receiver) as url:
@@ -262,7 +261,6 @@ async def test_a_later_event_waits_while_an_earlier_one_of_its_endpoint_is_pendi
     now: datetime, session_factory: SessionFactory, session: AsyncSession
 ) -> None:
     account = await create_account(session)
-    await session.commit()
     receiver = Receiver(plan=[500])
     settings = delivery_settings()
     async with receiving(receiver) as url:
@@ -283,7 +281,6 @@ async def test_a_worker_killed_mid_delivery_loses_it_to_the_next_after_its_lease
     now: datetime, session_factory: SessionFactory, session: AsyncSession
 ) -> None:
     account = await create_account(session)
-    await session.commit()
     receiver = Receiver(plan=[None])
     settings = delivery_settings(webhook_timeout_seconds=30.0)
     async with receiving(receiver) as url:
@@ -375,7 +372,6 @@ async def test_a_name_that_turned_private_after_it_was_saved_is_refused_at_deliv
     now: datetime, session_factory: SessionFactory, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     account = await create_account(session)
-    await session.commit()
     monkeypatch.setattr(webhooks_outgoing, "resolve", resolving_to("93.184.216.34"))
     endpoint = await endpoint_for(session_factory, account, "https://hooks.example.test/x")
     await committed(session_factory, top_up_settled(account, 15, TransactionStatus.SUCCEEDED))
@@ -406,7 +402,6 @@ async def test_a_checked_name_is_connected_to_at_the_address_it_resolved_to(
     """The request goes to the checked address, with the URL's name as Host and TLS name (an httpx
     MockTransport stands in for the network: nothing leaves the machine)."""
     account = await create_account(session)
-    await session.commit()
     monkeypatch.setattr(webhooks_outgoing, "resolve", resolving_to("93.184.216.34"))
     await endpoint_for(session_factory, account, "https://hooks.example.test:8443/x?a=1")
     await committed(session_factory, top_up_settled(account, 16, TransactionStatus.SUCCEEDED))
@@ -485,7 +480,6 @@ async def test_a_member_creates_an_endpoint_sees_its_secret_once_and_gets_a_sign
 ) -> None:
     account = await create_account(session)
     key = await member_key(session, account)
-    await session.commit()
     receiver = Receiver()
     async with receiving(receiver) as url:
         body = await execute(
@@ -521,7 +515,6 @@ async def test_endpoint_input_is_bounded_and_its_url_checked(
 ) -> None:
     account = await create_account(session)
     key = await member_key(session, account)
-    await session.commit()
     cases = [
         ({"url": "https://10.0.0.1/x", "eventTypes": ["topup.succeeded"]}, "url"),
         ({"url": "http://127.0.0.1/" + "x" * 2_100, "eventTypes": ["topup.succeeded"]}, "url"),
@@ -550,7 +543,6 @@ async def test_a_partner_cannot_see_or_manage_another_partners_accounts_endpoint
     mine, theirs = await create_account(session), await create_account(session)
     key = await partner_key(session, await create_partner(session, mine))
     await create_partner(session, theirs)
-    await session.commit()
     foreign = await endpoint_for(session_factory, theirs, "http://127.0.0.1:9/hooks")
     assert foreign.id is not None and theirs.id is not None and mine.id is not None
     foreign_id = to_global_id("WebhookEndpoint", foreign.id)
@@ -586,3 +578,48 @@ async def test_a_partner_cannot_see_or_manage_another_partners_accounts_endpoint
     assert updated["data"]["updateWebhookEndpoint"]["webhookEndpoint"]["status"] == "DISABLED"
     deleted = await execute(client, key, DELETE, {"id": answer["webhookEndpoint"]["id"]})
     assert deleted["data"]["deleteWebhookEndpoint"]["__typename"] == "DeleteWebhookEndpointSuccess"
+
+
+# --- the auto-recharge engine's halts ---------------------------------------------------------------------
+
+
+async def auto_recharging_account(session: AsyncSession, factory: SessionFactory) -> Account:
+    account = await create_account(session)
+    account.stripe_customer_id = f"cus_fake_{account.id}"
+    card = await create_payment_method(session, account)
+    await enable_auto_recharge(session, account, card)
+    await endpoint_for(factory, account, "http://127.0.0.1:9/hooks")
+    return account
+
+
+async def spend_below_threshold(session: AsyncSession, account: Account, at: datetime) -> None:
+    await record_usage(session, REPORTER, [call(account, at - timedelta(minutes=1), cost="1.00")], now=at)
+
+
+async def test_three_d_secure_asked_by_the_bank_is_told_as_action_required_without_its_secret(
+    session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account = await auto_recharging_account(session, session_factory)
+    await spend_below_threshold(session, account, CREATED)
+    gateway = FakeGateway(ChargeResult("requires_action", None, "pi_x_secret_y", None, "Confirm it"))
+    assert await recharge_engine.run_once(session_factory, gateway, now=CREATED) == 1
+    told = [d for d in await deliveries(session, account) if d.event_type.startswith("auto_recharge.")]
+    assert [(d.event_type, d.payload["data"]) for d in told] == [
+        ("auto_recharge.action_required", {"account_id": account.id, "reason": "Confirm it"})
+    ]
+    assert "secret" not in json.dumps(told[0].payload)
+
+
+async def test_three_declines_in_a_row_are_each_told_and_the_suspension_once(
+    session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account = await auto_recharging_account(session, session_factory)
+    await spend_below_threshold(session, account, CREATED)
+    gateway = FakeGateway(ChargeResult("declined", None, None, "card_declined", "Declined"))
+    for hours in (0, 1, 2):
+        at = CREATED + timedelta(hours=hours)
+        assert await recharge_engine.run_once(session_factory, gateway, now=at) == 1
+    told = [
+        d.event_type for d in await deliveries(session, account) if d.event_type.startswith("auto_recharge.")
+    ]
+    assert told == ["auto_recharge.failed"] * 3 + ["auto_recharge.suspended"]
