@@ -10,9 +10,11 @@ must really commit to be delivered: the rolled-back test transaction never commi
 import asyncio
 import json
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,11 +29,13 @@ from billing import auth, live_events, payment_methods
 from billing.config import Environment, Settings
 from billing.db import SessionFactory, create_engine, session_factory
 from billing.stripe_gateway import StripeGateway
+from devtools.stripe_standin import STRIPE_KEY, WEBHOOK_SECRET
 from models import Account, DomainEventRow
 from schema.node import to_global_id
 from server import create_app
 from tests.conftest import POSTGRES_URL, migrate, recreate_postgres_database
 from tests.factories import create_account, create_company, create_partner, member_key, partner_key
+from tests.gateway_processes import Processes
 from tests.loopback import serving
 from tests.stripe_server import LocalStripe, stripe_settings
 
@@ -418,3 +422,57 @@ async def test_reconnecting_with_the_cursor_replays_what_was_missed(
         assert sorted(answer["id"] for answer in answers) == ["1", "2"]
         for answer in answers:
             assert answer["payload"]["data"]["accountUpdated"]["company"]["legalName"] == "Fourth GmbH"
+
+
+# ------------------------------------------------------------------------------------ across processes
+
+
+def process_environment(database_url: str, localstripe_url: str, var_dir: Path) -> dict[str, str]:
+    return {
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": database_url,
+        "BILLING_VAR_DIR": str(var_dir),
+        "STRIPE_SECRET_KEY": STRIPE_KEY,
+        "STRIPE_API_BASE": localstripe_url,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "EMBEDDED_WORKER": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.mark.postgres_only
+async def test_a_subscriber_on_one_gateway_sees_add_funds_made_on_another_within_a_second(
+    database_url: str,
+    sessions: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+    localstripe_url: str,
+    tmp_path: Path,
+) -> None:
+    """Two `cli serve` processes on one PostgreSQL database: the commit on one reaches the other through its
+    LISTEN connection (no in-process listener can), and the subscriber's answer shows the new balance."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several gateway processes need PostgreSQL; SQLite is one process")
+    account, key, card = await ready_account(sessions, stripe_gateway, localstripe)
+    processes = Processes(process_environment(database_url, localstripe_url, tmp_path), tmp_path)
+    try:
+        watching = await processes.gateway("watching", localstripe_url)
+        paying = await processes.gateway("paying", localstripe_url)
+        assert watching.url is not None and paying.url is not None
+        ws_url = watching.url.replace("http://", "ws://") + "/graphql"
+        async with (
+            client(ws_url, key) as subscriber,
+            httpx.AsyncClient(base_url=paying.url, timeout=WAIT_SECONDS) as http,
+        ):
+            await subscriber.subscribe("1", ACCOUNT_UPDATED, after=await cursor_now(sessions))
+            for number, amount in enumerate(["25.00", "7.50"]):
+                new_balance = await add_funds(http, key, card, amount, f"two-processes-{number}")
+                answered = time.monotonic()
+                payload = await subscriber.next("1")
+                # The answer may even arrive before the HTTP response; never later than a second after it.
+                assert time.monotonic() - answered < DELIVERY_SECONDS, processes.logs()
+                updated = payload["data"]["accountUpdated"]
+                assert updated["balance"]["available"]["minorUnits"] == str(new_balance)
+                assert updated["id"] == to_global_id("Account", account.id or 0)
+    finally:
+        await processes.stop_all()
