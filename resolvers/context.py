@@ -21,6 +21,8 @@ from billing.stripe_gateway import PaymentProviderUnavailable, StripeGateway
 
 LoaderT = TypeVar("LoaderT")
 T = TypeVar("T")
+# How long an answered operation waits for a read still running before cancelling it.
+FINISH_WAIT_SECONDS = 1.0
 
 
 class OperationFinished(Exception):
@@ -40,6 +42,7 @@ class Context:
     # Sibling fields resolve concurrently; the lock keeps them to one connection at a time.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _finished: bool = False
+    _reads: set["asyncio.Future[Any]"] = field(default_factory=set)
     _loaders: dict[Callable[..., Any], Any] = field(default_factory=dict)
 
     async def read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -49,8 +52,14 @@ class Context:
         statement cancelled midway costs its connection. The work finishes (and `finish` waits for it).
         """
         task = asyncio.ensure_future(self._read(work))
-        task.add_done_callback(_retrieved)  # abandoned by a cancelled field, its outcome is nobody's
+        self._reads.add(task)
+        task.add_done_callback(self._read_done)
         return await asyncio.shield(task)
+
+    def _read_done(self, task: "asyncio.Future[Any]") -> None:
+        self._reads.discard(task)
+        if not task.cancelled():
+            task.exception()  # abandoned by a cancelled field, its outcome is nobody's
 
     async def _read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with self._lock:
@@ -68,10 +77,18 @@ class Context:
                 yield session
 
     async def finish(self) -> None:
-        """End the operation: wait for a database block still running and refuse new ones. Execution returns
-        as soon as a non-null field fails, while its siblings may still be resolving."""
-        async with self._lock:
-            self._finished = True
+        """End the operation: refuse new database work, give reads still running a moment to end, then cancel
+        them. Execution returns as soon as a non-null field fails, while its siblings may still be resolving;
+        a read stuck past the request's time budget is not waited for."""
+        self._finished = True
+        running = set(self._reads)
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=FINISH_WAIT_SECONDS)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
     def _check_open(self) -> None:
         if self._finished:
@@ -93,11 +110,6 @@ class Context:
             self._loaders[cls] = cls(self)
         instance: LoaderT = self._loaders[cls]
         return instance
-
-
-def _retrieved(task: "asyncio.Future[Any]") -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 Info = strawberry.Info[Context, None]
