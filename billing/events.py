@@ -241,12 +241,26 @@ class AutoRechargeHalted:
     reason: str
 
 
+@dataclass(frozen=True)
+class LeadBudgetReached:
+    """Usage carried a month's lead spending from below the account's active lead plans' monthly budgets to at
+    least them (what `remainingBudget` counts down): recorded by the batch that crossed it."""
+
+    type: ClassVar[str] = "lead_plan.budget_reached"
+    account_id: int
+    month: str  # YYYY-MM in the account's time zone
+    budget_minor: int
+    spent_minor: int
+    currency: str
+
+
 DomainEvent = (
     BalanceChanged
     | FundingStateChanged
     | TransactionCreated
     | TransactionSettled
     | AutoRechargeHalted
+    | LeadBudgetReached
     | AutoRechargeSettingsChanged
     | CompanyChanged
     | PaymentMethodAdded
@@ -266,6 +280,7 @@ _EVENT_TYPES: dict[str, type[DomainEvent]] = {
         TransactionCreated,
         TransactionSettled,
         AutoRechargeHalted,
+        LeadBudgetReached,
         AutoRechargeSettingsChanged,
         CompanyChanged,
         PaymentMethodAdded,

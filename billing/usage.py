@@ -18,16 +18,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import insert
+from sqlalchemy import and_, insert, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing import events as domain_events  # `events` is what record_usage names a batch
 from billing import ledger, money, recharge_engine
 from billing.auth import Principal
 from billing.errors import DomainError
 from billing.months import month_of
 from billing.usage_rollups import RollupIncrement, add_to_rollups
-from models import Account, LeadPlanSubscription, Transaction, TransactionKind, UsageCategory
+from models import Account, LeadPlanStatus, LeadPlanSubscription, Transaction, TransactionKind, UsageCategory
 from models import UsageEvent as UsageEventRow
 from models.types import utcnow
 
@@ -112,9 +113,12 @@ async def record_usage(
     # Locked before the duplicate check, so a concurrent copy of this batch waits here and then sees it recorded.
     visible = {event.account_id for event in events} if principal.may_record_usage else set()
     accounts = await ledger.lock_accounts(session, visible)
-    plan_owners = await _lead_plan_owners(
-        session, {e.lead_plan_id for e in events if e.lead_plan_id is not None}
+    plans = await _lead_plans(
+        session,
+        {e.lead_plan_id for e in events if e.lead_plan_id is not None},
+        {e.account_id for e in events if e.category == UsageCategory.LEAD and e.account_id in accounts},
     )
+    plan_owners = plans.owners
     problems: list[EventProblem] = []
     costs: list[int] = []
     for index, event in enumerate(events):
@@ -168,7 +172,10 @@ async def record_usage(
     new_rows = [row for group in groups.values() for row in group.rows]
     if new_rows:
         await (await session.connection()).execute(insert(UsageEventRow), new_rows)
-        await add_to_rollups(session, rollups)
+        spent_after = await add_to_rollups(session, rollups)
+        reached = _budgets_reached(spent_after, rollups, plans, accounts)
+        if reached:
+            domain_events.record(session, *reached)
         debited = sorted({account_id for account_id, _ in groups})
         await recharge_engine.schedule_if_low(session, [accounts[a] for a in debited], now=now)
     return UsageRecorded(
@@ -178,13 +185,48 @@ async def record_usage(
     )
 
 
-async def _lead_plan_owners(session: AsyncSession, plan_ids: set[int]) -> dict[int, int]:
-    if not plan_ids:
-        return {}
-    statement = select(LeadPlanSubscription.id, LeadPlanSubscription.account_id).where(
-        col(LeadPlanSubscription.id).in_(plan_ids)
+@dataclass(frozen=True)
+class _Plans:
+    owners: dict[int, int]  # plan id -> account id, for the plans the batch names
+    budgets: dict[int, int]  # account id -> its active plans' monthly budgets (what `remainingBudget` counts)
+
+
+async def _lead_plans(session: AsyncSession, plan_ids: set[int], account_ids: set[int]) -> _Plans:
+    """The named plans' owners and the lead accounts' active budgets, in one statement."""
+    if not plan_ids and not account_ids:
+        return _Plans({}, {})
+    plan = LeadPlanSubscription
+    statement = select(plan.id, plan.account_id, plan.status, plan.monthly_budget_minor).where(
+        or_(
+            col(plan.id).in_(plan_ids),
+            and_(col(plan.account_id).in_(account_ids), col(plan.status) == LeadPlanStatus.ACTIVE),
+        )
     )
-    return {plan_id: account_id for plan_id, account_id in (await session.exec(statement)).all() if plan_id}
+    owners: dict[int, int] = {}
+    budgets: dict[int, int] = defaultdict(int)
+    for plan_id, account_id, status, budget in (await session.exec(statement)).all():
+        if plan_id in plan_ids:
+            owners[plan_id] = account_id
+        if status == LeadPlanStatus.ACTIVE and account_id in account_ids:
+            budgets[account_id] += budget
+    return _Plans(owners, dict(budgets))
+
+
+def _budgets_reached(
+    spent_after: dict[tuple[int, str], int],
+    rollups: dict[tuple[int, str], RollupIncrement],
+    plans: _Plans,
+    accounts: dict[int, Account],
+) -> list[domain_events.LeadBudgetReached]:
+    """The months whose lead spending this batch carried from below the active budgets to at least them."""
+    reached = []
+    for (account_id, month), after in sorted(spent_after.items()):
+        budget = plans.budgets.get(account_id, 0)
+        before = after - rollups[(account_id, month)].lead_spent_minor
+        if budget > 0 and before < budget <= after:
+            currency = accounts[account_id].currency
+            reached.append(domain_events.LeadBudgetReached(account_id, month, budget, after, currency))
+    return reached
 
 
 def _problems(

@@ -39,10 +39,16 @@ class RollupIncrement:
             self.ai_output_tokens += output_tokens
 
 
-async def add_to_rollups(session: AsyncSession, increments: dict[tuple[int, str], RollupIncrement]) -> None:
-    """One upsert for every (account id, 'YYYY-MM') of the batch; concurrent batches add, never overwrite."""
+async def add_to_rollups(
+    session: AsyncSession, increments: dict[tuple[int, str], RollupIncrement]
+) -> dict[tuple[int, str], int]:
+    """One upsert for every (account id, 'YYYY-MM') of the batch; concurrent batches add, never overwrite.
+
+    Returns each month's lead spending after the batch (the upsert's RETURNING: no statement of its own), so
+    the caller sees a budget crossed by exactly the batch that crossed it.
+    """
     if not increments:
-        return
+        return {}
     statement = upsert_insert(session, UsageRollup)
     columns = list(RollupIncrement.__dataclass_fields__)
     table = UsageRollup.__table__.c  # type: ignore[attr-defined]
@@ -54,4 +60,6 @@ async def add_to_rollups(session: AsyncSession, increments: dict[tuple[int, str]
         {"account_id": account_id, "month": month, **asdict(increment)}
         for (account_id, month), increment in sorted(increments.items())
     ]
-    await (await session.connection()).execute(statement, rows)
+    returning = statement.returning(table.account_id, table.month, table.lead_spent_minor)
+    result = await (await session.connection()).execute(returning, rows)
+    return {(account_id, month): spent for account_id, month, spent in result.all()}

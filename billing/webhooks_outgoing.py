@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy
-from sqlalchemy import Connection, String, Table, cast, delete, func, insert, literal, union_all
+from sqlalchemy import Connection, String, Table, cast, delete, func, literal, union_all
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,6 +33,7 @@ from billing.events import (
     AutoRechargeHalted,
     DomainEvent,
     FundingStateChanged,
+    LeadBudgetReached,
     StoredEvent,
     TransactionSettled,
 )
@@ -56,6 +58,8 @@ AUTO_RECHARGE_SUCCEEDED = "auto_recharge.succeeded"
 AUTO_RECHARGE_FAILED = "auto_recharge.failed"
 AUTO_RECHARGE_ACTION_REQUIRED = "auto_recharge.action_required"
 AUTO_RECHARGE_SUSPENDED = "auto_recharge.suspended"
+PAYMENT_METHOD_EXPIRING = "payment_method.expiring"
+USAGE_BUDGET_REACHED = "usage.budget_reached"
 # What a receiver may subscribe to. `webhook.test` is sent only by `sendTestWebhook`, whatever the subscription.
 EVENT_TYPES: tuple[str, ...] = (
     BALANCE_LOW,
@@ -66,6 +70,8 @@ EVENT_TYPES: tuple[str, ...] = (
     AUTO_RECHARGE_FAILED,
     AUTO_RECHARGE_ACTION_REQUIRED,
     AUTO_RECHARGE_SUSPENDED,
+    PAYMENT_METHOD_EXPIRING,
+    USAGE_BUDGET_REACHED,
 )
 TEST_EVENT = "webhook.test"
 
@@ -108,9 +114,26 @@ def payload(event_type: str, occurred_at: datetime, data: Mapping[str, Any]) -> 
     return {"type": event_type, "timestamp": occurred_at.isoformat(), "data": dict(data)}
 
 
-def _webhook_event(stored: StoredEvent, written: Sequence[StoredEvent]) -> tuple[str, dict[str, Any]] | None:
-    """The webhook event type and `data` a domain event becomes, or None when receivers are not told of it."""
-    event: DomainEvent = stored.event
+@dataclass(frozen=True)
+class _WebhookEvent:
+    type: str
+    data: dict[str, Any]
+    # Unique per endpoint: a second delivery with the same key is not queued (once per plan month, say).
+    key: str
+
+
+def _webhook_event(stored: StoredEvent, written: Sequence[StoredEvent]) -> _WebhookEvent | None:
+    """What a domain event becomes for receivers, or None when they are not told of it."""
+    mapped = _type_and_data(stored.event, written)
+    if mapped is None:
+        return None
+    event_type, data = mapped
+    if isinstance(stored.event, LeadBudgetReached):
+        return _WebhookEvent(event_type, data, f"{event_type}-{stored.event.month}")
+    return _WebhookEvent(event_type, data, f"event-{stored.id}")
+
+
+def _type_and_data(event: DomainEvent, written: Sequence[StoredEvent]) -> tuple[str, dict[str, Any]] | None:
     if isinstance(event, FundingStateChanged):
         # Told when the balance falls into a state, not when a top-up lifts it out of depleted into low.
         falling = event.after is FundingState.DEPLETED or (
@@ -130,6 +153,13 @@ def _webhook_event(stored: StoredEvent, written: Sequence[StoredEvent]) -> tuple
             "account_id": event.account_id,
             "funding_state": event.after.value,
             "balance": {"amount_minor": event.balance_minor, "currency": currency},
+        }
+    if isinstance(event, LeadBudgetReached):
+        return USAGE_BUDGET_REACHED, {
+            "account_id": event.account_id,
+            "month": event.month,
+            "budget": {"amount_minor": event.budget_minor, "currency": event.currency},
+            "spent": {"amount_minor": event.spent_minor, "currency": event.currency},
         }
     if isinstance(event, AutoRechargeHalted):
         halted_type = {
@@ -161,8 +191,7 @@ def fan_out(connection: Connection, written: Sequence[StoredEvent]) -> None:
         mapped = _webhook_event(stored, written)
         if mapped is None:
             continue
-        event_type, data = mapped
-        key = f"event-{stored.id}"
+        event_type, data, key = mapped.type, mapped.data, mapped.key
         selects.append(
             # Core's select: sqlmodel's has no overload for ten columns.
             sqlalchemy.select(
@@ -197,7 +226,14 @@ def fan_out(connection: Connection, written: Sequence[StoredEvent]) -> None:
         "created_at",
     ]
     source = selects[0] if len(selects) == 1 else union_all(*selects)
-    connection.execute(insert(_DELIVERIES).from_select(columns, source))
+    connection.execute(_insert_new(connection).from_select(columns, source).on_conflict_do_nothing())
+
+
+def _insert_new(connection: Connection) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT of deliveries that skips one whose (endpoint, event key) is already queued."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(_DELIVERIES)
+    return sqlite.insert(_DELIVERIES)
 
 
 events.on_write(fan_out)

@@ -45,7 +45,7 @@ from tests.fake_gateway import FakeGateway
 from tests.graphql_client import error_messages, execute
 from tests.loopback import serving
 from tests.statements import recorded_statements
-from tests.usage_factories import REPORTER, call, enable_auto_recharge
+from tests.usage_factories import REPORTER, call, create_lead_plan, enable_auto_recharge, lead
 
 # Endpoints' own timestamps; a worker pass is given `now` (the fixture), after every commit of the test.
 CREATED = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
@@ -623,3 +623,36 @@ async def test_three_declines_in_a_row_are_each_told_and_the_suspension_once(
         d.event_type for d in await deliveries(session, account) if d.event_type.startswith("auto_recharge.")
     ]
     assert told == ["auto_recharge.failed"] * 3 + ["auto_recharge.suspended"]
+
+
+# --- lead budgets -----------------------------------------------------------------------------------------
+
+
+async def test_the_lead_budget_reached_is_told_once_per_month_by_the_batch_that_crossed_it(
+    session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account = await create_account(session)
+    plan = await create_lead_plan(session, account, monthly_budget_minor=10_000)  # 100.00: four 25.00 leads
+    await endpoint_for(session_factory, account, "http://127.0.0.1:9/hooks", "usage.budget_reached")
+    march = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+    async def leads(count: int, at: datetime) -> list[str]:
+        async with unit_of_work(session_factory) as batch:
+            await record_usage(batch, REPORTER, [lead(account, plan, at) for _ in range(count)], now=at)
+        return [d.event_type for d in await deliveries(session, account)]
+
+    assert await leads(3, march) == []  # 75.00 of 100.00
+    assert await leads(2, march) == ["usage.budget_reached"]  # 125.00: crossed by this batch
+    [reached] = await deliveries(session, account)
+    assert reached.payload["data"] == {
+        "account_id": account.id,
+        "month": "2026-03",
+        "budget": {"amount_minor": 10_000, "currency": "USD"},
+        "spent": {"amount_minor": 12_500, "currency": "USD"},
+    }
+    assert await leads(1, march) == ["usage.budget_reached"]  # already beyond it: nothing new
+    # A second plan raises the budget to 200.00; crossing it again the same month is not told twice.
+    await create_lead_plan(session, account, monthly_budget_minor=10_000)
+    assert await leads(4, march) == ["usage.budget_reached"]
+    # Next month starts afresh.
+    assert await leads(8, march + timedelta(days=30)) == ["usage.budget_reached"] * 2
