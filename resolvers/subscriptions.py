@@ -15,7 +15,20 @@ import strawberry
 
 from billing import accounts, live_events
 from billing.errors import NotFound
-from billing.events import StoredEvent, TransactionCreated, TransactionSettled
+from billing.events import (
+    AutoRechargeHalted,
+    AutoRechargeSettingsChanged,
+    BalanceChanged,
+    CompanyChanged,
+    DefaultPaymentMethodChanged,
+    FundingStateChanged,
+    LeadPlanChanged,
+    PaymentMethodAdded,
+    PaymentMethodRemoved,
+    StoredEvent,
+    TransactionCreated,
+    TransactionSettled,
+)
 from billing.live_events import EventHub
 from billing.pagination import InvalidArgument
 from models import PrincipalKind
@@ -26,7 +39,20 @@ from schema.account import Account
 from schema.node import from_global_id
 from schema.transaction import Transaction
 
-# History rows; every other event of an account changes something the Account type shows.
+# What the Account type shows: balance, funding state, auto-recharge (settings and state), cards, company and
+# lead plans. Keys and webhook endpoints are not part of it.
+ACCOUNT_EVENTS = (
+    BalanceChanged,
+    FundingStateChanged,
+    AutoRechargeSettingsChanged,
+    AutoRechargeHalted,
+    CompanyChanged,
+    PaymentMethodAdded,
+    PaymentMethodRemoved,
+    DefaultPaymentMethodChanged,
+    LeadPlanChanged,
+)
+# History rows.
 HISTORY_EVENTS = (TransactionCreated, TransactionSettled)
 
 
@@ -90,7 +116,7 @@ class AccountSubscription:
         cursor = live_events.cursor_event_id(after) if after is not None else None
         async with context.live_events.feed(followed, cursor) as feed:
             while True:
-                changed = [e for e in await feed.next_events() if not isinstance(e.event, HISTORY_EVENTS)]
+                changed = [e for e in await feed.next_events() if isinstance(e.event, ACCOUNT_EVENTS)]
                 for account_id, last in _runs(changed):
                     context.forget_loaded()
                     principal = context.principal
