@@ -9,7 +9,7 @@ from pathlib import Path
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -212,6 +212,8 @@ class GraphQLEndpoint:
                 response = await self.graphql.handle(request)
         except ServiceBusy:
             response = service_busy(self.graphql.settings)
+        except ClientDisconnect:
+            return  # the client hung up before its request was read: nobody to answer
         await response(scope, receive, send)
 
 
