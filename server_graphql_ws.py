@@ -52,7 +52,8 @@ PROTOCOL = "graphql-transport-ws"
 
 
 class CloseCode(IntEnum):
-    TRY_AGAIN_LATER = 1013  # RFC 6455 (IANA registry): the server is overloaded or over a limit
+    INTERNAL_ERROR = 1011  # RFC 6455: the server met a condition it did not expect
+    TRY_AGAIN_LATER = 1013  # IANA registry: the server is overloaded or over a limit
     BAD_REQUEST = 4400
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
@@ -217,7 +218,7 @@ class _Connection:
             self._end(None)
         except Exception:
             logger.exception("subscription connection failed")
-            self._end(Close(CloseCode.TRY_AGAIN_LATER, "Internal error"))
+            self._end(Close(CloseCode.INTERNAL_ERROR, "Internal error"))
 
     def _end(self, close: Close | None) -> None:
         if not self._ended.done():

@@ -63,6 +63,16 @@ def test_page_posts_to_the_same_origin_graphql_endpoint() -> None:
     assert 'method: "POST"' in page
 
 
+def test_subscriptions_go_over_a_websocket_on_the_same_path() -> None:
+    """The page hands subscriptions to the bundle's graphql-ws client (`subscriptionUrl`); the vendored bundle
+    must carry that client, since nothing is fetched at run time."""
+    page = render_graphiql(BILLING_QUERY, "")
+    bundle = (ROOT / "static" / "graphiql" / "graphiql.min.js").read_text(encoding="utf-8")
+
+    assert "subscriptionUrl:" in page and '+ "/graphql"' in page
+    assert "const GRAPHQL_TRANSPORT_WS_PROTOCOL = exports.GRAPHQL_TRANSPORT_WS_PROTOCOL" in bundle
+
+
 def test_query_and_headers_are_embedded() -> None:
     page = render_graphiql(BILLING_QUERY, DEV_HEADERS)
 
