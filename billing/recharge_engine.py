@@ -228,9 +228,10 @@ async def run_worker(
 
     Every `reconcile_interval_seconds` (and once at start, to heal what a crash left) it also reconciles
     payments pending too long, so no cron is needed; several workers doing so only repeat each other's reads.
-    Each pass also sends the outgoing webhooks that are due (billing.webhooks_outgoing_delivery): after the
-    recharges, so a slow receiver (bounded by `webhook_timeout_seconds`) delays the next charge by at most one
-    attempt, and one pass holds one connection at a time.
+    At the same interval it queues `payment_method.expiring` webhooks. Each pass also sends the outgoing
+    webhooks that are due (billing.webhooks_outgoing_delivery): after the recharges, so a slow receiver
+    (bounded by `webhook_timeout_seconds`) delays the next charge by at most one attempt, and one pass holds one
+    connection at a time.
     """
     loop = asyncio.get_running_loop()
     lease = timedelta(seconds=settings.recharge_lease_seconds)
@@ -252,6 +253,10 @@ async def run_worker(
                 logger.exception("reconciliation pass failed")
             else:
                 metrics.reconciliation_completed({k: len(v) for k, v in vars(report).items()})
+            try:
+                await webhooks_outgoing_delivery.queue_expiring_cards(factory)
+            except Exception:
+                logger.exception("queueing payment_method.expiring webhooks failed")
         try:
             claimed = await run_once(factory, gateway, lease=lease, heartbeat=heartbeat)
         except Exception:

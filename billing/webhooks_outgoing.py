@@ -16,7 +16,7 @@ import secrets
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +41,7 @@ from billing.funding import FundingState
 from billing.pagination import Page, check_page_size, cursor_row_id, decode_cursor, encode_cursor
 from models import (
     AutoRechargeState,
+    PaymentMethod,
     PrincipalKind,
     TransactionKind,
     TransactionStatus,
@@ -226,12 +227,14 @@ def fan_out(connection: Connection, written: Sequence[StoredEvent]) -> None:
         "created_at",
     ]
     source = selects[0] if len(selects) == 1 else union_all(*selects)
-    connection.execute(_insert_new(connection).from_select(columns, source).on_conflict_do_nothing())
+    connection.execute(
+        _insert_new(connection.dialect.name).from_select(columns, source).on_conflict_do_nothing()
+    )
 
 
-def _insert_new(connection: Connection) -> postgresql.Insert | sqlite.Insert:
+def _insert_new(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
     """An INSERT of deliveries that skips one whose (endpoint, event key) is already queued."""
-    if connection.dialect.name == "postgresql":
+    if dialect_name == "postgresql":
         return postgresql.insert(_DELIVERIES)
     return sqlite.insert(_DELIVERIES)
 
@@ -555,3 +558,64 @@ async def deliveries_of(
         (await session.exec(statement.order_by(col(WebhookDelivery.id).desc()).limit(first + 1))).all()
     )
     return Page(items=rows[:first], has_next=len(rows) > first)
+
+
+# --- cards about to expire (a periodic check of the worker) ----------------------------------------------
+
+EXPIRING_WITHIN = timedelta(days=30)
+
+
+def _month_index(moment: datetime) -> int:
+    return moment.year * 12 + moment.month - 1
+
+
+async def queue_expiring_cards(session: AsyncSession, *, now: datetime) -> int:
+    """`payment_method.expiring` for every card that expires within 30 days, to its account's subscribed
+    endpoints, once per card and month (the event key carries both; a repeat is skipped ON CONFLICT).
+
+    A card is valid through the end of its expiry month (UTC): it expires within 30 days when that month is
+    this one or a later one whose end is no further than 30 days away. Returns how many were queued."""
+    first, last = _month_index(now), _month_index(now + EXPIRING_WITHIN) - 1
+    if last < first:
+        return 0
+    card_month = col(PaymentMethod.exp_year) * 12 + col(PaymentMethod.exp_month) - 1
+    statement = (
+        select(PaymentMethod, WebhookEndpoint.id)
+        .join(WebhookEndpoint, col(WebhookEndpoint.account_id) == col(PaymentMethod.account_id))
+        .where(
+            card_month.between(first, last),
+            col(WebhookEndpoint.status) != WebhookEndpointStatus.DISABLED,
+            col(WebhookEndpoint.event_types).contains(f",{PAYMENT_METHOD_EXPIRING},", autoescape=True),
+        )
+        .order_by(col(PaymentMethod.account_id), col(PaymentMethod.id), col(WebhookEndpoint.id))
+    )
+    rows = []
+    for card, endpoint_id in (await session.exec(statement)).all():
+        key = f"{PAYMENT_METHOD_EXPIRING}-{card.id}-{now:%Y-%m}"
+        data = {
+            "account_id": card.account_id,
+            "payment_method_id": card.id,
+            "brand": card.brand,
+            "last4": card.last4,
+            "exp_month": card.exp_month,
+            "exp_year": card.exp_year,
+        }
+        rows.append(
+            {
+                "account_id": card.account_id,
+                "endpoint_id": endpoint_id,
+                "event_type": PAYMENT_METHOD_EXPIRING,
+                "event_key": key,
+                "webhook_id": f"msg_{endpoint_id}_{key}",
+                "payload": payload(PAYMENT_METHOD_EXPIRING, now, data),
+                "status": WebhookDeliveryStatus.PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+        )
+    if not rows:
+        return 0
+    new = _insert_new(session.get_bind().dialect.name).on_conflict_do_nothing().returning(_DELIVERIES.c.id)
+    result = await (await session.connection()).execute(new, rows)
+    return len(result.all())

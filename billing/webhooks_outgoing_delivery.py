@@ -30,6 +30,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
+from billing import webhooks_outgoing
 from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
 from billing.webhooks_outgoing import UnsafeWebhookUrl, resolved_addresses
@@ -102,6 +103,12 @@ async def run_once(
         async with unit_of_work(factory) as session:
             await _record(session, item, outcome, now=now)
     return len(claimed)
+
+
+async def queue_expiring_cards(factory: SessionFactory) -> int:
+    """The worker's periodic check for cards about to expire (billing.webhooks_outgoing)."""
+    async with unit_of_work(factory) as session:
+        return await webhooks_outgoing.queue_expiring_cards(session, now=utcnow())
 
 
 async def _claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit: int) -> list[_Claimed]:

@@ -656,3 +656,39 @@ async def test_the_lead_budget_reached_is_told_once_per_month_by_the_batch_that_
     assert await leads(4, march) == ["usage.budget_reached"]
     # Next month starts afresh.
     assert await leads(8, march + timedelta(days=30)) == ["usage.budget_reached"] * 2
+
+
+# --- cards about to expire --------------------------------------------------------------------------------
+
+
+async def test_a_card_expiring_within_30_days_is_told_once_per_card_and_month(
+    session_factory: SessionFactory, session: AsyncSession
+) -> None:
+    account, quiet = await create_account(session), await create_account(session)
+    soon = await create_payment_method(session, account)
+    later = await create_payment_method(session, account, is_default=False, last4="5555")
+    theirs = await create_payment_method(session, quiet)  # its account has no endpoint subscribed
+    for card, month in ((soon, 4), (later, 5), (theirs, 4)):
+        card.exp_month, card.exp_year = month, 2026  # `soon` is valid through April 30
+    await session.flush()
+    await endpoint_for(session_factory, account, "http://127.0.0.1:9/hooks", "payment_method.expiring")
+    await endpoint_for(session_factory, quiet, "http://127.0.0.1:9/hooks", "balance.low")
+
+    async def queued(at: datetime) -> int:
+        async with unit_of_work(session_factory) as check:
+            return await webhooks_outgoing.queue_expiring_cards(check, now=at)
+
+    assert await queued(datetime(2026, 3, 31, 0, 0, tzinfo=UTC)) == 0  # 31 days before its end
+    assert await queued(datetime(2026, 4, 1, 0, 0, tzinfo=UTC)) == 1  # 30 days
+    assert await queued(datetime(2026, 4, 20, 0, 0, tzinfo=UTC)) == 0  # told this month already
+    assert await queued(datetime(2026, 5, 1, 0, 0, tzinfo=UTC)) == 0  # expired; May's card is 31 days away
+    [told] = await deliveries(session, account)
+    assert told.payload["data"] == {
+        "account_id": account.id,
+        "payment_method_id": soon.id,
+        "brand": soon.brand,
+        "last4": soon.last4,
+        "exp_month": 4,
+        "exp_year": 2026,
+    }
+    assert await deliveries(session, quiet) == []
