@@ -25,7 +25,7 @@ from billing.config import Environment, Settings
 from billing.db import SessionFactory, session_factory, unit_of_work
 from billing.events import FundingStateChanged, TransactionSettled
 from billing.funding import FundingState
-from billing.stripe_gateway import ChargeResult
+from billing.stripe_gateway import ChargeResult, StripeGateway
 from billing.usage import record_usage
 from billing.webhooks_outgoing import EndpointInput, UnsafeWebhookUrl
 from models import (
@@ -40,11 +40,14 @@ from models import (
 )
 from models.types import utcnow
 from schema.node import to_global_id
+from server import create_app
 from tests.factories import create_account, create_partner, create_payment_method, member_key, partner_key
 from tests.fake_gateway import FakeGateway
 from tests.graphql_client import error_messages, execute
 from tests.loopback import serving
+from tests.payments_helpers import ready_account
 from tests.statements import recorded_statements
+from tests.stripe_server import LocalStripe, stripe_settings
 from tests.usage_factories import REPORTER, call, create_lead_plan, enable_auto_recharge, lead
 
 # Endpoints' own timestamps; a worker pass is given `now` (the fixture), after every commit of the test.
@@ -692,3 +695,50 @@ async def test_a_card_expiring_within_30_days_is_told_once_per_card_and_month(
         "exp_year": 2026,
     }
     assert await deliveries(session, quiet) == []
+
+
+# --- end to end: addFunds through the gateway, the worker's pass, a receiver on loopback ------------------
+
+ADD_FUNDS = """
+mutation ($input: AddFundsInput!) {
+  addFunds(input: $input) { __typename ... on AddFundsSuccess { status transaction { id status } } }
+}
+"""
+
+
+async def test_add_funds_reaches_a_local_receiver_as_topup_succeeded_signed_per_the_standard(
+    now: datetime,
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    localstripe_url: str,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+) -> None:
+    account, card = await ready_account(session, stripe_gateway, localstripe)
+    key = await member_key(session, account)
+    assert card.id is not None
+    app = create_app(stripe_settings(localstripe_url), sessions=session_factory)
+    app.state.stripe = stripe_gateway
+    receiver = Receiver()
+    async with (
+        receiving(receiver) as url,
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as gateway,
+    ):
+        created = await execute(
+            gateway, key, CREATE, {"input": {"url": url, "eventTypes": ["topup.succeeded"]}}
+        )
+        secret = created["data"]["createWebhookEndpoint"]["secret"]
+        funds = {
+            "paymentMethodId": to_global_id("PaymentMethod", card.id),
+            "amount": "50",
+            "idempotencyKey": "e2e",
+        }
+        added = (await execute(gateway, key, ADD_FUNDS, {"input": funds}))["data"]["addFunds"]
+        assert (added["__typename"], added["status"]) == ("AddFundsSuccess", "SUCCEEDED")
+        assert await webhooks_outgoing_delivery.run_once(session_factory, delivery_settings(), now=now) == 1
+    [(headers, body)] = receiver.received
+    event = Webhook(secret).verify(body, headers)
+    assert event["type"] == "topup.succeeded"
+    assert event["data"]["amount"] == {"amount_minor": 5_000, "currency": "USD"}
+    assert to_global_id("Transaction", event["data"]["transaction_id"]) == added["transaction"]["id"]
