@@ -69,7 +69,8 @@ class Close(Exception):
     def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(reason)
         self.code = code
-        self.reason = reason[:120]  # a close frame's reason is at most 123 bytes
+        # A close frame's reason is at most 123 bytes of UTF-8 (it may quote a client's operation id).
+        self.reason = reason.encode()[:123].decode(errors="ignore")
 
 
 def bad_message(reason: str) -> Close:
@@ -194,7 +195,7 @@ class _Connection:
         try:
             close = await self._ended
         finally:
-            running = [*self._tasks, *self._operations.values()]
+            running = list(self._tasks)
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
@@ -298,6 +299,9 @@ class _Connection:
         context = self.server.make_context(self.websocket, self.principal)
         task = asyncio.ensure_future(self._guarded(partial(self._operate, operation_id, request, context)))
         self._operations[operation_id] = task
+        # Also among the connection's tasks: one the client completed may still be finishing when it closes.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _operate(
         self, operation_id: str, request: GraphQLRequest, context: SubscriptionContext

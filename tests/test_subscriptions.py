@@ -292,6 +292,11 @@ async def test_close_codes_of_the_protocol(gateway: Gateway, sessions: SessionFa
         await c.subscribe("1", ACCOUNT_UPDATED)
         await c.subscribe("1", ACCOUNT_UPDATED)
         assert await c.closed_with() == (4409, "Subscriber for 1 already exists")
+    async with client(gateway.ws_url, key) as c:  # a long non-ASCII id: the reason is cut to 123 bytes
+        await c.subscribe("ü" * 100, ACCOUNT_UPDATED)
+        await c.subscribe("ü" * 100, ACCOUNT_UPDATED)
+        code, reason = await c.closed_with()
+        assert code == 4409 and reason.startswith("Subscriber for üü") and len(reason.encode()) <= 123
     for bad in ["not json", json.dumps({"type": "next", "id": "1"}), json.dumps({"id": "1"})]:
         async with client(gateway.ws_url, key) as c:
             await c.socket.send(bad)
