@@ -145,7 +145,9 @@ class Settings(BaseSettings):
 
     @property
     def webhook_loopback_allowed(self) -> bool:
-        return self.webhook_allow_loopback if self.webhook_allow_loopback is not None else not self.is_production
+        return (
+            self.webhook_allow_loopback if self.webhook_allow_loopback is not None else not self.is_production
+        )
 
     @property
     def introspection_enabled(self) -> bool:

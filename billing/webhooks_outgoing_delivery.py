@@ -97,7 +97,8 @@ async def run_once(
         claimed = await _claim(session, now=now, lease=lease_for(settings), limit=batch_size)
     if not claimed:
         return 0
-    async with httpx.AsyncClient(transport=transport, follow_redirects=False) as client:
+    # Straight to the checked address: no redirect to follow elsewhere, no proxy from the environment.
+    async with httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False) as client:
         outcomes = await asyncio.gather(*(_send(client, item, settings) for item in claimed))
     for item, outcome in zip(claimed, outcomes, strict=True):
         async with unit_of_work(factory) as session:

@@ -184,7 +184,9 @@ class Account(Node):
         rows = await info.context.read(lambda session: webhooks_outgoing.endpoints_of(session, self.pk))
         return [WebhookEndpoint.from_model(row) for row in rows]
 
-    @strawberry.field(description="Webhook deliveries to every endpoint, newest first. `first` is at most 100.")
+    @strawberry.field(
+        description="Webhook deliveries to every endpoint, newest first. `first` is at most 100."
+    )
     async def webhook_deliveries(
         self, info: Info, first: int = 20, after: str | None = None
     ) -> WebhookDeliveryConnection:
