@@ -8,8 +8,10 @@ digits. Only a plain decimal of bounded length reaches any arithmetic here.
 import re
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import cache
 
-from babel.numbers import format_currency, get_currency_precision
+from babel import Locale
+from babel.numbers import NumberPattern, get_currency_precision
 
 from billing.errors import DomainError, as_named_here
 
@@ -35,6 +37,7 @@ class InvalidAmount(DomainError):
         return f"{field_name(self.field)} {self.problem}"
 
 
+@cache  # a handful of currencies; Babel looks the precision up in its data on every call
 def exponent(currency: str) -> int:
     """Digits after the decimal point (2 for EUR, 0 for JPY, 3 for KWD)."""
     return int(get_currency_precision(currency))
@@ -84,5 +87,14 @@ def convert(minor: int, currency: str, to_currency: str, rate: Decimal) -> int:
     return int(target.scaleb(exponent(to_currency)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
+@cache  # a handful of locales; parsing one and looking up its pattern dominated formatting a dashboard's money
+def _currency_format(locale: str) -> tuple[Locale, NumberPattern]:
+    parsed = Locale.parse(locale)
+    return parsed, parsed.currency_formats["standard"]
+
+
 def format_money(minor: int, currency: str, locale: str = "en_US") -> str:
-    return str(format_currency(to_decimal(minor, currency), currency, locale=locale))
+    """What Babel's `format_currency(amount, currency, locale=locale)` gives, with the parsed locale and its
+    standard currency pattern cached (that function parses both on every call)."""
+    parsed, pattern = _currency_format(locale)
+    return str(pattern.apply(to_decimal(minor, currency), parsed, currency=currency, currency_digits=True))
