@@ -72,13 +72,23 @@ async def monthly_summaries(
     """Summaries of `month` (default: each account's current month in its own time zone) for the accounts
     the principal may see; others are left out. Active subscriptions and remaining budget use today's plans.
     """
-    now = now or utcnow()
     statement = select(Account).where(
         col(Account.id).in_(account_ids), principal.account_filter(col(Account.id))
     )
-    found = {
-        account.id: account for account in (await session.exec(statement)).all() if account.id is not None
-    }
+    return await summaries_of(session, (await session.exec(statement)).all(), month, now=now)
+
+
+async def summaries_of(
+    session: AsyncSession,
+    accounts: Sequence[Account],
+    month: Month | None = None,
+    *,
+    now: datetime | None = None,
+) -> dict[int, UsageSummary]:
+    """`monthly_summaries` for account rows the caller has already read within the principal's scope (the
+    GraphQL account it resolves `usage` on), so the account is not selected a second time."""
+    now = now or utcnow()
+    found = {account.id: account for account in accounts if account.id is not None}
     if not found:
         return {}
     months = {account_id: month or month_of(now, account.time_zone) for account_id, account in found.items()}

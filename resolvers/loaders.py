@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing import fx, usage_summary
 from billing.auth import Principal
 from billing.months import Month
+from models import Account as AccountModel
 from models import Company, LeadPlanSubscription, PaymentMethod
 from resolvers.context import Context
 
@@ -113,14 +114,30 @@ class UsdRateByCurrency(Loader[str, tuple[Decimal, date] | None]):
 
 
 class UsageByAccountMonth(Loader[tuple[int, Month | None], usage_summary.UsageSummary | None]):
-    """Keyed by (account, month); None means each account's current month in its own time zone."""
+    """Keyed by (account, month); None means each account's current month in its own time zone.
+
+    Loaded through `load_for` with the account row the GraphQL `Account` was built from, which was read within
+    the caller's scope: the batch reuses those rows (the account's time zone and currency) instead of
+    selecting the accounts again.
+    """
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.accounts: dict[int, AccountModel] = {}
+
+    def load_for(
+        self, account: AccountModel, month: Month | None
+    ) -> "asyncio.Future[usage_summary.UsageSummary | None]":
+        assert account.id is not None
+        self.accounts[account.id] = account
+        return self.load((account.id, month))
 
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[tuple[int, Month | None]]
     ) -> Mapping[tuple[int, Month | None], usage_summary.UsageSummary]:
         found: dict[tuple[int, Month | None], usage_summary.UsageSummary] = {}
         for month in {month for _, month in keys}:
-            ids = [account_id for account_id, wanted in keys if wanted == month]
-            summaries = await usage_summary.monthly_summaries(session, principal, ids, month)
+            rows = [self.accounts[account_id] for account_id, wanted in keys if wanted == month]
+            summaries = await usage_summary.summaries_of(session, rows, month)
             found.update({(account_id, month): summary for account_id, summary in summaries.items()})
         return found

@@ -129,8 +129,8 @@ class Account(Node):
             wanted = parse_month(month) if month is not None else None
         except InvalidMonth as error:
             raise InvalidArgument("month", error.message) from None
-        summary = await info.context.loader(UsageByAccountMonth).load((self.pk, wanted))
-        assert summary is not None  # the account was loaded through the same scope
+        summary = await info.context.loader(UsageByAccountMonth).load_for(self.model, wanted)
+        assert summary is not None  # a summary for every account row handed in
         return UsageSummary.of(summary, self.country)
 
     @strawberry.field

@@ -5,7 +5,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import Partner
-from tests.factories import create_account, create_company, create_partner, create_payment_method, partner_key
+from tests.factories import (
+    create_account,
+    create_company,
+    create_partner,
+    create_payment_method,
+    member_key,
+    partner_key,
+)
 from tests.graphql_client import execute
 from tests.statements import recorded_statements
 
@@ -54,3 +61,21 @@ async def test_dashboard_statements_do_not_grow_with_accounts(
         assert len(body["data"]["accounts"]["edges"]) == size
         counts[size] = len([s for s in statements if not s.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))])
     assert counts[1] == counts[10] == counts[50], counts
+
+
+USAGE_OVERVIEW = "{ account { name usage { month calling { minutes } } } }"
+
+
+async def test_usage_overview_selects_the_account_once(
+    session: AsyncSession, client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """`usage` reuses the account row `account` read (and scoped) instead of selecting it again."""
+    account = await create_account(session, currency="EUR", country="DE")
+    key = await member_key(session, account)
+    await session.commit()  # releases the savepoint so the app's session sees the rows
+    with recorded_statements(engine) as statements:
+        body = await execute(client, key, USAGE_OVERVIEW)
+    assert "errors" not in body, body
+    assert body["data"]["account"]["usage"]["calling"]["minutes"] == "0"
+    account_selects = [s for s in statements if s.lstrip().startswith("SELECT") and "\nFROM account" in s]
+    assert len(account_selects) == 1, account_selects
