@@ -29,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,13 +46,13 @@ from bench.config import URL, asyncpg_dsn
 from bench.data import BenchData, ensure_data
 from bench.load import LoadResult, require_wrk, run_wrk
 from bench.operations import BILLING_PAGE, DASHBOARD, HISTORY, RECORD_USAGE, USAGE_OVERVIEW
+from bench.usage_bench import as_input, events_per_second
 from billing.auth import Principal
 from billing.config import Settings
 from billing.db import create_engine, session_factory, unit_of_work
 from billing.pagination import encode_cursor
 from billing.usage import UsageEvent, record_usage
 from models import PrincipalKind
-from schema.node import to_global_id
 from server import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,6 @@ WARM_UP_SECONDS = 2
 MAX_SECONDS = 60  # a throughput run of a slow scenario lasts longer than BENCH_SECONDS, up to this
 DEEP = 999_000  # entries above the deep history page
 HISTORY_FILTER = {"kinds": ["TOP_UP"], "statuses": ["SUCCEEDED"], "since": "2020-01-01T00:00:00+00:00"}
-RECORDING_BATCHES = 10  # timed, after one warm-up batch
 
 
 @dataclass(frozen=True)
@@ -300,29 +299,6 @@ def usage_batch(data: BenchData, prefix: str, at: datetime) -> list[UsageEvent]:
             )
         )
     return events
-
-
-def as_input(event: UsageEvent) -> dict[str, object]:
-    """The event as the reporting services send it: a `UsageEventInput`."""
-    return {
-        "externalId": event.external_id,
-        "accountId": to_global_id("Account", event.account_id),
-        "occurredAt": event.occurred_at.isoformat(),
-        "category": event.category,
-        "cost": str(event.cost),
-        "leadPlanId": to_global_id("LeadPlan", event.lead_plan_id) if event.lead_plan_id else None,
-        "durationSeconds": event.duration_seconds,
-        "inputTokens": event.input_tokens,
-        "outputTokens": event.output_tokens,
-    }
-
-
-async def events_per_second(record: Callable[[str], Awaitable[None]], label: str) -> float:
-    await record(f"{label}-warm-up")
-    started = time.perf_counter()
-    for number in range(RECORDING_BATCHES):
-        await record(f"{label}-{number}")
-    return RECORDING_BATCHES * 1_000 / (time.perf_counter() - started)
 
 
 async def bench_recording(data: BenchData, gateway: Server) -> tuple[float, float]:

@@ -7,6 +7,7 @@ cannot be reached, unless REQUIRE_POSTGRES=1 (CI), where that is a failure.
 import os
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -70,6 +71,29 @@ async def recreate_postgres_database(url: str, *, create: bool = True) -> None:
             await admin.execute(f'CREATE DATABASE "{database}"')
     finally:
         await admin.close()
+
+
+@asynccontextmanager
+async def migrated_database(backend: str, name: str) -> AsyncIterator[str]:
+    """The URL of a migrated database of its own (`name` tells it apart), for tests that run real processes or
+    their own engine; a PostgreSQL one is dropped afterwards."""
+    if backend == "postgresql":
+        base = make_url(POSTGRES_URL)
+        url = base.set(database=f"{base.database}_{name}").render_as_string(hide_password=False)
+        await recreate_postgres_database(url)
+    else:
+        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix=f'billing-{name}-')}/billing.db"
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(migrate)
+    finally:
+        await engine.dispose()
+    try:
+        yield url
+    finally:
+        if backend == "postgresql":
+            await recreate_postgres_database(url, create=False)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, func, select
 
@@ -43,7 +42,7 @@ from models.stripe_event import StripeEventOutcome
 from models.types import utcnow
 from schema.node import from_global_id, to_global_id
 from tests.charge_tap import ChargeTap, charge_tap
-from tests.conftest import POSTGRES_URL, migrate, recreate_postgres_database
+from tests.conftest import migrated_database
 from tests.factories import create_account
 from tests.failover_client import Attempt, FailoverClient
 from tests.gateway_processes import Processes, Spawned
@@ -115,17 +114,8 @@ COMPANY: dict[str, Any] = {
 async def fault_database() -> AsyncIterator[str]:
     """A PostgreSQL database of its own, migrated (skipped, or failed under REQUIRE_POSTGRES, when PostgreSQL
     cannot be reached, like every PostgreSQL test)."""
-    base = make_url(POSTGRES_URL)
-    url = base.set(database=f"{base.database}_faults").render_as_string(hide_password=False)
-    await recreate_postgres_database(url)
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(migrate)
-    finally:
-        await engine.dispose()
-    yield url
-    await recreate_postgres_database(url, create=False)
+    async with migrated_database("postgresql", "faults") as url:
+        yield url
 
 
 def process_environment(database_url: str, var_dir: Path) -> dict[str, str]:

@@ -15,7 +15,6 @@ unusable for every later example, which says nothing about the gateway.
 
 import asyncio
 import os
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 from functools import cache
@@ -37,7 +36,7 @@ from devtools.stripe_standin import free_port
 from models import PrincipalKind
 from server import create_app
 from tests.billing_world import World, create_world
-from tests.conftest import POSTGRES_URL, ROOT, migrate, recreate_postgres_database
+from tests.conftest import ROOT, migrated_database
 from tests.factories import admin_key, create_partner, member_key, partner_key
 from tests.stripe_server import stripe_settings
 
@@ -50,18 +49,8 @@ Operations = Callable[..., st.SearchStrategy[str]]
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """A migrated database for this module only."""
-    if request.param == "postgresql":
-        url = f"{POSTGRES_URL}_fuzz"
-        await recreate_postgres_database(url)
-    else:
-        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='billing-fuzz-')}/fuzz.db"
-    engine = create_engine(url)
-    async with engine.begin() as connection:
-        await connection.run_sync(migrate)
-    await engine.dispose()
-    yield url
-    if request.param == "postgresql":
-        await recreate_postgres_database(url, create=False)
+    async with migrated_database(request.param, "fuzz") as url:
+        yield url
 
 
 async def reporter_key(session: AsyncSession) -> str:

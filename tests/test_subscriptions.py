@@ -9,7 +9,6 @@ must really commit to be delivered: the rolled-back test transaction never commi
 
 import asyncio
 import json
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from devtools.stripe_standin import STRIPE_KEY, WEBHOOK_SECRET
 from models import Account, DomainEventRow, PaymentMethod
 from schema.node import from_global_id, to_global_id
 from server import create_app
-from tests.conftest import POSTGRES_URL, migrate, recreate_postgres_database
+from tests.conftest import migrated_database
 from tests.factories import create_account, create_company, create_partner, member_key, partner_key
 from tests.gateway_processes import Processes
 from tests.loopback import serving
@@ -83,18 +82,8 @@ def company_input(legal_name: str) -> dict[str, Any]:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """A migrated database for this module only."""
-    if request.param == "postgresql":
-        url = f"{POSTGRES_URL}_subscriptions"
-        await recreate_postgres_database(url)
-    else:
-        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='billing-subscriptions-')}/billing.db"
-    engine = create_engine(url)
-    async with engine.begin() as connection:
-        await connection.run_sync(migrate)
-    await engine.dispose()
-    yield url
-    if request.param == "postgresql":
-        await recreate_postgres_database(url, create=False)
+    async with migrated_database(request.param, "subscriptions") as url:
+        yield url
 
 
 @pytest.fixture
