@@ -2,15 +2,18 @@
 and a gateway pointed at it.
 """
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from billing.config import Settings
+from billing.db import SessionFactory
 from billing.stripe_gateway import StripeGateway
 from devtools import stripe_standin
 from devtools.stripe_standin import STRIPE_KEY, WEBHOOK_SECRET, LocalStripe, free_port
+from server import create_app
 
 __all__ = ["WEBHOOK_SECRET", "LocalStripe", "free_port", "stripe_settings"]
 
@@ -41,3 +44,17 @@ def stripe_gateway(localstripe_url: str) -> StripeGateway:
 @pytest.fixture(scope="session")
 def localstripe(localstripe_url: str) -> LocalStripe:
     return LocalStripe(localstripe_url)
+
+
+@pytest.fixture
+async def gateway_client(
+    session_factory: SessionFactory, localstripe_url: str, stripe_gateway: StripeGateway
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over HTTP, talking to localstripe, its requests in the test's rolled-back transaction."""
+    app = create_app(stripe_settings(localstripe_url), sessions=session_factory)
+    app.state.stripe = stripe_gateway
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
+    ):
+        yield client

@@ -4,7 +4,6 @@ walk newest first; a rolled-back change leaves nothing; API keys made and revoke
 recorded in the accounts they act on. Cards and company go through localstripe, as the Billing page does."""
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,13 +16,11 @@ from billing.actors import STRIPE, Actor, ActorKind, acting_as
 from billing.db import SessionFactory, unit_of_work
 from billing.lead_plans import LeadPlanInput, create_lead_plan
 from billing.pagination import encode_cursor
-from billing.stripe_gateway import StripeGateway
 from models import Account, DomainEventRow, PrincipalKind
 from models.types import utcnow
 from schema.node import to_global_id
-from server import create_app
 from tests.factories import create_account, create_partner, create_payment_method, member_key, partner_key
-from tests.stripe_server import LocalStripe, stripe_settings
+from tests.stripe_server import LocalStripe
 from tests.webhook_helpers import event, signature
 
 AUDIT_LOG = """
@@ -105,19 +102,6 @@ COMPANY: dict[str, Any] = {
     "phone": "030 123456",
     "address": {"line1": "Unter den Linden 1", "city": "Berlin", "postalCode": "10117", "country": "DE"},
 }
-
-
-@pytest.fixture
-async def gateway_client(
-    session_factory: SessionFactory, localstripe_url: str, stripe_gateway: StripeGateway
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stripe_settings(localstripe_url), sessions=session_factory)
-    app.state.stripe = stripe_gateway
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
-    ):
-        yield client
 
 
 async def post(

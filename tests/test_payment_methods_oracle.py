@@ -3,38 +3,20 @@
 Against localstripe, with two accounts (two Stripe customers), through GraphQL as a frontend would ask.
 """
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.db import SessionFactory
-from billing.stripe_gateway import StripeGateway
-from server import create_app
 from tests.factories import create_account, member_key
 from tests.graphql_client import execute
-from tests.stripe_server import LocalStripe, stripe_settings
+from tests.stripe_server import LocalStripe
 
 ATTACH = """
 mutation ($id: String!) {
   attachPaymentMethod(input: {stripePaymentMethodId: $id}) { __typename ... on Error { message } }
 }
 """
-
-
-@pytest.fixture
-async def gateway_client(
-    session_factory: SessionFactory, localstripe_url: str, stripe_gateway: StripeGateway
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stripe_settings(localstripe_url), sessions=session_factory)
-    app.state.stripe = stripe_gateway
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
-    ):
-        yield client
 
 
 async def attach(client: httpx.AsyncClient, key: str, stripe_id: str) -> dict[str, Any]:

@@ -3,19 +3,14 @@
 Incomplete profile -> error; profile; no card -> error; card; add funds -> balance up, history shows it.
 """
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.db import SessionFactory
-from billing.stripe_gateway import StripeGateway
-from server import create_app
 from tests.factories import create_account, member_key
 from tests.payments_helpers import DECLINED_CARD
-from tests.stripe_server import LocalStripe, stripe_settings
+from tests.stripe_server import LocalStripe
 
 UPDATE_COMPANY = """
 mutation ($input: UpdateCompanyInput!) {
@@ -67,19 +62,6 @@ COMPANY: dict[str, Any] = {
     "phone": "030 123456",
     "address": {"line1": "Unter den Linden 1", "city": "Berlin", "postalCode": "10117", "country": "de"},
 }
-
-
-@pytest.fixture
-async def gateway_client(
-    session_factory: SessionFactory, localstripe_url: str, stripe_gateway: StripeGateway
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stripe_settings(localstripe_url), sessions=session_factory)
-    app.state.stripe = stripe_gateway
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
-    ):
-        yield client
 
 
 async def gql(client: httpx.AsyncClient, key: str, query: str, **variables: Any) -> dict[str, Any]:
