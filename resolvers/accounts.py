@@ -12,6 +12,8 @@ from models import Account as AccountModel
 from models import LeadPlanSubscription
 from models import PaymentMethod as PaymentMethodModel
 from models import Transaction as TransactionModel
+from models import WebhookDelivery as WebhookDeliveryModel
+from models import WebhookEndpoint as WebhookEndpointModel
 from resolvers.context import Info
 from schema.account import Account
 from schema.lead_plan_subscription import LeadPlan
@@ -19,6 +21,7 @@ from schema.node import Node, from_global_id, parse_global_id
 from schema.pagination import Connection, Edge
 from schema.payment_method import PaymentMethod
 from schema.transaction import Transaction
+from schema.webhooks_outgoing import WebhookDelivery, WebhookEndpoint
 
 AccountConnection = Connection[Account]
 
@@ -85,4 +88,6 @@ OWNED_NODES: dict[str, tuple[Any, Callable[[Any, AccountModel], Node]]] = {
     "Transaction": (TransactionModel, lambda row, account: Transaction.from_model(row, account.country)),
     "PaymentMethod": (PaymentMethodModel, lambda row, _: PaymentMethod.from_model(row)),
     "LeadPlan": (LeadPlanSubscription, lambda row, account: LeadPlan.from_model(row, account.country)),
+    "WebhookEndpoint": (WebhookEndpointModel, lambda row, _: WebhookEndpoint.from_model(row)),
+    "WebhookDelivery": (WebhookDeliveryModel, lambda row, _: WebhookDelivery.from_model(row)),
 }

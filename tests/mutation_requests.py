@@ -109,7 +109,7 @@ def build_request(schema: GraphQLSchema, mutation: str, values: Mapping[str, obj
         arguments.append(f"{name}: ${name}")
     header = f"mutation Walk({', '.join(definitions)})" if definitions else "mutation Walk"
     call = f"{mutation}({', '.join(arguments)})" if arguments else mutation
-    request.document = f"{header} {{ {call} {_selection(field_.type, SELECTION_DEPTH)} }}"
+    request.document = f"{header} {{ {call} {selection(field_.type, SELECTION_DEPTH)} }}"
     return request
 
 
@@ -139,10 +139,10 @@ def _value(
     return values[inner.name]
 
 
-def _selection(type_: GraphQLOutputType, depth: int) -> str:
+def selection(type_: GraphQLOutputType, depth: int) -> str:
     named = get_named_type(type_)
     if isinstance(named, GraphQLUnionType):
-        members = " ".join(f"... on {member.name} {_selection(member, depth)}" for member in named.types)
+        members = " ".join(f"... on {member.name} {selection(member, depth)}" for member in named.types)
         return f"{{ __typename {members} }}"
     if isinstance(named, GraphQLInterfaceType):
         return "{ __typename }"
@@ -154,5 +154,5 @@ def _selection(type_: GraphQLOutputType, depth: int) -> str:
         if is_leaf_type(get_named_type(child.type)):
             parts.append(name)
         elif depth > 0:
-            parts.append(f"{name} {_selection(child.type, depth - 1)}")
+            parts.append(f"{name} {selection(child.type, depth - 1)}")
     return f"{{ {' '.join(parts)} }}"
