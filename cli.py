@@ -20,9 +20,11 @@ from billing import auth, demo, fx, production, recharge_engine, reconciliation
 from billing.config import VAR_DIR, Settings
 from billing.db import SessionFactory, engine_from_settings, session_factory, unit_of_work
 from billing.observability.logs import LogFormat, configure_logging
+from billing.repositories.accounts import AccountRepository
+from billing.repositories.scope import Scope
 from billing.stripe_gateway import StripeGateway
 from devtools import stripe_standin
-from models import Account, Partner, PartnerAccount, PrincipalKind
+from models import Account, Partner, PrincipalKind
 
 ROOT = Path(__file__).resolve().parent
 T = TypeVar("T")
@@ -107,11 +109,13 @@ def create_partner(name: str) -> None:
 def grant_partner(partner_id: int, account_id: int) -> None:
     """Let a partner see an account."""
 
-    async def work(session: AsyncSession) -> None:
-        if await session.get(PartnerAccount, (partner_id, account_id)) is None:
-            session.add(PartnerAccount(partner_id=partner_id, account_id=account_id))
+    async def work(session: AsyncSession) -> bool:
+        return await AccountRepository(session, Scope.system("cli grant-partner")).grant_partner(
+            partner_id, account_id
+        )
 
-    run_in_session(work)
+    if not run_in_session(work):
+        raise typer.BadParameter(f"no account {account_id}")
     typer.echo(f"partner {partner_id} may see account {account_id}")
 
 

@@ -1,28 +1,27 @@
-"""Accounts as a principal may see them. Every query here applies the principal's scope."""
+"""Accounts as a principal may see them, read through the accounts repository built for the principal's scope."""
 
 from collections.abc import Iterable
-from typing import Any, Protocol, TypeVar
 
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.auth import Principal
 from billing.errors import NotFound
 from billing.pagination import Page, check_page_size, cursor_row_id, decode_cursor, encode_cursor
+from billing.repositories.accounts import AccountRepository, OwnedT
+from billing.repositories.scope import Scope
 from models import Account
 
 CURSOR_KIND = "account"
 
 
+def _repository(session: AsyncSession, principal: Principal) -> AccountRepository:
+    return AccountRepository(session, Scope.of(principal))
+
+
 async def visible_by_ids(
     session: AsyncSession, principal: Principal, ids: Iterable[int]
 ) -> dict[int, Account]:
-    statement = select(Account).where(
-        col(Account.id).in_(list(ids)), principal.account_filter(col(Account.id))
-    )
-    return {
-        account.id: account for account in (await session.exec(statement)).all() if account.id is not None
-    }
+    return await _repository(session, principal).by_ids(ids)
 
 
 async def get_visible(session: AsyncSession, principal: Principal, account_id: int) -> Account:
@@ -41,34 +40,19 @@ async def list_visible(
     session: AsyncSession, principal: Principal, *, first: int, after: str | None
 ) -> Page[Account]:
     check_page_size(first)
-    statement = select(Account).where(principal.account_filter(col(Account.id)))
+    after_id = None
     if after is not None:
         (raw_id,) = decode_cursor(after, CURSOR_KIND, 1)
-        statement = statement.where(col(Account.id) > cursor_row_id(raw_id))
-    rows = list((await session.exec(statement.order_by(col(Account.id)).limit(first + 1))).all())
+        after_id = cursor_row_id(raw_id)
+    rows = await _repository(session, principal).page(first=first, after_id=after_id)
     return Page(rows[:first], has_next=len(rows) > first)
-
-
-class OwnedByAccount(Protocol):
-    id: int | None
-    account_id: int
-
-
-OwnedT = TypeVar("OwnedT", bound=OwnedByAccount)
 
 
 async def visible_owned(
     session: AsyncSession, principal: Principal, model: type[OwnedT], pk: int
 ) -> tuple[OwnedT, Account]:
     """A row that belongs to an account (a card, a transaction, a lead plan) with its account, if visible."""
-    table: Any = model
-    statement = (
-        select(table, Account)
-        .join(Account, col(Account.id) == table.account_id)
-        .where(table.id == pk, principal.account_filter(col(Account.id)))
-    )
-    found = (await session.exec(statement)).first()
+    found = await _repository(session, principal).owned(model, pk)
     if found is None:
         raise NotFound(f"{model.__name__} not found")
-    row, account = found
-    return row, account
+    return found

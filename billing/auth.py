@@ -1,4 +1,4 @@
-"""API keys and principals. Every account query is filtered by the principal's scope here, in the data layer."""
+"""API keys and principals: who is calling, and (through `Scope.of(principal)`) which accounts they may touch."""
 
 import hashlib
 import hmac
@@ -6,15 +6,15 @@ import secrets
 import string
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, false, true
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Mapped
-from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import events
 from billing.actors import Actor, ActorKind
 from billing.errors import DomainError, NotFound
-from models import ApiKey, PartnerAccount, PrincipalKind
+from billing.repositories.keys import KeyRepository, accounts_of
+from models import ApiKey, PrincipalKind
 from models.types import utcnow
 
 KEY_PREFIX = "bk"
@@ -42,14 +42,7 @@ class Principal:
         self, column: ColumnElement[int] | Mapped[int] | Mapped[int | None]
     ) -> ColumnElement[bool]:
         """A WHERE clause limiting an account id `column` (pass `col(X.account_id)`) to what this principal sees."""
-        if self.kind is PrincipalKind.ADMIN:
-            return true()
-        if self.kind is PrincipalKind.MEMBER and self.account_id is not None:
-            return column == self.account_id
-        if self.kind is PrincipalKind.PARTNER and self.partner_id is not None:
-            granted = select(PartnerAccount.account_id).where(PartnerAccount.partner_id == self.partner_id)
-            return column.in_(granted)
-        return false()
+        return accounts_of(self, column)
 
     @property
     def home_account_id(self) -> int | None:
@@ -103,8 +96,7 @@ async def create_api_key(
         partner_id=partner_id,
         name=name,
     )
-    session.add(key)
-    await session.flush()
+    await KeyRepository(session).add(key)
     assert key.id is not None
     for account_id in await _accounts_acted_on(session, key):
         events.record(session, events.ApiKeyCreated(account_id, key.id, key.name, key.prefix, key.kind))
@@ -112,17 +104,10 @@ async def create_api_key(
 
 
 async def revoke_api_key(session: AsyncSession, prefix: str) -> None:
-    key = (
-        await session.exec(
-            update(ApiKey)
-            .where(col(ApiKey.prefix) == prefix, col(ApiKey.revoked_at).is_(None))
-            .values(revoked_at=utcnow())
-            .returning(ApiKey)
-        )
-    ).scalar_one_or_none()
+    key = await KeyRepository(session).revoke(prefix, utcnow())
     if key is None:
         raise NotFound(f"no active API key with prefix {prefix}")
-    assert isinstance(key, ApiKey) and key.id is not None
+    assert key.id is not None
     for account_id in await _accounts_acted_on(session, key):
         events.record(session, events.ApiKeyRevoked(account_id, key.id, key.name, key.prefix, key.kind))
 
@@ -134,8 +119,7 @@ async def _accounts_acted_on(session: AsyncSession, key: ApiKey) -> list[int]:
         return [key.account_id]
     if key.partner_id is None:
         return []
-    granted = select(PartnerAccount.account_id).where(PartnerAccount.partner_id == key.partner_id)
-    return sorted((await session.exec(granted)).all())
+    return await KeyRepository(session).partner_accounts(key.partner_id)
 
 
 async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
@@ -143,7 +127,7 @@ async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
     prefix = key_prefix(raw_key)
     key = None
     if prefix is not None:
-        key = (await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))).first()
+        key = await KeyRepository(session).by_prefix(prefix)
     # Compare even when no key was found, so timing tells nothing about which prefixes exist.
     expected = key.secret_hash if key is not None else _hash("")
     if not hmac.compare_digest(expected, _hash(raw_key)) or key is None or key.revoked_at is not None:

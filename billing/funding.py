@@ -4,10 +4,11 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import Account, AutoRechargeSettings
+from billing.repositories.accounts import AccountRepository
+from billing.repositories.scope import Scope
+from models import AutoRechargeSettings
 
 if TYPE_CHECKING:  # billing.auth records key events (billing.events), which needs funding_state from here
     from billing.auth import Principal
@@ -34,20 +35,10 @@ async def funding_states(
     session: AsyncSession, principal: "Principal", account_ids: Sequence[int], default_low_minor: int
 ) -> dict[int, FundingState]:
     """States for many accounts in two statements; unknown and invisible ids are left out."""
-    statement = select(Account.id, Account.balance_minor).where(
-        col(Account.id).in_(account_ids), principal.account_filter(col(Account.id))
-    )
-    balances = dict((await session.exec(statement)).all())
-    settings = {
-        row.account_id: row
-        for row in (
-            await session.exec(
-                select(AutoRechargeSettings).where(col(AutoRechargeSettings.account_id).in_(balances))
-            )
-        ).all()
-    }
+    accounts = AccountRepository(session, Scope.of(principal))
+    balances = await accounts.balances(account_ids)
+    settings = await accounts.auto_recharge_settings(balances)
     return {
         account_id: funding_state(balance, settings.get(account_id), default_low_minor)
         for account_id, balance in balances.items()
-        if account_id is not None
     }

@@ -14,13 +14,11 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from pathlib import Path
 
 import httpx
-from sqlalchemy import ColumnElement, and_, func
-from sqlalchemy.orm import aliased
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import money
 from billing.errors import DomainError
+from billing.repositories.fx import FxRepository
 from models import FxRate
 
 GESMES_NS = "http://www.gesmes.org/xml/2002-08-01"
@@ -118,22 +116,18 @@ async def load_rates(session: AsyncSession, rows: Iterable[Rate]) -> int:
     if not wanted:
         return 0
     days = [day for day, _ in wanted]
-    # One range query instead of an IN list: the full ECB history has thousands of days.
-    statement = select(FxRate).where(col(FxRate.rate_date).between(min(days), max(days)))
-    existing = {(row.rate_date, row.currency): row for row in (await session.exec(statement)).all()}
-    changed = 0
+    repository = FxRepository(session)
+    existing = {(row.rate_date, row.currency): row for row in await repository.between(min(days), max(days))}
+    changed: list[FxRate] = []
     for (day, currency), rate in wanted.items():
         row = existing.get((day, currency))
         if row is None:
-            session.add(FxRate(currency=currency, rate_date=day, per_eur=str(rate)))
+            changed.append(FxRate(currency=currency, rate_date=day, per_eur=str(rate)))
         elif row.per_eur_decimal != rate:
             row.per_eur = str(rate)
-            session.add(row)
-        else:
-            continue
-        changed += 1
-    await session.flush()
-    return changed
+            changed.append(row)
+    await repository.save(changed)
+    return len(changed)
 
 
 async def _read_source(source: str) -> bytes:
@@ -167,34 +161,9 @@ async def usd_equivalents(
     if not currencies:
         return {}
     lookup = (currencies - {"EUR"}) | ({"USD"} if "EUR" in currencies else set())
-    base = aliased(FxRate)
-    usd = aliased(FxRate)
-    same_day_usd = and_(col(usd.currency) == "USD", col(usd.rate_date) == col(base.rate_date))
-
-    conditions: list[ColumnElement[bool]] = [col(base.currency).in_(lookup)]
-    if on is not None:
-        conditions.append(col(base.rate_date) <= on)
-    latest_days = (
-        select(col(base.currency).label("currency"), func.max(col(base.rate_date)).label("rate_date"))
-        .join(usd, same_day_usd)
-        .where(*conditions)
-        .group_by(col(base.currency))
-        .subquery()
-    )
-
-    statement = (
-        select(col(base.currency), col(base.rate_date), col(base.per_eur), col(usd.per_eur))
-        .join(
-            latest_days,
-            and_(
-                latest_days.c.currency == col(base.currency),
-                latest_days.c.rate_date == col(base.rate_date),
-            ),
-        )
-        .join(usd, same_day_usd)
-    )
+    rows = await FxRepository(session).latest_with_usd(lookup, on)
     result: dict[str, tuple[Decimal, date]] = {}
-    for currency, rate_date, per_eur, usd_per_eur in (await session.exec(statement)).all():
+    for currency, rate_date, per_eur, usd_per_eur in rows:
         usd_rate = Decimal(usd_per_eur)
         if currency in currencies:
             result[currency] = (CROSS_RATE_CONTEXT.divide(usd_rate, Decimal(per_eur)), rate_date)

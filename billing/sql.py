@@ -1,8 +1,11 @@
-"""ON CONFLICT, which SQLite and PostgreSQL both speak, through each dialect's own `insert` construct."""
+"""SQL that SQLite and PostgreSQL both speak, through each dialect's own constructs: ON CONFLICT, and id lists."""
 
+from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import ColumnElement, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
@@ -11,3 +14,15 @@ def upsert_insert(session: AsyncSession, model: Any) -> postgresql.Insert | sqli
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(model)
     return sqlite.insert(model)
+
+
+def among(
+    session: AsyncSession, column: ColumnElement[Any] | Mapped[Any], values: Iterable[Any]
+) -> ColumnElement[bool]:
+    """`column IN values`. On PostgreSQL the values are one array parameter (`column = ANY(:values)`), so the
+    statement's text, and its prepared plan, is the same for any number of them; SQLite has no arrays."""
+    values = list(values)
+    expression: ColumnElement[Any] = column  # type: ignore[assignment]  # a Mapped column is one at runtime
+    if session.get_bind().dialect.name == "postgresql":
+        return expression == any_(bindparam(None, values, type_=postgresql.ARRAY(expression.type)))
+    return expression.in_(values)

@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.auth import Principal
 from billing.months import Month, month_of
-from models import Account, LeadPlanStatus, LeadPlanSubscription, UsageRollup
+from billing.repositories.accounts import AccountRepository
+from billing.repositories.scope import Scope
+from billing.repositories.usage_summary import UsageSummaryRepository
+from models import Account, UsageRollup
 from models.types import utcnow
 
 
@@ -72,46 +73,30 @@ async def monthly_summaries(
     """Summaries of `month` (default: each account's current month in its own time zone) for the accounts
     the principal may see; others are left out. Active subscriptions and remaining budget use today's plans.
     """
-    statement = select(Account).where(
-        col(Account.id).in_(account_ids), principal.account_filter(col(Account.id))
-    )
-    return await summaries_of(session, (await session.exec(statement)).all(), month, now=now)
+    scope = Scope.of(principal)
+    accounts = await AccountRepository(session, scope).by_ids(account_ids)
+    return await summaries_of(session, scope, list(accounts.values()), month, now=now)
 
 
 async def summaries_of(
     session: AsyncSession,
+    scope: Scope,
     accounts: Sequence[Account],
     month: Month | None = None,
     *,
     now: datetime | None = None,
 ) -> dict[int, UsageSummary]:
-    """`monthly_summaries` for account rows the caller has already read within the principal's scope (the
-    GraphQL account it resolves `usage` on), so the account is not selected a second time."""
+    """`monthly_summaries` for account rows the caller has already read within `scope` (the GraphQL account
+    it resolves `usage` on), so the account is not selected a second time."""
     now = now or utcnow()
     found = {account.id: account for account in accounts if account.id is not None}
     if not found:
         return {}
     months = {account_id: month or month_of(now, account.time_zone) for account_id, account in found.items()}
-    rollup_rows = await session.exec(
-        select(UsageRollup).where(
-            col(UsageRollup.account_id).in_(found),
-            col(UsageRollup.month).in_({str(m) for m in months.values()}),
-        )
-    )
-    rollups = {row.account_id: row for row in rollup_rows.all() if row.month == str(months[row.account_id])}
-    plan_rows = await session.exec(
-        select(
-            LeadPlanSubscription.account_id,
-            func.count(col(LeadPlanSubscription.id)),
-            func.coalesce(func.sum(LeadPlanSubscription.monthly_budget_minor), 0),
-        )
-        .where(
-            col(LeadPlanSubscription.account_id).in_(found),
-            LeadPlanSubscription.status == LeadPlanStatus.ACTIVE,
-        )
-        .group_by(col(LeadPlanSubscription.account_id))
-    )
-    plans = {account_id: (int(count), int(budget)) for account_id, count, budget in plan_rows.all()}
+    usage = UsageSummaryRepository(session, scope)
+    rollup_rows = await usage.rollups(found, {str(m) for m in months.values()})
+    rollups = {row.account_id: row for row in rollup_rows if row.month == str(months[row.account_id])}
+    plans = await usage.active_lead_plans(found)
     return {
         account_id: _summary(
             account, months[account_id], rollups.get(account_id), plans.get(account_id, (0, 0))

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing import fx, usage_summary
 from billing.auth import Principal
 from billing.months import Month
+from billing.repositories.scope import Scope
 from models import Account as AccountModel
 from models import Company, LeadPlanSubscription, PaymentMethod
 from resolvers.context import Context
@@ -138,6 +139,6 @@ class UsageByAccountMonth(Loader[tuple[int, Month | None], usage_summary.UsageSu
         found: dict[tuple[int, Month | None], usage_summary.UsageSummary] = {}
         for month in {month for _, month in keys}:
             rows = [self.accounts[account_id] for account_id, wanted in keys if wanted == month]
-            summaries = await usage_summary.summaries_of(session, rows, month)
+            summaries = await usage_summary.summaries_of(session, Scope.of(principal), rows, month)
             found.update({(account_id, month): summary for account_id, summary in summaries.items()})
         return found

@@ -1,11 +1,13 @@
 """Which accounts a repository may read or write: a principal's, or (for trusted background paths) all of them."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, true
 from sqlalchemy.orm import Mapped
 
-from billing.auth import Principal
+if TYPE_CHECKING:  # billing.auth -> billing.events -> billing.funding builds repositories: no import cycle
+    from billing.auth import Principal
 
 
 @dataclass(frozen=True)
@@ -13,11 +15,11 @@ class Scope:
     """Made with `Scope.of(principal)` for a request, or `Scope.system(why)` where no caller exists (the worker, Stripe
     webhooks, the CLI); tests/test_structure.py holds the system scope to those modules."""
 
-    principal: Principal | None
+    principal: "Principal | None"
     system_reason: str | None = None
 
     @classmethod
-    def of(cls, principal: Principal) -> "Scope":
+    def of(cls, principal: "Principal") -> "Scope":
         return cls(principal)
 
     @classmethod
