@@ -21,6 +21,7 @@ from billing.payments import (
     UnknownPaymentMethod,
     check_top_up_range,
 )
+from billing.repositories.scope import Scope
 from models import (
     Account,
     AutoRechargeSettings,
@@ -75,7 +76,7 @@ async def save_settings(
     now = now or utcnow()
     visible = await accounts.get_visible(session, principal, account_id)
     assert visible.id is not None
-    account = await ledger.lock_account(session, visible.id)
+    account = await ledger.lock_account(session, Scope.of(principal), visible.id)
     method_id = await _check_prerequisites(session, account, request) if request.enabled else None
     threshold, amount, monthly_limit = (
         money.to_minor(value, account.currency, field=name)

@@ -9,8 +9,11 @@ import pycountry
 from billing import customers, events
 from billing.db import SessionFactory, read_session, unit_of_work
 from billing.errors import DomainError, NotFound, as_named_here
+from billing.repositories.accounts import AccountRepository
+from billing.repositories.company import CompanyRepository
+from billing.repositories.scope import Scope
 from billing.stripe_gateway import StripeGateway
-from models import Account, Company
+from models import Company
 from models.types import utcnow
 
 # What "Add funds" needs before the first payment; the rest (VAT id, line 2, region) is optional.
@@ -110,7 +113,7 @@ def validate(data: CompanyInput) -> dict[str, str | None]:
 
 
 async def save_company(
-    factory: SessionFactory, gateway: StripeGateway, account_id: int, data: CompanyInput
+    factory: SessionFactory, scope: Scope, gateway: StripeGateway, account_id: int, data: CompanyInput
 ) -> Company:
     """Validate, bring the Stripe customer's name, phone and address along (creating it if needed), save.
 
@@ -119,16 +122,19 @@ async def save_company(
     """
     values = validate(data)
     async with read_session(factory) as session:
-        account = await session.get(Account, account_id)
+        account = (await AccountRepository(session, scope).by_ids([account_id])).get(account_id)
         if account is None:
             raise NotFound("account not found")
-    await customers.push_customer(factory, gateway, account, _filled(Company(account_id=account_id), values))
+    await customers.push_customer(
+        factory, scope, gateway, account, _filled(Company(account_id=account_id), values)
+    )
     async with unit_of_work(factory) as session:
-        company = await session.get(Company, account_id)
+        companies = CompanyRepository(session, scope)
+        company = await companies.of_account(account_id)
         before = None if company is None else events.snapshot(company, events.CompanyChanged.FIELDS)
         if company is None:
             company = Company(account_id=account_id)
-            session.add(company)
+            companies.add(company)
         _filled(company, values).updated_at = utcnow()
         after = events.snapshot(company, events.CompanyChanged.FIELDS)
         if after != before:

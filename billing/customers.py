@@ -4,10 +4,12 @@ Every function here that calls Stripe takes a session *factory*: it reads in one
 Stripe with no connection held, and records the outcome in another.
 """
 
-from sqlmodel import col, update
-
 from billing.db import SessionFactory, read_session, unit_of_work
 from billing.errors import NotFound
+from billing.repositories.accounts import AccountRepository
+from billing.repositories.company import CompanyRepository
+from billing.repositories.payment_methods import PaymentMethodRepository
+from billing.repositories.scope import Scope
 from billing.stripe_gateway import CustomerAddress, StripeGateway
 from models import Account, Company
 
@@ -26,7 +28,7 @@ def _address(company: Company) -> CustomerAddress | None:
 
 
 async def push_customer(
-    factory: SessionFactory, gateway: StripeGateway, account: Account, company: Company | None
+    factory: SessionFactory, scope: Scope, gateway: StripeGateway, account: Account, company: Company | None
 ) -> str:
     """Create or update the account's customer from this company profile (the account name until there is
     one), and remember its id. Creation is idempotent at Stripe per account, so a race creates one."""
@@ -40,22 +42,18 @@ async def push_customer(
     )
     if account.stripe_customer_id != customer_id:
         async with unit_of_work(factory) as session:
-            await session.exec(
-                update(Account)
-                .where(col(Account.id) == account.id, col(Account.stripe_customer_id).is_(None))
-                .values(stripe_customer_id=customer_id)
-            )
+            await PaymentMethodRepository(session, scope).set_customer(account.id, customer_id)
         account.stripe_customer_id = customer_id
     return customer_id
 
 
-async def customer_id(factory: SessionFactory, gateway: StripeGateway, account_id: int) -> str:
+async def customer_id(factory: SessionFactory, scope: Scope, gateway: StripeGateway, account_id: int) -> str:
     """The account's Stripe customer, created now if it has none yet."""
     async with read_session(factory) as session:
-        account = await session.get(Account, account_id)
+        account = (await AccountRepository(session, scope).by_ids([account_id])).get(account_id)
         if account is None:
             raise NotFound("account not found")
         if account.stripe_customer_id is not None:
             return account.stripe_customer_id
-        company = await session.get(Company, account_id)
-    return await push_customer(factory, gateway, account, company)
+        company = await CompanyRepository(session, scope).of_account(account_id)
+    return await push_customer(factory, scope, gateway, account, company)

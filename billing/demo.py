@@ -16,6 +16,7 @@ from billing.auth import Principal
 from billing.db import SessionFactory, unit_of_work
 from billing.money import to_decimal
 from billing.months import month_of
+from billing.repositories.scope import Scope
 from billing.stripe_gateway import StripeGateway
 from models import (
     Account,
@@ -34,6 +35,7 @@ DEMO_ACCOUNT = "Nordlicht Solar GmbH"
 DEMO_PARTNER = "Demo Partner Agency"
 # The seed reports usage like the lead, calling and AI agent services do; no API key stands behind it.
 DEMO_REPORTER = Principal(kind=PrincipalKind.USAGE_REPORTER, api_key_id=0)
+SYSTEM = Scope.system("the demo seed")
 SAMPLE_RATES = Path(__file__).resolve().parent.parent / "data" / "ecb-eurofxref-sample.xml"
 
 
@@ -63,6 +65,7 @@ async def _history(session: AsyncSession, account: Account, plans: list[LeadPlan
     for index, (kind, amount, description) in enumerate(credits):
         posting = await ledger.post(
             session,
+            SYSTEM,
             account_id=account.id,
             kind=kind,
             amount_minor=amount,
@@ -182,7 +185,7 @@ async def link_card(
         await session.exec(delete(PaymentMethod).where(col(PaymentMethod.account_id) == account_id))
         account.stripe_customer_id = None
     # Stripe's documented test card: in test mode it becomes a real card object of the customer's.
-    card = await payment_methods.attach(factory, gateway, account_id, "pm_card_visa")
+    card = await payment_methods.attach(factory, SYSTEM, gateway, account_id, "pm_card_visa")
     async with unit_of_work(factory) as session:
         await session.exec(
             update(AutoRechargeSettings)

@@ -8,7 +8,7 @@ entries, always.
 Each posting records its domain events in the same transaction (billing/events.py): every entry created and
 settled, and every balance it moves (turned at commit into one balance event per account, and a funding-state
 event when the account crossed a boundary). Recording writes nothing until the commit, so the statements here
-stay as few as before.
+stay as few as before. Every statement runs through billing/repositories/ledger.py, for the caller's scope.
 """
 
 from collections import defaultdict
@@ -16,13 +16,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, case, func, insert, literal, update
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import events
 from billing.errors import NotFound
+from billing.repositories.ledger import LedgerRepository
+from billing.repositories.scope import Scope
 from models import Account, Transaction, TransactionKind, TransactionStatus
 from models.types import utcnow
 
@@ -46,40 +46,31 @@ class Posting:
     created: bool  # False when the idempotency key had already been posted
 
 
-async def lock_accounts(session: AsyncSession, account_ids: Iterable[int]) -> dict[int, Account]:
-    """The accounts found, locked until the transaction ends, with fresh balances.
-
-    Locked in id order, the order every writer takes them in, so writers of overlapping accounts never deadlock.
-    """
-    statement = (
-        select(Account)
-        .where(col(Account.id).in_(set(account_ids)))
-        .order_by(col(Account.id))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return {
-        account.id: account for account in (await session.exec(statement)).all() if account.id is not None
-    }
+async def lock_accounts(
+    session: AsyncSession, scope: Scope, account_ids: Iterable[int]
+) -> dict[int, Account]:
+    """The accounts found within the scope, locked until the transaction ends (in id order, the order every
+    writer takes them in, so writers of overlapping accounts never deadlock), with fresh balances."""
+    return await LedgerRepository(session, scope).lock_accounts(account_ids)
 
 
-async def lock_account(session: AsyncSession, account_id: int) -> Account:
+async def lock_account(session: AsyncSession, scope: Scope, account_id: int) -> Account:
     """The account row, locked until the transaction ends, with a fresh balance."""
-    account = (await lock_accounts(session, [account_id])).get(account_id)
+    account = (await lock_accounts(session, scope, [account_id])).get(account_id)
     if account is None:
         raise NotFound(f"account {account_id} not found")
     return account
 
 
-async def find_by_idempotency_key(session: AsyncSession, account_id: int, key: str) -> Transaction | None:
-    statement = select(Transaction).where(
-        Transaction.account_id == account_id, Transaction.idempotency_key == key
-    )
-    return (await session.exec(statement)).first()
+async def find_by_idempotency_key(
+    session: AsyncSession, scope: Scope, account_id: int, key: str
+) -> Transaction | None:
+    return await LedgerRepository(session, scope).by_idempotency_key(account_id, key)
 
 
 async def post(
     session: AsyncSession,
+    scope: Scope,
     *,
     account_id: int,
     kind: TransactionKind,
@@ -103,10 +94,10 @@ async def post(
         stripe_payment_intent_id=stripe_payment_intent_id,
         reverses_id=reverses_id,
     )
-    return (await post_many(session, [entry]))[0]
+    return (await post_many(session, scope, [entry]))[0]
 
 
-async def post_many(session: AsyncSession, entries: Sequence[NewEntry]) -> list[Posting]:
+async def post_many(session: AsyncSession, scope: Scope, entries: Sequence[NewEntry]) -> list[Posting]:
     """Append each entry once per (account, idempotency key); succeeded ones move their balances at once.
 
     One posting per entry, in order: a key posted before, or earlier in `entries`, gives that entry and moves
@@ -115,17 +106,18 @@ async def post_many(session: AsyncSession, entries: Sequence[NewEntry]) -> list[
     """
     if not entries:
         return []
+    repository = LedgerRepository(session, scope)
     wanted = {entry.account_id for entry in entries}
-    accounts = await lock_accounts(session, wanted)
+    accounts = await repository.lock_accounts(wanted)
     if missing := wanted - accounts.keys():
         raise NotFound(f"account {min(missing)} not found")
-    existing = await _posted(session, entries)
+    existing = await _posted(repository, entries)
     fresh: dict[tuple[int, str], NewEntry] = {}
     for entry in entries:
         if _key(entry) not in existing:
             fresh.setdefault(_key(entry), entry)
-    created = await _insert(session, list(fresh.values()), accounts, utcnow())
-    await _move_balances(session, accounts, created.values())
+    created = await _insert(repository, list(fresh.values()), accounts, utcnow())
+    await _move_balances(repository, accounts, created.values())
     postings = []
     for entry in entries:
         key = _key(entry)
@@ -141,18 +133,19 @@ def _key(entry: NewEntry | Transaction) -> tuple[int, str]:
     return entry.account_id, entry.idempotency_key
 
 
-async def _posted(session: AsyncSession, entries: Sequence[NewEntry]) -> dict[tuple[int, str], Transaction]:
+async def _posted(
+    repository: LedgerRepository, entries: Sequence[NewEntry]
+) -> dict[tuple[int, str], Transaction]:
     """The entries already posted under these (account, idempotency key) pairs: one statement."""
-    statement = select(Transaction).where(
-        col(Transaction.account_id).in_({entry.account_id for entry in entries}),
-        col(Transaction.idempotency_key).in_({entry.idempotency_key for entry in entries}),
+    found = await repository.by_idempotency_keys(
+        {entry.account_id for entry in entries}, {entry.idempotency_key for entry in entries}
     )
     wanted = {_key(entry) for entry in entries}
-    return {_key(t): t for t in (await session.exec(statement)).all() if _key(t) in wanted}
+    return {_key(t): t for t in found if _key(t) in wanted}
 
 
 async def _insert(
-    session: AsyncSession, entries: Sequence[NewEntry], accounts: dict[int, Account], now: datetime
+    repository: LedgerRepository, entries: Sequence[NewEntry], accounts: dict[int, Account], now: datetime
 ) -> dict[tuple[int, str], Transaction]:
     """One multi-row INSERT ... RETURNING; the new entries join the session, found by their unique key."""
     if not entries:
@@ -175,9 +168,8 @@ async def _insert(
         for entry in entries
     ]
     # Matched by key, not by position: ordered RETURNING would cost SQLite one INSERT per row.
-    statement = insert(Transaction).returning(Transaction)
-    created = {_key(t): t for t in (await session.exec(statement, params=rows)).scalars().all()}
-    events.record(session, *(_created_event(t) for t in created.values()))
+    created = {_key(t): t for t in await repository.insert_entries(rows)}
+    events.record(repository.session, *(_created_event(t) for t in created.values()))
     return created
 
 
@@ -194,7 +186,7 @@ def _created_event(entry: Transaction) -> events.TransactionCreated:
 
 
 async def _move_balances(
-    session: AsyncSession, accounts: dict[int, Account], entries: Iterable[Transaction]
+    repository: LedgerRepository, accounts: dict[int, Account], entries: Iterable[Transaction]
 ) -> None:
     """One UPDATE adding each account's new succeeded entries; the session's Account objects follow it."""
     deltas: dict[int, int] = defaultdict(int)
@@ -203,26 +195,18 @@ async def _move_balances(
             deltas[entry.account_id] += entry.amount_minor
     if not deltas:
         return
-    # BIGINT binds: a plain int would bind as INTEGER on asyncpg, and amounts may exceed 32 bits.
-    delta = case(
-        {account_id: literal(d, BigInteger) for account_id, d in deltas.items()}, value=col(Account.id)
-    )
-    statement = (
-        update(Account)
-        .where(col(Account.id).in_(deltas))
-        .values(balance_minor=col(Account.balance_minor) + delta)
-    )
-    await (await session.connection()).execute(statement)
+    await repository.add_to_balances(deltas)
     for account_id, moved in deltas.items():
         account = accounts[account_id]  # read under the lock, so this is what the row now holds
         before = account.balance_minor
         # Already written: the object learns its new value without it becoming a change to flush.
         set_committed_value(account, "balance_minor", before + moved)
-        events.balance_moved(session, account_id, account.currency, before, before + moved)
+        events.balance_moved(repository.session, account_id, account.currency, before, before + moved)
 
 
 async def settle(
     session: AsyncSession,
+    scope: Scope,
     transaction_id: int,
     status: TransactionStatus,
     *,
@@ -233,11 +217,12 @@ async def settle(
     """Move a pending entry to its final status exactly once; a settled entry is returned unchanged."""
     if status is TransactionStatus.PENDING:
         raise ValueError("settle needs a final status")
-    entry = await session.get(Transaction, transaction_id)
+    repository = LedgerRepository(session, scope)
+    entry = await repository.entry(transaction_id)
     if entry is None:
         raise NotFound(f"transaction {transaction_id} not found")
-    account = await lock_account(session, entry.account_id)
-    await session.refresh(entry)  # re-read under the lock: another process may have settled it meanwhile
+    account = await lock_account(session, scope, entry.account_id)
+    await repository.reread(entry)  # under the lock: another process may have settled it meanwhile
     if entry.status != TransactionStatus.PENDING:
         return entry
     entry.status = status
@@ -250,7 +235,7 @@ async def settle(
         before = account.balance_minor
         account.balance_minor += entry.amount_minor
         events.balance_moved(session, entry.account_id, account.currency, before, account.balance_minor)
-    await session.flush()
+    await repository.flush()
     assert entry.id is not None
     events.record(
         session,
@@ -269,6 +254,7 @@ async def settle(
 
 async def reverse(
     session: AsyncSession,
+    scope: Scope,
     original: Transaction,
     *,
     kind: TransactionKind,
@@ -281,6 +267,7 @@ async def reverse(
         raise ValueError("a reversal has the opposite sign of the entry it reverses")
     return await post(
         session,
+        scope,
         account_id=original.account_id,
         kind=kind,
         amount_minor=amount_minor,
@@ -290,9 +277,6 @@ async def reverse(
     )
 
 
-async def succeeded_sum(session: AsyncSession, account_id: int) -> int:
+async def succeeded_sum(session: AsyncSession, scope: Scope, account_id: int) -> int:
     """What the balance must be: the sum of the account's succeeded entries."""
-    statement = select(func.coalesce(func.sum(Transaction.amount_minor), 0)).where(
-        Transaction.account_id == account_id, col(Transaction.status) == TransactionStatus.SUCCEEDED
-    )
-    return int((await session.exec(statement)).one())
+    return await LedgerRepository(session, scope).succeeded_sum(account_id)

@@ -2,14 +2,17 @@
 
 import logging
 
-from sqlmodel import col, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import customers, events
 from billing.db import SessionFactory, read_session, unit_of_work
 from billing.errors import DomainError, NotFound
+from billing.repositories.accounts import AccountRepository
+from billing.repositories.payment_methods import PaymentMethodRepository
+from billing.repositories.scope import Scope
 from billing.stripe_gateway import Card, PaymentProviderRejected, StripeGateway
-from models import Account, AutoRechargeSettings, PaymentMethod
+from models import PaymentMethod
 
 logger = logging.getLogger(__name__)
 
@@ -24,33 +27,27 @@ class PaymentMethodInUse(DomainError):
     """The card pays for auto-recharge; name another card to take over before deleting it."""
 
 
-async def account_methods(session: AsyncSession, account_id: int) -> list[PaymentMethod]:
-    statement = (
-        select(PaymentMethod)
-        .where(PaymentMethod.account_id == account_id)
-        .order_by(col(PaymentMethod.created_at), col(PaymentMethod.id))
-    )
-    return list((await session.exec(statement)).all())
+async def account_methods(session: AsyncSession, scope: Scope, account_id: int) -> list[PaymentMethod]:
+    """The account's cards, oldest first (none for an account outside the scope)."""
+    return await PaymentMethodRepository(session, scope).of_account(account_id)
 
 
-async def get_owned(session: AsyncSession, account_id: int, payment_method_id: int) -> PaymentMethod:
+async def get_owned(
+    session: AsyncSession, scope: Scope, account_id: int, payment_method_id: int
+) -> PaymentMethod:
     """The account's card, or NotFound for a missing one and another account's alike."""
-    method = await session.get(PaymentMethod, payment_method_id)
+    method = await PaymentMethodRepository(session, scope).get(payment_method_id)
     if method is None or method.account_id != account_id:
         raise NotFound(NOT_FOUND)
     return method
 
 
-async def _by_stripe_id(session: AsyncSession, stripe_id: str) -> PaymentMethod | None:
-    statement = select(PaymentMethod).where(PaymentMethod.stripe_payment_method_id == stripe_id)
-    return (await session.exec(statement)).first()
-
-
-async def _mirror(session: AsyncSession, account_id: int, card: Card) -> PaymentMethod:
+async def _mirror(session: AsyncSession, scope: Scope, account_id: int, card: Card) -> PaymentMethod:
     """Insert or refresh the mirror row; an account's first card becomes its default."""
-    method = await _by_stripe_id(session, card.id)
+    cards = PaymentMethodRepository(session, scope)
+    method = await cards.by_stripe_id(card.id)
     if method is None:
-        has_default = any(m.is_default for m in await account_methods(session, account_id))
+        has_default = any(m.is_default for m in await cards.of_account(account_id))
         method = PaymentMethod(
             account_id=account_id,
             stripe_payment_method_id=card.id,
@@ -60,13 +57,19 @@ async def _mirror(session: AsyncSession, account_id: int, card: Card) -> Payment
             exp_year=card.exp_year,
             is_default=not has_default,
         )
-        session.add(method)
+        cards.add(method)
     elif method.account_id != account_id:
         raise PaymentMethodNotOwned("this card belongs to another account")
     added = method.id is None
     method.brand, method.last4 = card.brand, card.last4
     method.exp_month, method.exp_year = card.exp_month, card.exp_year
-    await session.flush()
+    try:
+        await cards.flush()
+    except IntegrityError:
+        if not added:
+            raise
+        # The card is mirrored already, for an account outside the scope (its id is unique).
+        raise PaymentMethodNotOwned("this card belongs to another account") from None
     if added:
         assert method.id is not None
         events.record(
@@ -76,9 +79,11 @@ async def _mirror(session: AsyncSession, account_id: int, card: Card) -> Payment
     return method
 
 
-async def create_setup_intent(factory: SessionFactory, gateway: StripeGateway, account_id: int) -> str:
+async def create_setup_intent(
+    factory: SessionFactory, scope: Scope, gateway: StripeGateway, account_id: int
+) -> str:
     """The client secret Stripe Elements needs to collect a card for this account's customer."""
-    return await gateway.create_setup_intent(await customers.customer_id(factory, gateway, account_id))
+    return await gateway.create_setup_intent(await customers.customer_id(factory, scope, gateway, account_id))
 
 
 async def _customers_card(gateway: StripeGateway, stripe_payment_method_id: str, customer: str) -> Card:
@@ -99,56 +104,52 @@ async def _customers_card(gateway: StripeGateway, stripe_payment_method_id: str,
 
 
 async def attach(
-    factory: SessionFactory, gateway: StripeGateway, account_id: int, stripe_payment_method_id: str
+    factory: SessionFactory,
+    scope: Scope,
+    gateway: StripeGateway,
+    account_id: int,
+    stripe_payment_method_id: str,
 ) -> PaymentMethod:
     """Record a card the frontend confirmed, after checking with Stripe that it is this customer's."""
-    customer = await customers.customer_id(factory, gateway, account_id)
+    customer = await customers.customer_id(factory, scope, gateway, account_id)
     card = await _customers_card(gateway, stripe_payment_method_id, customer)
     async with read_session(factory) as session:
-        first_card = not any(m.is_default for m in await account_methods(session, account_id))
+        first_card = not any(m.is_default for m in await account_methods(session, scope, account_id))
     if first_card:
         # Stripe first, so the mirror never shows a default that Stripe's invoices and portal don't.
         await gateway.set_default_card(customer, card.id)
     async with unit_of_work(factory) as session:
-        return await _mirror(session, account_id, card)
+        return await _mirror(session, scope, account_id, card)
 
 
 async def set_default(
-    factory: SessionFactory, gateway: StripeGateway, account_id: int, payment_method_id: int
+    factory: SessionFactory, scope: Scope, gateway: StripeGateway, account_id: int, payment_method_id: int
 ) -> PaymentMethod:
     """The account's default card, here and in Stripe (its invoices and customer portal show the same one)."""
     async with read_session(factory) as session:
-        method = await get_owned(session, account_id, payment_method_id)
+        method = await get_owned(session, scope, account_id, payment_method_id)
     # Stripe first: if it cannot be reached, the mirror keeps matching it.
     await gateway.set_default_card(
-        await customers.customer_id(factory, gateway, account_id), method.stripe_payment_method_id
+        await customers.customer_id(factory, scope, gateway, account_id), method.stripe_payment_method_id
     )
     async with unit_of_work(factory) as session:
-        method = await get_owned(session, account_id, payment_method_id)
+        cards = PaymentMethodRepository(session, scope)
+        method = await get_owned(session, scope, account_id, payment_method_id)
         if method.is_default:
             return method
-        # Clear first: a unique partial index allows one default per account at any moment.
-        previous = await session.exec(
-            update(PaymentMethod)
-            .where(
-                col(PaymentMethod.account_id) == account_id,
-                col(PaymentMethod.id) != method.id,
-                col(PaymentMethod.is_default),
-            )
-            .values(is_default=False)
-            .returning(col(PaymentMethod.id))
-        )
-        previous_id = previous.scalars().first()
-        await session.flush()
-        method.is_default = True
-        await session.flush()
         assert method.id is not None
+        # Clear first: a unique partial index allows one default per account at any moment.
+        previous_id = next(iter(await cards.clear_default(account_id, method.id)), None)
+        await cards.flush()
+        method.is_default = True
+        await cards.flush()
         events.record(session, events.DefaultPaymentMethodChanged(account_id, previous_id, method.id))
     return method
 
 
 async def delete(
     factory: SessionFactory,
+    scope: Scope,
     gateway: StripeGateway,
     account_id: int,
     payment_method_id: int,
@@ -162,7 +163,7 @@ async def delete(
     before Stripe is called and again, with the write, after it: the card may have changed meanwhile.
     """
     async with read_session(factory) as session:
-        method, _ = await _deletable(session, account_id, payment_method_id, replacement_id)
+        method, _ = await _deletable(session, scope, account_id, payment_method_id, replacement_id)
     try:
         await gateway.detach_card(method.stripe_payment_method_id)
     except PaymentProviderRejected as error:
@@ -170,23 +171,25 @@ async def delete(
         logger.info("detaching %s: %s", method.stripe_payment_method_id, error)
     async with unit_of_work(factory) as session:
         try:
-            method, replacement = await _deletable(session, account_id, payment_method_id, replacement_id)
+            method, replacement = await _deletable(
+                session, scope, account_id, payment_method_id, replacement_id
+            )
         except NotFound:
             return  # removed meanwhile (a webhook for the detach we just did): nothing left to do
-        await _remove(session, method, preferred_default=replacement)
+        await _remove(session, scope, method, preferred_default=replacement)
 
 
 async def _deletable(
-    session: AsyncSession, account_id: int, payment_method_id: int, replacement_id: int | None
+    session: AsyncSession, scope: Scope, account_id: int, payment_method_id: int, replacement_id: int | None
 ) -> tuple[PaymentMethod, PaymentMethod | None]:
     """The card to delete and its replacement, with auto-recharge moved over to the replacement."""
-    method = await get_owned(session, account_id, payment_method_id)
+    method = await get_owned(session, scope, account_id, payment_method_id)
     replacement = None
     if replacement_id is not None:
-        replacement = await get_owned(session, account_id, replacement_id)
+        replacement = await get_owned(session, scope, account_id, replacement_id)
         if replacement.id == method.id:
             raise PaymentMethodInUse("the replacement must be another card")
-    settings = await session.get(AutoRechargeSettings, account_id)
+    settings = (await AccountRepository(session, scope).auto_recharge_settings([account_id])).get(account_id)
     if settings is not None and settings.payment_method_id == method.id:
         if replacement is None:
             raise PaymentMethodInUse("auto-recharge pays with this card; choose another card for it first")
@@ -200,39 +203,42 @@ async def _deletable(
 
 
 async def _remove(
-    session: AsyncSession, method: PaymentMethod, *, preferred_default: PaymentMethod | None = None
+    session: AsyncSession,
+    scope: Scope,
+    method: PaymentMethod,
+    *,
+    preferred_default: PaymentMethod | None = None,
 ) -> None:
+    cards = PaymentMethodRepository(session, scope)
     was_default = method.is_default
-    await session.delete(method)
-    await session.flush()
+    await cards.remove(method)
+    await cards.flush()
     assert method.id is not None
     events.record(
         session, events.PaymentMethodRemoved(method.account_id, method.id, method.brand, method.last4)
     )
     if not was_default:
         return
-    remaining = await account_methods(session, method.account_id)
+    remaining = await cards.of_account(method.account_id)
     successor = preferred_default or (remaining[-1] if remaining else None)  # else the newest card
     if successor is not None:
         successor.is_default = True
-        await session.flush()
+        await cards.flush()
         assert successor.id is not None
         events.record(session, events.DefaultPaymentMethodChanged(method.account_id, method.id, successor.id))
 
 
-async def sync_attached(session: AsyncSession, card: Card) -> PaymentMethod | None:
+async def sync_attached(session: AsyncSession, scope: Scope, card: Card) -> PaymentMethod | None:
     """A card attached or updated in Stripe (portal, SetupIntent): mirror it for the customer's account."""
     if card.customer_id is None:
         return None
-    account = (
-        await session.exec(select(Account).where(Account.stripe_customer_id == card.customer_id))
-    ).first()
+    account = await PaymentMethodRepository(session, scope).account_of_customer(card.customer_id)
     if account is None or account.id is None:
         return None  # a customer this gateway does not know
-    return await _mirror(session, account.id, card)
+    return await _mirror(session, scope, account.id, card)
 
 
-async def sync_detached(session: AsyncSession, stripe_payment_method_id: str) -> None:
-    method = await _by_stripe_id(session, stripe_payment_method_id)
+async def sync_detached(session: AsyncSession, scope: Scope, stripe_payment_method_id: str) -> None:
+    method = await PaymentMethodRepository(session, scope).by_stripe_id(stripe_payment_method_id)
     if method is not None:
-        await _remove(session, method)
+        await _remove(session, scope, method)

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import ledger, recharge_settlement
@@ -26,6 +25,11 @@ from billing.db import SessionFactory, unit_of_work
 from billing.errors import DomainError, NotFound, as_named_here
 from billing.money import InvalidAmount, format_money, to_minor
 from billing.payment_methods import account_methods
+from billing.repositories.accounts import AccountRepository
+from billing.repositories.company import CompanyRepository
+from billing.repositories.ledger import LedgerRepository
+from billing.repositories.scope import Scope
+from billing.repositories.topups import TopUpRepository
 from billing.stripe_gateway import (
     ACCOUNT_ID_KEY,
     CANCELED_CODE,
@@ -145,13 +149,18 @@ def stripe_idempotency_key(transaction_id: int) -> str:
 
 
 async def add_funds(
-    factory: SessionFactory, gateway: StripeGateway, settings: Settings, request: AddFundsRequest
+    factory: SessionFactory,
+    scope: Scope,
+    gateway: StripeGateway,
+    settings: Settings,
+    request: AddFundsRequest,
 ) -> TopUp:
-    pending = await _begin(factory, settings, request)
+    """Top up an account of `scope` (another account is NotFound, as a missing one)."""
+    pending = await _begin(factory, scope, settings, request)
     entry = pending.transaction
     assert entry.id is not None
     if not pending.created:
-        return await _replay(factory, gateway, entry)
+        return await _replay(factory, scope, gateway, entry)
     # PaymentProviderUnavailable propagates and leaves the entry pending: reconciliation settles it from what
     # Stripe did (or fails it when nothing was charged).
     result = await gateway.charge(
@@ -164,31 +173,41 @@ async def add_funds(
         description=entry.description,
         metadata={TRANSACTION_ID_KEY: str(entry.id), ACCOUNT_ID_KEY: str(entry.account_id)},
     )
-    return await _finish(factory, entry.id, result)
+    return await _finish(factory, scope, entry.id, result)
 
 
-async def _begin(factory: SessionFactory, settings: Settings, request: AddFundsRequest) -> _Pending:
+async def _begin(
+    factory: SessionFactory, scope: Scope, settings: Settings, request: AddFundsRequest
+) -> _Pending:
     try:
         async with unit_of_work(factory) as session:
-            return await _gate_and_post(session, settings, request)
+            return await _gate_and_post(session, scope, settings, request)
     except IntegrityError:
         # SQLite: a concurrent request with the same key inserted first; the second look finds it.
         async with unit_of_work(factory) as session:
-            return await _gate_and_post(session, settings, request)
+            return await _gate_and_post(session, scope, settings, request)
 
 
-async def _gate_and_post(session: AsyncSession, settings: Settings, request: AddFundsRequest) -> _Pending:
-    account = await session.get(Account, request.account_id)
-    if account is None or account.id is None:
+async def _account(session: AsyncSession, scope: Scope, account_id: int) -> Account:
+    account = (await AccountRepository(session, scope).by_ids([account_id])).get(account_id)
+    if account is None:
         raise NotFound("account not found")
+    return account
+
+
+async def _gate_and_post(
+    session: AsyncSession, scope: Scope, settings: Settings, request: AddFundsRequest
+) -> _Pending:
+    account = await _account(session, scope, request.account_id)
+    assert account.id is not None
     key = _ledger_key(request.idempotency_key)
-    existing = await ledger.find_by_idempotency_key(session, account.id, key)
+    existing = await ledger.find_by_idempotency_key(session, scope, account.id, key)
     if existing is not None:
         _check_same_request(existing, request)
         return _Pending(existing, False, "", "")
 
-    methods = await account_methods(session, account.id)
-    readiness(await session.get(Company, account.id), methods).check()
+    methods = await account_methods(session, scope, account.id)
+    readiness(await CompanyRepository(session, scope).of_account(account.id), methods).check()
     method = _payment_method(methods, request.payment_method_id)
     amount_minor = _amount(settings, request.amount, account.currency)
     # Saving a card created the customer; without one there is no card Stripe could charge.
@@ -198,6 +217,7 @@ async def _gate_and_post(session: AsyncSession, settings: Settings, request: Add
 
     posting = await ledger.post(
         session,
+        scope,
         account_id=account.id,
         kind=TransactionKind.TOP_UP,
         amount_minor=amount_minor,
@@ -241,23 +261,22 @@ def _check_same_request(entry: Transaction, request: AddFundsRequest) -> None:
         raise IdempotencyConflict("this idempotency key was already used for a different amount or card")
 
 
-async def _replay(factory: SessionFactory, gateway: StripeGateway, entry: Transaction) -> TopUp:
+async def _replay(factory: SessionFactory, scope: Scope, gateway: StripeGateway, entry: Transaction) -> TopUp:
     """The first request's result. A pending entry is looked up in Stripe, never charged again."""
     assert entry.id is not None
     if entry.status != TransactionStatus.PENDING or entry.stripe_payment_intent_id is None:
         # Settled, or the first request is still talking to Stripe (or crashed; reconciliation heals that).
         async with unit_of_work(factory) as session:
-            account = await session.get(Account, entry.account_id)
-            assert account is not None
+            account = await _account(session, scope, entry.account_id)
             return _outcome(entry, account.balance_minor, None)
     state = await gateway.retrieve_payment_intent(entry.stripe_payment_intent_id)
-    return await _finish(factory, entry.id, state.charge)
+    return await _finish(factory, scope, entry.id, state.charge)
 
 
-async def _finish(factory: SessionFactory, entry_id: int, result: ChargeResult) -> TopUp:
+async def _finish(factory: SessionFactory, scope: Scope, entry_id: int, result: ChargeResult) -> TopUp:
     async with unit_of_work(factory) as session:
-        entry = await apply_charge_result(session, entry_id, result)
-        account = await ledger.lock_account(session, entry.account_id)
+        entry = await apply_charge_result(session, scope, entry_id, result)
+        account = await ledger.lock_account(session, scope, entry.account_id)
         balance = account.balance_minor
     return _outcome(entry, balance, result.client_secret)
 
@@ -274,7 +293,7 @@ def _outcome(entry: Transaction, balance_minor: int, client_secret: str | None) 
 
 
 async def apply_charge_result(
-    session: AsyncSession, entry_id: int, result: ChargeResult, *, now: datetime | None = None
+    session: AsyncSession, scope: Scope, entry_id: int, result: ChargeResult, *, now: datetime | None = None
 ) -> Transaction:
     """Settle a top-up or auto-recharge from what Stripe says happened; safe to repeat and out of order.
 
@@ -285,11 +304,15 @@ async def apply_charge_result(
     now = now or utcnow()
     if result.status == "succeeded":
         entry = await ledger.settle(
-            session, entry_id, TransactionStatus.SUCCEEDED, stripe_payment_intent_id=result.payment_intent_id
+            session,
+            scope,
+            entry_id,
+            TransactionStatus.SUCCEEDED,
+            stripe_payment_intent_id=result.payment_intent_id,
         )
         if entry.status != TransactionStatus.SUCCEEDED:
-            await _credit_late_success(session, entry, result)
-        await recharge_settlement.follow_settlement(session, entry, paid=True, now=now)
+            await _credit_late_success(session, scope, entry, result)
+        await recharge_settlement.follow_settlement(session, scope, entry, paid=True, now=now)
         return entry
     if result.status == "declined":
         status = (
@@ -297,6 +320,7 @@ async def apply_charge_result(
         )
         entry = await ledger.settle(
             session,
+            scope,
             entry_id,
             status,
             failure_code=result.decline_code,
@@ -304,25 +328,29 @@ async def apply_charge_result(
             stripe_payment_intent_id=result.payment_intent_id,
         )
         paid = entry.status == TransactionStatus.SUCCEEDED  # a stale failure of an entry that was paid since
-        await recharge_settlement.follow_settlement(session, entry, paid=paid, now=now)
+        await recharge_settlement.follow_settlement(session, scope, entry, paid=paid, now=now)
         return entry
-    pending = await session.get(Transaction, entry_id)
+    pending = await LedgerRepository(session, scope).entry(entry_id)
     if pending is None:
         raise NotFound(f"transaction {entry_id} not found")
     if result.payment_intent_id is not None and pending.stripe_payment_intent_id is None:
         # Still pending: remember the PaymentIntent so webhooks, retries and reconciliation can find it.
-        await _link_intent(session, entry_id, result.payment_intent_id)
-        await session.refresh(pending)
+        top_ups = TopUpRepository(session, scope)
+        await top_ups.link_intent(entry_id, result.payment_intent_id)
+        await top_ups.reread(pending)
     return pending
 
 
-async def _credit_late_success(session: AsyncSession, entry: Transaction, result: ChargeResult) -> None:
+async def _credit_late_success(
+    session: AsyncSession, scope: Scope, entry: Transaction, result: ChargeResult
+) -> None:
     """Stripe says paid after we recorded a failure (a retried 3-D Secure, or a charge that landed after
     reconciliation found nothing): statuses never move back, so the money is credited by a new entry, once per
     PaymentIntent (its key), whichever of the webhook, the worker or reconciliation reports it first."""
     assert entry.id is not None
     await ledger.post(
         session,
+        scope,
         account_id=entry.account_id,
         kind=TransactionKind.ADJUSTMENT,
         amount_minor=entry.amount_minor,
@@ -332,20 +360,11 @@ async def _credit_late_success(session: AsyncSession, entry: Transaction, result
     if result.payment_intent_id is not None and entry.stripe_payment_intent_id is None:
         # Failed without a PaymentIntent (reconciliation found none): link the one that paid, so its later
         # events find this entry by id, and reconciliation stops looking for it.
-        await _link_intent(session, entry.id, result.payment_intent_id)
-
-
-async def _link_intent(session: AsyncSession, entry_id: int, payment_intent_id: str) -> None:
-    """Record the PaymentIntent of an entry that has none yet (it moves no money)."""
-    await session.exec(
-        update(Transaction)
-        .where(col(Transaction.id) == entry_id, col(Transaction.stripe_payment_intent_id).is_(None))
-        .values(stripe_payment_intent_id=payment_intent_id)
-    )
+        await TopUpRepository(session, scope).link_intent(entry.id, result.payment_intent_id)
 
 
 async def entry_for_intent(
-    session: AsyncSession, payment_intent_id: str, metadata: dict[str, str]
+    session: AsyncSession, scope: Scope, payment_intent_id: str, metadata: dict[str, str]
 ) -> Transaction | None:
     """The top-up or auto-recharge a PaymentIntent claims to pay for, as far as our ledger can tell.
 
@@ -353,14 +372,14 @@ async def entry_for_intent(
     entry that has no PaymentIntent yet (one entry is one charge). A claim by metadata is only a claim: the
     caller confirms it with Stripe before settling anything on it (billing.webhooks).
     """
-    by_intent = await entry_paid_by(session, payment_intent_id)
+    by_intent = await entry_paid_by(session, scope, payment_intent_id)
     if by_intent is not None:
         return by_intent
     raw_id = metadata.get(TRANSACTION_ID_KEY, "")
     # ASCII digits within the id column's range: `int()` takes other digits, and the database refuses more.
     if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 10 and int(raw_id) <= _MAX_ENTRY_ID):
         return None
-    entry = await session.get(Transaction, int(raw_id))
+    entry = await LedgerRepository(session, scope).entry(int(raw_id))
     if (
         entry is None
         # None: awaiting its PaymentIntent. This one: stored between our two statements (addFunds settling).
@@ -375,7 +394,6 @@ async def entry_for_intent(
 _MAX_ENTRY_ID = 2**31 - 1
 
 
-async def entry_paid_by(session: AsyncSession, payment_intent_id: str) -> Transaction | None:
+async def entry_paid_by(session: AsyncSession, scope: Scope, payment_intent_id: str) -> Transaction | None:
     """The top-up or auto-recharge whose stored PaymentIntent this is."""
-    statement = select(Transaction).where(Transaction.stripe_payment_intent_id == payment_intent_id)
-    return (await session.exec(statement)).first()
+    return await TopUpRepository(session, scope).paid_by(payment_intent_id)

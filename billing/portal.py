@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from billing import customers
 from billing.db import SessionFactory
 from billing.errors import DomainError
+from billing.repositories.scope import Scope
 from billing.stripe_gateway import StripeGateway
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -43,11 +44,16 @@ def is_allowed_return_url(url: str, allowlist: list[str]) -> bool:
 
 
 async def create_portal_session(
-    factory: SessionFactory, gateway: StripeGateway, account_id: int, return_url: str, allowlist: list[str]
+    factory: SessionFactory,
+    scope: Scope,
+    gateway: StripeGateway,
+    account_id: int,
+    return_url: str,
+    allowlist: list[str],
 ) -> str:
     """The portal URL for this account's customer."""
     if not is_allowed_return_url(return_url, allowlist):
         raise ReturnUrlNotAllowed("the return URL is not on the allow-list")
     return await gateway.create_portal_session(
-        await customers.customer_id(factory, gateway, account_id), return_url
+        await customers.customer_id(factory, scope, gateway, account_id), return_url
     )

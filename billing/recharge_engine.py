@@ -47,6 +47,7 @@ from billing.months import month_of
 from billing.observability import metrics
 from billing.recharge_settlement import IN_FLIGHT as IN_FLIGHT
 from billing.recharge_settlement import finish_as, follow_settlement
+from billing.repositories.scope import Scope
 from billing.sql import upsert_insert
 from billing.stripe_gateway import (
     ACCOUNT_ID_KEY,
@@ -76,6 +77,7 @@ DEFAULT_LEASE = timedelta(seconds=Settings.model_fields["recharge_lease_seconds"
 DEFAULT_HEARTBEAT = timedelta(seconds=Settings.model_fields["recharge_heartbeat_seconds"].default)
 UNAVAILABLE_RETRY = timedelta(minutes=1)
 RECHARGE_ID_KEY = "recharge_id"
+SYSTEM = Scope.system("the recharge worker acts for every account")
 
 
 class ChargeGateway(Protocol):
@@ -408,7 +410,7 @@ async def _outcome_at_stripe(
 
 async def _locked(session: AsyncSession, item: _Claimed) -> tuple[Account, Recharge, bool]:
     """The account and recharge, locked in that order, and whether this worker still holds the recharge."""
-    account = await ledger.lock_account(session, item.account_id)
+    account = await ledger.lock_account(session, SYSTEM, item.account_id)
     statement = (
         select(Recharge)
         .where(Recharge.id == item.recharge_id)
@@ -440,6 +442,7 @@ async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _
         recharge.payment_method_id = settings.payment_method_id
         posting = await ledger.post(
             session,
+            SYSTEM,
             account_id=item.account_id,
             kind=TransactionKind.AUTO_RECHARGE,
             amount_minor=recharge.amount_minor,
@@ -453,7 +456,9 @@ async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _
         entry = await session.get(Transaction, recharge.transaction_id, populate_existing=True)
         assert entry is not None
         if entry.status != TransactionStatus.PENDING:
-            await follow_settlement(session, entry, paid=entry.status == TransactionStatus.SUCCEEDED, now=now)
+            await follow_settlement(
+                session, SYSTEM, entry, paid=entry.status == TransactionStatus.SUCCEEDED, now=now
+            )
             return None
         earlier_since = entry.created_at
     assert recharge.transaction_id is not None
@@ -516,7 +521,9 @@ async def _call_off(session: AsyncSession, item: _Claimed, *, now: datetime) -> 
     if not held or recharge.transaction_id is None:
         return
     finish_as(recharge, RechargeStatus.CANCELED, "the card was removed while the recharge ran", now)
-    await payments.apply_charge_result(session, recharge.transaction_id, reconciliation.NOT_CHARGED, now=now)
+    await payments.apply_charge_result(
+        session, SYSTEM, recharge.transaction_id, reconciliation.NOT_CHARGED, now=now
+    )
 
 
 async def _finish(session: AsyncSession, item: _Claimed, result: ChargeResult, *, now: datetime) -> None:
@@ -526,7 +533,7 @@ async def _finish(session: AsyncSession, item: _Claimed, result: ChargeResult, *
     last_claim = recharge.attempts == item.attempt  # nobody took the recharge over from us
     # The entry is settled from Stripe's answer even by a worker that lost its lease: settling is idempotent,
     # a late success is credited rather than lost, and the recharge follows the entry.
-    entry = await payments.apply_charge_result(session, recharge.transaction_id, result, now=now)
+    entry = await payments.apply_charge_result(session, SYSTEM, recharge.transaction_id, result, now=now)
     if not last_claim:
         return
     settings = await session.get(AutoRechargeSettings, account.id)

@@ -11,12 +11,14 @@ use it without an import cycle.
 
 from datetime import datetime
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import events
 from billing.events import AutoRechargeHalted
 from billing.observability import metrics
+from billing.repositories.scope import Scope
+from billing.repositories.topups import IN_FLIGHT as IN_FLIGHT  # the worker and its lag gauge read it here
+from billing.repositories.topups import TopUpRepository
 from models import (
     AutoRechargeSettings,
     AutoRechargeState,
@@ -28,14 +30,15 @@ from models import (
 )
 
 MAX_CONSECUTIVE_FAILURES = 3
-IN_FLIGHT = (RechargeStatus.SCHEDULED, RechargeStatus.PROCESSING)
 # A recharge in these states has not yet been told how its charge ended, so a failed entry fails it too.
 # A `succeeded` one is left alone: it was either paid, or counted in advance for a bank still processing
 # (which errs on the side of charging less).
 _UNDECIDED = (*IN_FLIGHT, RechargeStatus.ACTION_REQUIRED)
 
 
-async def follow_settlement(session: AsyncSession, entry: Transaction, *, paid: bool, now: datetime) -> None:
+async def follow_settlement(
+    session: AsyncSession, scope: Scope, entry: Transaction, *, paid: bool, now: datetime
+) -> None:
     """The recharge of this settled auto-recharge entry, and the account's auto-recharge state, follow it.
 
     `paid`: Stripe took the money for this entry, whether the entry succeeded or a late success was credited
@@ -43,16 +46,12 @@ async def follow_settlement(session: AsyncSession, entry: Transaction, *, paid: 
     """
     if entry.kind != TransactionKind.AUTO_RECHARGE or entry.status == TransactionStatus.PENDING:
         return
-    statement = (
-        select(Recharge)
-        .where(Recharge.transaction_id == entry.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    recharge = (await session.exec(statement)).first()
+    assert entry.id is not None
+    top_ups = TopUpRepository(session, scope)
+    recharge = await top_ups.recharge_of(entry.id)
     if recharge is None:
         return
-    settings = await session.get(AutoRechargeSettings, entry.account_id)
+    settings = await top_ups.auto_recharge_settings(entry.account_id)
     was = recharge.status
     if paid and was != RechargeStatus.SUCCEEDED:
         message = {

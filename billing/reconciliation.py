@@ -14,14 +14,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement
-from sqlmodel import col, exists, select
-
 from billing import payments
 from billing.db import SessionFactory, unit_of_work
-from billing.recharge_settlement import IN_FLIGHT
+from billing.repositories.scope import Scope
+from billing.repositories.topups import TopUpRepository
 from billing.stripe_gateway import ChargeResult, PaymentIntentState, PaymentProviderRejected, StripeGateway
-from models import Account, Recharge, Transaction, TransactionKind, TransactionStatus
+from models import Transaction, TransactionStatus
 from models.types import utcnow
 
 logger = logging.getLogger(__name__)
@@ -33,7 +31,8 @@ NOT_CHARGED_CODE = "not_charged"
 NOT_CHARGED = ChargeResult(
     "declined", None, None, NOT_CHARGED_CODE, "The payment did not reach the card network."
 )
-PAYMENTS = (TransactionKind.TOP_UP, TransactionKind.AUTO_RECHARGE)
+# A background pass over every account's payments.
+SYSTEM = Scope.system("reconciliation")
 
 
 @dataclass
@@ -42,25 +41,6 @@ class ReconcileReport:
     failed: list[int] = field(default_factory=list)
     still_pending: list[int] = field(default_factory=list)  # waiting for the customer (3-D Secure) or Stripe
     paid_late: list[int] = field(default_factory=list)  # failed as not charged, then charged after all
-
-
-async def _payments(
-    factory: SessionFactory, *conditions: ColumnElement[bool] | bool
-) -> list[tuple[Transaction, str | None]]:
-    """Top-ups and auto-recharges matching `conditions`, with the Stripe customer to look them up under."""
-    # A recharge in flight is the worker's: it asks Stripe itself before charging again, and settling its
-    # entry here while it charges would only turn its success into a late one.
-    worked_on = exists().where(
-        col(Recharge.transaction_id) == col(Transaction.id), col(Recharge.status).in_(IN_FLIGHT)
-    )
-    async with unit_of_work(factory) as session:
-        statement = (
-            select(Transaction, Account.stripe_customer_id)
-            .join(Account, col(Account.id) == col(Transaction.account_id))
-            .where(col(Transaction.kind).in_(PAYMENTS), ~worked_on, *conditions)
-            .order_by(col(Transaction.id))
-        )
-        return [(entry, customer) for entry, customer in (await session.exec(statement)).all()]
 
 
 async def _intent_for(
@@ -91,8 +71,9 @@ async def reconcile(
     run carries on."""
     report = ReconcileReport()
     now = now or utcnow()
-    stale = (Transaction.status == TransactionStatus.PENDING, col(Transaction.created_at) < now - pending_for)
-    for entry, customer_id in await _payments(factory, *stale):
+    async with unit_of_work(factory) as session:
+        stale = await TopUpRepository(session, SYSTEM).stale_pending(now - pending_for)
+    for entry, customer_id in stale:
         assert entry.id is not None
         intent = await _intent_for(gateway, entry, customer_id)
         if (
@@ -107,7 +88,7 @@ async def reconcile(
                 intent = await gateway.retrieve_payment_intent(intent.id)
         result = NOT_CHARGED if intent is None else intent.charge
         async with unit_of_work(factory) as session:
-            settled = await payments.apply_charge_result(session, entry.id, result, now=now)
+            settled = await payments.apply_charge_result(session, SYSTEM, entry.id, result, now=now)
         outcome = {
             TransactionStatus.SUCCEEDED: report.succeeded,
             TransactionStatus.PENDING: report.still_pending,
@@ -129,18 +110,14 @@ async def _credit_late_successes(
     """Entries failed because Stripe had no charge for them (so no PaymentIntent is linked, and no webhook
     would name them by id) are looked up again; a charge that succeeded since is credited once. Entries that
     failed on a PaymentIntent of their own hear of its later success from its webhook."""
-    failed_unseen = (
-        Transaction.status == TransactionStatus.FAILED,
-        Transaction.failure_code == NOT_CHARGED_CODE,
-        col(Transaction.stripe_payment_intent_id).is_(None),
-        col(Transaction.settled_at) >= since,
-    )
-    for entry, customer_id in await _payments(factory, *failed_unseen):
+    async with unit_of_work(factory) as session:
+        failed_unseen = await TopUpRepository(session, SYSTEM).failed_without_intent(NOT_CHARGED_CODE, since)
+    for entry, customer_id in failed_unseen:
         assert entry.id is not None
         intent = await _intent_for(gateway, entry, customer_id)
         if intent is None or intent.charge.status != "succeeded":
             continue
         async with unit_of_work(factory) as session:
-            await payments.apply_charge_result(session, entry.id, intent.charge, now=now)
+            await payments.apply_charge_result(session, SYSTEM, entry.id, intent.charge, now=now)
         report.paid_late.append(entry.id)
         logger.warning("payment %s was charged after it was failed as not charged: credited", entry.id)

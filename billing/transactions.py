@@ -3,8 +3,6 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import tuple_
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -17,6 +15,8 @@ from billing.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from billing.repositories.ledger import LedgerRepository
+from billing.repositories.scope import Scope
 from models import Transaction, TransactionKind, TransactionStatus
 
 CURSOR_KIND = "transaction"
@@ -47,40 +47,38 @@ def _decode(after: str) -> tuple[datetime, int]:
 
 
 def history_query(
-    account_id: int, *, first: int, after: str | None = None, where: HistoryFilter = HistoryFilter()
+    entries: LedgerRepository,
+    account_id: int,
+    *,
+    first: int,
+    after: str | None = None,
+    where: HistoryFilter = HistoryFilter(),
 ) -> SelectOfScalar[Transaction]:
     """The statement behind one page: `first + 1` rows, so the caller learns whether another page follows."""
     check_page_size(first)
-    statement = select(Transaction).where(Transaction.account_id == account_id)
-    if where.kinds:
-        statement = statement.where(col(Transaction.kind).in_(sorted(where.kinds)))
-    if where.statuses:
-        statement = statement.where(col(Transaction.status).in_(sorted(where.statuses)))
-    if where.since is not None:
-        statement = statement.where(col(Transaction.created_at) >= where.since)
-    if where.until is not None:
-        statement = statement.where(col(Transaction.created_at) < where.until)
-    if after is not None:
-        created_at, entry_id = _decode(after)
-        # A row comparison, not `created_at < c OR (created_at = c AND id < i)`: PostgreSQL turns it into an
-        # index bound on (account_id, created_at, id) and seeks to the cursor; the OR form is a filter that
-        # walks every newer entry first, so a page 999,000 rows deep would cost as much as reading them all.
-        statement = statement.where(
-            tuple_(col(Transaction.created_at), col(Transaction.id)) < tuple_(created_at, entry_id)
-        )
-    statement = statement.order_by(col(Transaction.created_at).desc(), col(Transaction.id).desc())
-    return statement.limit(first + 1)
+    return entries.history_statement(
+        account_id,
+        limit=first + 1,
+        kinds=where.kinds,
+        statuses=where.statuses,
+        since=where.since,
+        until=where.until,
+        before=_decode(after) if after is not None else None,
+    )
 
 
 async def history(
     session: AsyncSession,
+    scope: Scope,
     account_id: int,
     *,
     first: int,
     after: str | None = None,
     where: HistoryFilter = HistoryFilter(),
 ) -> Page[Transaction]:
-    """One page of an account's history. The caller has already checked the account is visible."""
-    statement = history_query(account_id, first=first, after=after, where=where)
-    rows = list((await session.exec(statement)).all())
+    """One page of an account's history: empty for an account outside the scope."""
+    entries = LedgerRepository(session, scope)
+    rows = await entries.history_rows(
+        history_query(entries, account_id, first=first, after=after, where=where)
+    )
     return Page(rows[:first], has_next=len(rows) > first)

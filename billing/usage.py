@@ -27,12 +27,16 @@ from billing import ledger, money, recharge_engine
 from billing.auth import Principal
 from billing.errors import DomainError
 from billing.months import month_of
+from billing.repositories.scope import Scope
 from billing.usage_rollups import RollupIncrement, add_to_rollups
 from models import Account, LeadPlanStatus, LeadPlanSubscription, Transaction, TransactionKind, UsageCategory
 from models import UsageEvent as UsageEventRow
 from models.types import utcnow
 
 MAX_EVENTS_PER_BATCH = 1_000
+# Usage reporters debit every account they report for (`Principal.may_record_usage`), yet read none, which no
+# principal's scope expresses: the ledger posts their batches for the accounts the batch names.
+REPORTERS = Scope.system("usage reporters debit the accounts they report for")
 # Reporting services' clocks drift a little; an event later than this is a bug on their side.
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_EXTERNAL_ID_LENGTH = 255
@@ -112,7 +116,7 @@ async def record_usage(
         )
     # Locked before the duplicate check, so a concurrent copy of this batch waits here and then sees it recorded.
     visible = {event.account_id for event in events} if principal.may_record_usage else set()
-    accounts = await ledger.lock_accounts(session, visible)
+    accounts = await ledger.lock_accounts(session, REPORTERS, visible)
     plans = await _lead_plans(
         session,
         {e.lead_plan_id for e in events if e.lead_plan_id is not None},
@@ -155,6 +159,7 @@ async def record_usage(
     ordered = sorted(groups.items())
     postings = await ledger.post_many(
         session,
+        REPORTERS,
         [
             ledger.NewEntry(
                 account_id=account_id,

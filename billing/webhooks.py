@@ -21,11 +21,13 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import ledger, payment_methods, payments
 from billing.db import SessionFactory, read_session, unit_of_work
+from billing.repositories.ledger import LedgerRepository
+from billing.repositories.scope import Scope
+from billing.repositories.webhooks import StripeEventRepository
 from billing.stripe_gateway import (
     ACCOUNT_ID_KEY,
     TRANSACTION_ID_KEY,
@@ -44,12 +46,14 @@ from billing.webhook_events import (
     Unhandled,
     parse_event,
 )
-from models import StripeEvent, Transaction, TransactionKind, TransactionStatus
+from models import Transaction, TransactionKind, TransactionStatus
 from models.stripe_event import StripeEventOutcome
 
 logger = logging.getLogger(__name__)
 
 _MAX_REASON = 500  # the stripe_event.rejection_reason column
+# Stripe's events may be about any account; their signature, not a principal, says they are Stripe's.
+SYSTEM = Scope.system("Stripe webhooks")
 
 
 class Outcome(StrEnum):
@@ -85,7 +89,7 @@ async def handle(
         await _record_once(factory, malformed.key, malformed.type, _refuse(malformed.reason))
         return Outcome.MALFORMED
     async with read_session(factory) as session:
-        if await session.get(StripeEvent, event.id) is not None:
+        if await StripeEventRepository(session, SYSTEM).seen(event.id) is not None:
             return Outcome.DUPLICATE  # before asking Stripe anything
     return await _record_once(factory, event.id, event.type, await _prepare(factory, gateway, event))
 
@@ -93,11 +97,10 @@ async def handle(
 async def _record_once(factory: SessionFactory, event_id: str, event_type: str, settle: Settle) -> Outcome:
     try:
         async with unit_of_work(factory) as session:
-            if await session.get(StripeEvent, event_id) is not None:
+            stripe_events = StripeEventRepository(session, SYSTEM)
+            if await stripe_events.seen(event_id) is not None:
                 return Outcome.DUPLICATE
-            record = StripeEvent(id=event_id, type=event_type)
-            session.add(record)
-            await session.flush()  # a concurrent delivery of the same event stops here (primary key)
+            record = await stripe_events.record(event_id, event_type)
             reason = await settle(session)
             if reason is None:
                 return Outcome.PROCESSED
@@ -105,7 +108,7 @@ async def _record_once(factory: SessionFactory, event_id: str, event_type: str, 
             record.rejection_reason = reason[:_MAX_REASON]
     except IntegrityError:
         async with read_session(factory) as session:
-            if await session.get(StripeEvent, event_id) is None:
+            if await StripeEventRepository(session, SYSTEM).seen(event_id) is None:
                 raise  # some other conflict: fail, and let Stripe deliver again
         logger.info("stripe event %s: delivered concurrently, recorded once", event_id)
         return Outcome.DUPLICATE
@@ -147,14 +150,14 @@ async def _prepare(factory: SessionFactory, gateway: StripeGateway, event: Event
 
 def _card_attached(card: Card) -> Settle:
     async def settle(session: AsyncSession) -> None:
-        await payment_methods.sync_attached(session, card)
+        await payment_methods.sync_attached(session, SYSTEM, card)
 
     return settle
 
 
 def _card_detached(stripe_payment_method_id: str) -> Settle:
     async def settle(session: AsyncSession) -> None:
-        await payment_methods.sync_detached(session, stripe_payment_method_id)
+        await payment_methods.sync_detached(session, SYSTEM, stripe_payment_method_id)
 
     return settle
 
@@ -163,7 +166,7 @@ async def _payment_intent(
     factory: SessionFactory, gateway: StripeGateway, intent: PaymentIntentState
 ) -> Settle:
     async with read_session(factory) as session:
-        claimed = await payments.entry_for_intent(session, intent.id, intent.metadata)
+        claimed = await payments.entry_for_intent(session, SYSTEM, intent.id, intent.metadata)
     confirmed = None
     if claimed is not None and claimed.stripe_payment_intent_id is None:
         # Only the metadata ties this PaymentIntent to the entry: Stripe must say it is really ours.
@@ -174,12 +177,12 @@ async def _payment_intent(
 
     async def settle(session: AsyncSession) -> str | None:
         # Looked up again: the entry may have been settled, or learnt its PaymentIntent, meanwhile.
-        entry = await payments.entry_for_intent(session, intent.id, intent.metadata)
+        entry = await payments.entry_for_intent(session, SYSTEM, intent.id, intent.metadata)
         reason = _not_ours(entry, intent, confirmed)
         if reason is not None or entry is None or entry.id is None:
             return reason
         # Stripe's own answer, when we asked, is newer than the event.
-        await payments.apply_charge_result(session, entry.id, (confirmed or intent).charge)
+        await payments.apply_charge_result(session, SYSTEM, entry.id, (confirmed or intent).charge)
         return None
 
     return settle
@@ -221,7 +224,9 @@ async def _charge_refunded(session: AsyncSession, refund: ChargeRefunded) -> str
     each step is keyed by (charge, cumulative amount): a redelivery or an older event adds nothing.
     """
     original = (
-        await payments.entry_paid_by(session, refund.payment_intent_id) if refund.payment_intent_id else None
+        await payments.entry_paid_by(session, SYSTEM, refund.payment_intent_id)
+        if refund.payment_intent_id
+        else None
     )
     if original is None or original.status != TransactionStatus.SUCCEEDED:
         return f"{refund.charge_id}: not a charge of ours that succeeded"
@@ -230,20 +235,18 @@ async def _charge_refunded(session: AsyncSession, refund: ChargeRefunded) -> str
             f"{refund.charge_id}: the charge is for {refund.amount_minor} {refund.currency},"
             f" entry {original.id} for {original.amount_minor} {original.currency}"
         )
-    await ledger.lock_account(session, original.account_id)  # the sum below must not race another refund
-    refunded_so_far = -int(
-        (
-            await session.exec(
-                select(func.coalesce(func.sum(Transaction.amount_minor), 0)).where(
-                    Transaction.reverses_id == original.id, Transaction.kind == TransactionKind.REFUND
-                )
-            )
-        ).one()
+    assert original.id is not None
+    await ledger.lock_account(
+        session, SYSTEM, original.account_id
+    )  # the sum below must not race another refund
+    refunded_so_far = -await LedgerRepository(session, SYSTEM).reversed_sum(
+        original.id, TransactionKind.REFUND
     )
     total = refund.amount_refunded_minor  # at most the charge's amount (webhook_events checks)
     if total > refunded_so_far:
         await ledger.reverse(
             session,
+            SYSTEM,
             original,
             kind=TransactionKind.REFUND,
             amount_minor=-(total - refunded_so_far),

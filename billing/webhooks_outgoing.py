@@ -39,6 +39,7 @@ from billing.events import (
 )
 from billing.funding import FundingState
 from billing.pagination import Page, check_page_size, cursor_row_id, decode_cursor, encode_cursor
+from billing.repositories.scope import Scope
 from models import (
     AutoRechargeState,
     PaymentMethod,
@@ -413,7 +414,7 @@ async def create_endpoint(
     _check_may_manage(principal)
     # Locks the account row: concurrent creates count endpoints one after the other.
     await accounts.get_visible(session, principal, account_id)
-    await ledger.lock_account(session, account_id)
+    await ledger.lock_account(session, Scope.of(principal), account_id)
     existing = (
         await session.exec(
             select(func.count()).select_from(_ENDPOINTS).where(_ENDPOINTS.c.account_id == account_id)

@@ -9,6 +9,7 @@ Stripe answers.
 import strawberry
 
 from billing import company, payment_methods, payments, portal
+from billing.repositories.scope import Scope
 from resolvers.context import Info
 from resolvers.mutation import on_account
 from schema.account import Account
@@ -59,7 +60,11 @@ class PaymentMutation:
         async def work(account: Account) -> UpdateCompanySuccess:
             context = info.context
             saved = await company.save_company(
-                context.session_factory, context.stripe, account.pk, input.to_domain()
+                context.session_factory,
+                Scope.of(context.principal),
+                context.stripe,
+                account.pk,
+                input.to_domain(),
             )
             return UpdateCompanySuccess(company=Company.from_model(saved))
 
@@ -72,7 +77,7 @@ class PaymentMutation:
         async def work(account: Account) -> CreateSetupIntentSuccess:
             context = info.context
             secret = await payment_methods.create_setup_intent(
-                context.session_factory, context.stripe, account.pk
+                context.session_factory, Scope.of(context.principal), context.stripe, account.pk
             )
             return CreateSetupIntentSuccess(client_secret=secret)
 
@@ -85,7 +90,11 @@ class PaymentMutation:
         async def work(account: Account) -> PaymentMethodSuccess:
             context = info.context
             method = await payment_methods.attach(
-                context.session_factory, context.stripe, account.pk, input.stripe_payment_method_id
+                context.session_factory,
+                Scope.of(context.principal),
+                context.stripe,
+                account.pk,
+                input.stripe_payment_method_id,
             )
             return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
 
@@ -99,7 +108,7 @@ class PaymentMutation:
             context = info.context
             method_id = _payment_method_id(input.payment_method_id, "paymentMethodId")
             method = await payment_methods.set_default(
-                context.session_factory, context.stripe, account.pk, method_id
+                context.session_factory, Scope.of(context.principal), context.stripe, account.pk, method_id
             )
             return PaymentMethodSuccess(payment_method=PaymentMethod.from_model(method))
 
@@ -114,6 +123,7 @@ class PaymentMutation:
             replacement = input.replacement_payment_method_id
             await payment_methods.delete(
                 context.session_factory,
+                Scope.of(context.principal),
                 context.stripe,
                 account.pk,
                 _payment_method_id(input.payment_method_id, "paymentMethodId"),
@@ -136,7 +146,11 @@ class PaymentMutation:
                 idempotency_key=input.idempotency_key,
             )
             top_up = await payments.add_funds(
-                context.session_factory, context.stripe, context.settings, request
+                context.session_factory,
+                Scope.of(context.principal),
+                context.stripe,
+                context.settings,
+                request,
             )
             return AddFundsSuccess(
                 status=TopUpStatus(top_up.status),
@@ -155,7 +169,12 @@ class PaymentMutation:
             context = info.context
             allowlist = context.settings.portal_return_url_allowlist
             url = await portal.create_portal_session(
-                context.session_factory, context.stripe, account.pk, input.return_url, allowlist
+                context.session_factory,
+                Scope.of(context.principal),
+                context.stripe,
+                account.pk,
+                input.return_url,
+                allowlist,
             )
             return CreateBillingPortalSessionSuccess(url=url)
 

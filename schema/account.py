@@ -8,6 +8,7 @@ from billing import audit, fx, payments, transactions, webhooks_outgoing
 from billing.funding import FundingState
 from billing.months import InvalidMonth, parse_month
 from billing.pagination import InvalidArgument
+from billing.repositories.scope import Scope
 from models import Account as AccountModel
 from resolvers.auto_recharge_loaders import AutoRechargeByAccount, FundingStateByAccount
 from resolvers.context import Info
@@ -171,7 +172,9 @@ class Account(Node):
             until=filter.until if filter else None,
         )
         page = await info.context.read(
-            lambda session: transactions.history(session, self.pk, first=first, after=after, where=where)
+            lambda session: transactions.history(
+                session, Scope.of(info.context.principal), self.pk, first=first, after=after, where=where
+            )
         )
         edges = [
             Edge(cursor=transactions.transaction_cursor(row), node=Transaction.from_model(row, self.country))

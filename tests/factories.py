@@ -7,6 +7,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import auth
 from billing.db import SessionFactory, session_factory
+from billing.repositories.scope import Scope
 from models import (
     Account,
     Company,
@@ -17,6 +18,8 @@ from models import (
 )
 
 _sequence = count(1)
+# Tests call services as the worker or a webhook would: for every account (authorization has its own tests).
+SYSTEM = Scope.system("tests")
 
 
 def savepoint_sessions(bind: AsyncConnection) -> SessionFactory:

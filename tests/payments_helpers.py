@@ -5,7 +5,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing import payment_methods
 from billing.stripe_gateway import StripeGateway
 from models import Account, PaymentMethod
-from tests.factories import create_account, create_company, sessions_of
+from tests.factories import SYSTEM, create_account, create_company, sessions_of
 from tests.stripe_server import LocalStripe
 
 OK_CARD = "4242424242424242"
@@ -21,7 +21,7 @@ async def ready_account(
     assert account.id is not None
     await session.commit()  # visible to the service's own sessions (in tests, this releases a savepoint)
     attached = await payment_methods.attach(
-        sessions_of(session), gateway, account.id, await localstripe.card(number)
+        sessions_of(session), SYSTEM, gateway, account.id, await localstripe.card(number)
     )
     await session.refresh(account)
     method = await session.get(PaymentMethod, attached.id)

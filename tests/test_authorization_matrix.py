@@ -24,7 +24,7 @@ from models import PrincipalKind, TransactionKind
 from schema.node import MAX_PK, parse_global_id, to_global_id
 from schema.root import sdl
 from tests.billing_world import World, create_world
-from tests.factories import create_partner, member_key, partner_key
+from tests.factories import SYSTEM, create_partner, member_key, partner_key
 from tests.graphql_client import execute
 from tests.mutation_requests import selection
 
@@ -49,6 +49,7 @@ async def matrix(session: AsyncSession) -> Matrix:
     assert theirs.account.id is not None
     await ledger.post(
         session,
+        SYSTEM,
         account_id=theirs.account.id,
         kind=TransactionKind.TOP_UP,
         amount_minor=4_242,

@@ -40,7 +40,7 @@ from models import (
     TransactionStatus,
 )
 from models.types import utcnow
-from tests.factories import create_account, create_payment_method
+from tests.factories import SYSTEM, create_account, create_payment_method
 from tests.fake_gateway import FakeGateway
 from tests.ledger_checks import checked_balance
 from tests.payments_helpers import DECLINED_CARD, THREE_D_SECURE_CARD, ready_account
@@ -64,6 +64,7 @@ async def credit(session: AsyncSession, account: Account, amount_minor: int) -> 
     assert account.id is not None
     await ledger.post(
         session,
+        SYSTEM,
         account_id=account.id,
         kind=TransactionKind.ADJUSTMENT,
         amount_minor=amount_minor,
@@ -272,7 +273,10 @@ async def webhook_applies(factory: SessionFactory, intent: dict[str, Any]) -> No
     pays for (billing.webhooks; its verification has tests of its own)."""
     async with unit_of_work(factory) as session:
         await payments.apply_charge_result(
-            session, int(intent["metadata"][TRANSACTION_ID_KEY]), charge_result(intent, off_session=False)
+            session,
+            SYSTEM,
+            int(intent["metadata"][TRANSACTION_ID_KEY]),
+            charge_result(intent, off_session=False),
         )
 
 
@@ -333,7 +337,7 @@ async def test_a_recharge_the_webhook_settled_counts_this_month_and_is_not_cance
     await webhook_applies(session_factory, intent)
     [settled] = await recharges(session, account)
     assert settled.status == RechargeStatus.SUCCEEDED  # at once, while the dead worker's lease still runs
-    await payment_methods.sync_detached(session, card.stripe_payment_method_id)
+    await payment_methods.sync_detached(session, SYSTEM, card.stripe_payment_method_id)
     lease_ends = now + recharge_engine.DEFAULT_LEASE
     assert await recharge_engine.run_once(session_factory, stripe_gateway, now=lease_ends) == 0
 
@@ -360,7 +364,7 @@ async def test_a_recharge_whose_card_went_before_anything_reached_stripe_is_canc
     with pytest.raises(SystemExit):
         await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW)
     monkeypatch.undo()
-    await payment_methods.sync_detached(session, card.stripe_payment_method_id)
+    await payment_methods.sync_detached(session, SYSTEM, card.stripe_payment_method_id)
 
     assert (
         await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW + timedelta(minutes=1)) == 1
@@ -393,7 +397,7 @@ async def test_a_canceled_recharge_whose_charge_lands_late_is_credited_once_and_
         await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW)
     monkeypatch.undo()
     stripe_card = card.stripe_payment_method_id
-    await payment_methods.sync_detached(session, stripe_card)
+    await payment_methods.sync_detached(session, SYSTEM, stripe_card)
     assert (
         await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW + timedelta(minutes=1)) == 1
     )
@@ -495,7 +499,7 @@ async def test_a_decline_whose_webhook_came_first_is_counted_once_and_still_retr
             result = await super().charge(**kwargs)
             async with unit_of_work(session_factory) as webhook_session:
                 entry_id = int(kwargs["metadata"][TRANSACTION_ID_KEY])
-                await payments.apply_charge_result(webhook_session, entry_id, result, now=NOW)
+                await payments.apply_charge_result(webhook_session, SYSTEM, entry_id, result, now=NOW)
             return result
 
     declined = ChargeResult("declined", None, None, "insufficient_funds", "Your card has insufficient funds.")
@@ -572,6 +576,7 @@ async def test_the_worker_loop_reconciles_a_top_up_left_pending_without_cron(
     entry = (
         await ledger.post(
             session,
+            SYSTEM,
             account_id=account.id,
             kind=TransactionKind.TOP_UP,
             amount_minor=2_500,

@@ -39,6 +39,7 @@ from billing.stripe_gateway import Card, StripeGateway
 from billing.usage import record_usage
 from models import Account, PrincipalKind, TransactionKind, TransactionStatus
 from tests.factories import (
+    SYSTEM,
     create_account,
     create_company,
     create_payment_method,
@@ -74,6 +75,7 @@ async def top_up(
     assert account.id is not None
     return await ledger.post(
         session,
+        SYSTEM,
         account_id=account.id,
         kind=TransactionKind.TOP_UP,
         amount_minor=amount_minor,
@@ -103,7 +105,7 @@ async def test_a_top_up_records_its_events_in_its_own_transaction(session_factor
         assert await recorded(session, account) == [created]
 
     async with unit_of_work(session_factory) as session:
-        await ledger.settle(session, entry.id, TransactionStatus.SUCCEEDED)
+        await ledger.settle(session, SYSTEM, entry.id, TransactionStatus.SUCCEEDED)
     async with read_session(session_factory) as session:
         assert await recorded(session, account) == [
             created,
@@ -257,10 +259,12 @@ async def test_cards_synced_from_stripe_record_added_removed_and_the_new_default
     def card(stripe_id: str, last4: str) -> Card:
         return Card(stripe_id, "cus_events", "visa", last4, 12, 2030)
 
-    first = await payment_methods.sync_attached(session, card("pm_events_1", "4242"))
-    second = await payment_methods.sync_attached(session, card("pm_events_2", "1881"))
-    await payment_methods.sync_attached(session, card("pm_events_2", "1881"))  # known already: no event
-    await payment_methods.sync_detached(session, "pm_events_1")
+    first = await payment_methods.sync_attached(session, SYSTEM, card("pm_events_1", "4242"))
+    second = await payment_methods.sync_attached(session, SYSTEM, card("pm_events_2", "1881"))
+    await payment_methods.sync_attached(
+        session, SYSTEM, card("pm_events_2", "1881")
+    )  # known already: no event
+    await payment_methods.sync_detached(session, SYSTEM, "pm_events_1")
     await session.commit()
     assert first is not None and first.id is not None and second is not None and second.id is not None
     assert await recorded(session, account) == [
@@ -286,19 +290,19 @@ async def test_company_and_default_card_changes_record_events(
         postal_code="10117",
         country="DE",
     )
-    await save_company(sessions_of(session), stripe_gateway, account.id, profile)
+    await save_company(sessions_of(session), SYSTEM, stripe_gateway, account.id, profile)
     moved = CompanyInput(**{**profile.__dict__, "city": "Potsdam", "postal_code": "14467"})
-    await save_company(sessions_of(session), stripe_gateway, account.id, moved)
+    await save_company(sessions_of(session), SYSTEM, stripe_gateway, account.id, moved)
     first = await payment_methods.attach(
-        sessions_of(session), stripe_gateway, account.id, await localstripe.card()
+        sessions_of(session), SYSTEM, stripe_gateway, account.id, await localstripe.card()
     )
     second = await payment_methods.attach(
-        sessions_of(session), stripe_gateway, account.id, await localstripe.card()
+        sessions_of(session), SYSTEM, stripe_gateway, account.id, await localstripe.card()
     )
     assert first.id is not None and second.id is not None
-    await payment_methods.set_default(sessions_of(session), stripe_gateway, account.id, second.id)
+    await payment_methods.set_default(sessions_of(session), SYSTEM, stripe_gateway, account.id, second.id)
     await payment_methods.set_default(
-        sessions_of(session), stripe_gateway, account.id, second.id
+        sessions_of(session), SYSTEM, stripe_gateway, account.id, second.id
     )  # no change
 
     saved: events.Snapshot = {

@@ -11,7 +11,14 @@ from billing import ledger, transactions
 from models import Account, LeadPlanSubscription, TransactionKind, TransactionStatus
 from models.types import utcnow
 from schema.node import to_global_id
-from tests.factories import admin_key, create_account, create_company, create_payment_method, member_key
+from tests.factories import (
+    SYSTEM,
+    admin_key,
+    create_account,
+    create_company,
+    create_payment_method,
+    member_key,
+)
 from tests.graphql_client import error_messages, execute
 
 ACCOUNT = """
@@ -42,6 +49,7 @@ async def post(session: AsyncSession, account: Account, amount: int, key: str, *
     assert account.id is not None
     await ledger.post(
         session,
+        SYSTEM,
         account_id=account.id,
         kind=kw.pop("kind", TransactionKind.TOP_UP),  # type: ignore[arg-type]
         amount_minor=amount,

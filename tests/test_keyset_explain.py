@@ -16,9 +16,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import transactions
 from billing.pagination import encode_cursor
+from billing.repositories.ledger import LedgerRepository
 from billing.transactions import HistoryFilter
 from models import Transaction, TransactionKind, TransactionStatus
-from tests.factories import create_account
+from tests.factories import SYSTEM, create_account
 
 ENTRIES = 20_000
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -41,7 +42,8 @@ def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 async def explain(session: AsyncSession, account_id: int, after: str, where: HistoryFilter) -> dict[str, Any]:
-    statement = transactions.history_query(account_id, first=50, after=after, where=where)
+    entries = LedgerRepository(session, SYSTEM)
+    statement = transactions.history_query(entries, account_id, first=50, after=after, where=where)
     sql = statement.compile(dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True})
     plan = (await (await session.connection()).execute(text(f"EXPLAIN (FORMAT JSON) {sql}"))).scalar_one()
     root: dict[str, Any] = plan[0]["Plan"]
@@ -117,7 +119,7 @@ async def test_entries_created_at_the_same_moment_page_without_gaps(session: Asy
     seen: list[str] = []
     after = None
     while True:
-        page = await transactions.history(session, account.id, first=2, after=after)
+        page = await transactions.history(session, SYSTEM, account.id, first=2, after=after)
         seen += [entry.description for entry in page.items]
         if not page.has_next:
             break

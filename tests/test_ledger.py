@@ -11,7 +11,7 @@ from billing import ledger
 from billing.db import session_factory, unit_of_work
 from billing.errors import NotFound
 from models import Account, TransactionKind, TransactionStatus
-from tests.factories import create_account
+from tests.factories import SYSTEM, create_account
 from tests.ledger_checks import checked_balance
 from tests.statements import recorded_statements
 
@@ -22,6 +22,7 @@ async def post_top_up(
     assert account.id is not None
     return await ledger.post(
         session,
+        SYSTEM,
         account_id=account.id,
         kind=TransactionKind.TOP_UP,
         amount_minor=amount,
@@ -55,8 +56,8 @@ async def test_pending_counts_only_once_settled_and_settles_once(session: AsyncS
     assert account.balance_minor == 0
     entry_id = posting.transaction.id
     assert entry_id is not None
-    await ledger.settle(session, entry_id, TransactionStatus.SUCCEEDED)
-    again = await ledger.settle(session, entry_id, TransactionStatus.FAILED, failure_code="late")
+    await ledger.settle(session, SYSTEM, entry_id, TransactionStatus.SUCCEEDED)
+    again = await ledger.settle(session, SYSTEM, entry_id, TransactionStatus.FAILED, failure_code="late")
     assert again.status == TransactionStatus.SUCCEEDED and again.failure_code is None
     assert account.balance_minor == 2_000
     await checked_balance(session, account)
@@ -67,7 +68,7 @@ async def test_failed_settlement_leaves_the_balance(session: AsyncSession) -> No
     posting = await post_top_up(session, account, 2_000, "f", status=TransactionStatus.PENDING)
     assert posting.transaction.id is not None
     entry = await ledger.settle(
-        session, posting.transaction.id, TransactionStatus.FAILED, failure_code="card_declined"
+        session, SYSTEM, posting.transaction.id, TransactionStatus.FAILED, failure_code="card_declined"
     )
     assert entry.status == TransactionStatus.FAILED and account.balance_minor == 0
     await checked_balance(session, account)
@@ -78,6 +79,7 @@ async def test_reversal_is_a_new_entry(session: AsyncSession) -> None:
     original = (await post_top_up(session, account, 1_500, "o")).transaction
     reversal = await ledger.reverse(
         session,
+        SYSTEM,
         original,
         kind=TransactionKind.REFUND,
         amount_minor=-1_500,
@@ -105,6 +107,7 @@ async def test_100_concurrent_postings_keep_the_invariant(committing_engine: Asy
         async with unit_of_work(factory) as session:
             await ledger.post(
                 session,
+                SYSTEM,
                 account_id=account_id,
                 kind=TransactionKind.ADJUSTMENT,
                 amount_minor=100 + key_of(index),
@@ -135,7 +138,7 @@ async def test_post_many_moves_each_accounts_balance(session: AsyncSession) -> N
     one, two, three = [await create_account(session) for _ in range(3)]
     # Not in id order: the ledger orders the locks itself.
     entries = [top_up(three, 300, "a"), top_up(one, 100, "a"), top_up(two, -50, "a"), top_up(one, 25, "b")]
-    postings = await ledger.post_many(session, entries)
+    postings = await ledger.post_many(session, SYSTEM, entries)
 
     assert all(p.created for p in postings)
     assert [(p.transaction.account_id, p.transaction.amount_minor) for p in postings] == [
@@ -149,9 +152,9 @@ async def test_post_many_moves_each_accounts_balance(session: AsyncSession) -> N
 async def test_post_many_posts_a_repeated_key_once(session: AsyncSession) -> None:
     one, two = await create_account(session), await create_account(session)
     first = await ledger.post_many(
-        session, [top_up(one, 100, "k"), top_up(one, 100, "k"), top_up(two, 100, "k")]
+        session, SYSTEM, [top_up(one, 100, "k"), top_up(one, 100, "k"), top_up(two, 100, "k")]
     )
-    again = await ledger.post_many(session, [top_up(two, 999, "k"), top_up(one, 100, "new")])
+    again = await ledger.post_many(session, SYSTEM, [top_up(two, 999, "k"), top_up(one, 100, "new")])
 
     assert [p.created for p in first] == [True, False, True]
     assert first[1].transaction.id == first[0].transaction.id != first[2].transaction.id
@@ -167,6 +170,7 @@ async def test_post_many_moves_only_succeeded_entries(session: AsyncSession) -> 
     pending = TransactionStatus.PENDING
     postings = await ledger.post_many(
         session,
+        SYSTEM,
         [top_up(one, 1_000, "p", status=pending), top_up(one, 40, "s"), top_up(two, 70, "p", status=pending)],
     )
     assert (one.balance_minor, two.balance_minor) == (40, 0)
@@ -174,13 +178,15 @@ async def test_post_many_moves_only_succeeded_entries(session: AsyncSession) -> 
 
     entry_id = postings[0].transaction.id
     assert entry_id is not None
-    await ledger.settle(session, entry_id, TransactionStatus.SUCCEEDED)
+    await ledger.settle(session, SYSTEM, entry_id, TransactionStatus.SUCCEEDED)
     assert (await checked_balance(session, one), await checked_balance(session, two)) == (1_040, 0)
 
 
 async def test_post_many_takes_amounts_beyond_32_bits(session: AsyncSession) -> None:
     one, two = await create_account(session), await create_account(session)
-    await ledger.post_many(session, [top_up(one, 5_000_000_000, "big"), top_up(two, -3_000_000_000, "big")])
+    await ledger.post_many(
+        session, SYSTEM, [top_up(one, 5_000_000_000, "big"), top_up(two, -3_000_000_000, "big")]
+    )
     assert (await checked_balance(session, one), await checked_balance(session, two)) == (
         5_000_000_000,
         -3_000_000_000,
@@ -191,10 +197,10 @@ async def test_post_many_to_an_unknown_account_posts_nothing(session: AsyncSessi
     account = await create_account(session)
     with pytest.raises(NotFound):
         await ledger.post_many(
-            session, [top_up(account, 100, "x"), replace(top_up(account, 1, "y"), account_id=999_999)]
+            session, SYSTEM, [top_up(account, 100, "x"), replace(top_up(account, 1, "y"), account_id=999_999)]
         )
     assert await checked_balance(session, account) == 0
-    assert await ledger.find_by_idempotency_key(session, account.id or 0, "x") is None
+    assert await ledger.find_by_idempotency_key(session, SYSTEM, account.id or 0, "x") is None
 
 
 async def test_post_many_costs_four_statements_for_any_number_of_accounts(
@@ -207,7 +213,7 @@ async def test_post_many_costs_four_statements_for_any_number_of_accounts(
         [top_up(a, 1, f"all-{i}") for i, a in enumerate(accounts * 2)],
     ):
         with recorded_statements(engine) as statements:
-            await ledger.post_many(session, batch)
+            await ledger.post_many(session, SYSTEM, batch)
         counts.append(len(statements))
     # lock the accounts, look up the keys, insert the entries, update the balances
     assert counts == [4, 4]
@@ -242,7 +248,7 @@ async def test_concurrent_post_many_over_overlapping_accounts_keep_the_invariant
 
     async def one(number: int) -> None:
         async with unit_of_work(factory) as session:
-            await ledger.post_many(session, batch(number))
+            await ledger.post_many(session, SYSTEM, batch(number))
 
     await asyncio.gather(*(one(number) for number in range(40)))
     async with unit_of_work(factory) as session:

@@ -7,7 +7,7 @@ from billing import company, payment_methods
 from billing.errors import NotFound
 from billing.stripe_gateway import StripeGateway
 from models import Account, AutoRechargeSettings, Company, PaymentMethod
-from tests.factories import create_account, sessions_of
+from tests.factories import SYSTEM, create_account, sessions_of
 from tests.payments_helpers import ready_account
 from tests.stripe_server import LocalStripe
 from tests.usage_factories import enable_auto_recharge
@@ -17,7 +17,7 @@ async def attach(
     session: AsyncSession, gateway: StripeGateway, account: Account, stripe_id: str
 ) -> PaymentMethod:
     assert account.id is not None
-    attached = await payment_methods.attach(sessions_of(session), gateway, account.id, stripe_id)
+    attached = await payment_methods.attach(sessions_of(session), SYSTEM, gateway, account.id, stripe_id)
     method = await session.get(PaymentMethod, attached.id)
     assert method is not None
     return method
@@ -38,7 +38,7 @@ async def test_the_first_card_is_the_default_here_and_in_stripe_until_another_is
 
     assert second.id is not None
     assert account.id is not None
-    await payment_methods.set_default(sessions_of(session), stripe_gateway, account.id, second.id)
+    await payment_methods.set_default(sessions_of(session), SYSTEM, stripe_gateway, account.id, second.id)
     await session.refresh(first)
     await session.refresh(second)
     assert second.is_default and not first.is_default
@@ -64,11 +64,11 @@ async def test_the_auto_recharge_card_is_deleted_only_with_a_replacement(
     assert account.id is not None and used.id is not None and other.id is not None
 
     with pytest.raises(payment_methods.PaymentMethodInUse):
-        await payment_methods.delete(sessions_of(session), stripe_gateway, account.id, used.id)
+        await payment_methods.delete(sessions_of(session), SYSTEM, stripe_gateway, account.id, used.id)
     assert (await localstripe.retrieve(f"/v1/payment_methods/{used.stripe_payment_method_id}"))["customer"]
 
     await payment_methods.delete(
-        sessions_of(session), stripe_gateway, account.id, used.id, replacement_id=other.id
+        sessions_of(session), SYSTEM, stripe_gateway, account.id, used.id, replacement_id=other.id
     )
     session.expunge_all()
     assert await session.get(PaymentMethod, used.id) is None
@@ -97,7 +97,7 @@ async def test_company_input_is_validated_whole_and_saved_only_when_valid(
         country="Germany",
     )
     with pytest.raises(company.InvalidCompanyInput) as rejected:
-        await company.save_company(sessions_of(session), stripe_gateway, account.id, bad)
+        await company.save_company(sessions_of(session), SYSTEM, stripe_gateway, account.id, bad)
     assert sorted(field for field, _ in rejected.value.field_errors) == [
         "country",
         "legal_name",
@@ -115,7 +115,7 @@ async def test_company_input_is_validated_whole_and_saved_only_when_valid(
         postal_code="10117",
         country="de",
     )
-    saved = await company.save_company(sessions_of(session), stripe_gateway, account.id, good)
+    saved = await company.save_company(sessions_of(session), SYSTEM, stripe_gateway, account.id, good)
     await session.refresh(account)
     assert (saved.legal_name, saved.phone, saved.country) == ("Acme GmbH", "+49301234567", "DE")
     customer = await localstripe.retrieve(f"/v1/customers/{account.stripe_customer_id}")

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from billing import portal
 from billing.stripe_gateway import StripeGateway
-from tests.factories import create_account, sessions_of
+from tests.factories import SYSTEM, create_account, sessions_of
 from tests.loopback import form, serving
 from tests.stripe_server import stripe_settings
 
@@ -72,8 +72,10 @@ async def test_portal_session_for_the_account_customer(session: AsyncSession, st
     assert account.id is not None
     sessions = sessions_of(session)
     url = await portal.create_portal_session(
-        sessions, gateway, account.id, "http://localhost:3000/billing", ALLOWLIST
+        sessions, SYSTEM, gateway, account.id, "http://localhost:3000/billing", ALLOWLIST
     )
     assert url == "https://billing.stripe.test/p/cus_portal"
     with pytest.raises(portal.ReturnUrlNotAllowed):
-        await portal.create_portal_session(sessions, gateway, account.id, "https://evil.com/", ALLOWLIST)
+        await portal.create_portal_session(
+            sessions, SYSTEM, gateway, account.id, "https://evil.com/", ALLOWLIST
+        )

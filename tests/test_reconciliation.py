@@ -16,6 +16,7 @@ from billing import ledger, payments, reconciliation
 from billing.db import SessionFactory, session_factory, unit_of_work
 from billing.stripe_gateway import ACCOUNT_ID_KEY, TRANSACTION_ID_KEY, StripeGateway
 from models import Account, PaymentMethod, Transaction, TransactionKind, TransactionStatus
+from tests.factories import SYSTEM
 from tests.ledger_checks import checked_balance
 from tests.payments_helpers import ready_account
 from tests.stripe_server import LocalStripe
@@ -28,6 +29,7 @@ async def pending_top_up(session: AsyncSession, account: Account, card: PaymentM
     assert account.id is not None
     posting = await ledger.post(
         session,
+        SYSTEM,
         account_id=account.id,
         kind=TransactionKind.TOP_UP,
         amount_minor=2_500,
@@ -86,7 +88,7 @@ async def test_a_charge_landing_after_reconciliation_failed_its_entry_is_credite
     async def webhook() -> None:
         """What the payment_intent.succeeded webhook applies to the entry it found (billing.webhooks)."""
         async with unit_of_work(session_factory) as webhook_session:
-            await payments.apply_charge_result(webhook_session, entry_id, charged)
+            await payments.apply_charge_result(webhook_session, SYSTEM, entry_id, charged)
 
     reports = []
     for reporter in ([first] + [other for other in ("webhook", "reconciliation") if other != first]) * 2:

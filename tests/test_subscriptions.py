@@ -34,7 +34,7 @@ from models import Account, DomainEventRow, PaymentMethod
 from schema.node import from_global_id, to_global_id
 from server import create_app
 from tests.conftest import migrated_database
-from tests.factories import create_account, create_company, create_partner, member_key, partner_key
+from tests.factories import SYSTEM, create_account, create_company, create_partner, member_key, partner_key
 from tests.gateway_processes import Processes
 from tests.loopback import serving
 from tests.payments_helpers import THREE_D_SECURE_CARD
@@ -133,7 +133,7 @@ async def ready_account(
         key = await member_key(session, account)
         await session.commit()
     assert account.id is not None
-    card = await payment_methods.attach(sessions, gateway, account.id, await localstripe.card())
+    card = await payment_methods.attach(sessions, SYSTEM, gateway, account.id, await localstripe.card())
     assert card.id is not None
     return account, key, to_global_id("PaymentMethod", card.id)
 
@@ -500,7 +500,7 @@ async def test_a_subscriber_on_one_gateway_sees_what_other_processes_commit_with
 
             # A 3-D Secure top-up: nothing moves until Stripe's webhook, delivered to the other gateway.
             secure = await payment_methods.attach(
-                sessions, stripe_gateway, account.id, await localstripe.card(THREE_D_SECURE_CARD)
+                sessions, SYSTEM, stripe_gateway, account.id, await localstripe.card(THREE_D_SECURE_CARD)
             )
             assert secure.id is not None
             assert await next_balance(subscriber) == 2_500  # the card itself, committed by this test

@@ -13,7 +13,7 @@ from billing.auth import Principal
 from billing.funding import FundingState, funding_states
 from billing.usage import MAX_EVENTS_PER_BATCH, UsageRejected, record_usage
 from models import Account, PrincipalKind, Transaction, TransactionKind, UsageEvent, UsageRollup
-from tests.factories import create_account
+from tests.factories import SYSTEM, create_account
 from tests.ledger_checks import checked_balance
 from tests.statements import recorded_statements
 from tests.usage_factories import ADMIN, REPORTER, ai_request, call, create_lead_plan, lead
@@ -126,6 +126,7 @@ async def test_funding_state_follows_the_balance(session: AsyncSession) -> None:
         assert account.id is not None
         await ledger.post(
             session,
+            SYSTEM,
             account_id=account.id,
             kind=TransactionKind.ADJUSTMENT,
             amount_minor=credit,

@@ -36,6 +36,7 @@ from models import (
     TransactionStatus,
 )
 from server import create_app
+from tests.factories import SYSTEM
 from tests.ledger_checks import checked_balance
 from tests.loopback import serving
 from tests.payments_helpers import THREE_D_SECURE_CARD, ready_account
@@ -114,7 +115,7 @@ async def top_up(
 ) -> Transaction:
     account, method = await ready_account(session, gateway, localstripe)
     result = await payments.add_funds(
-        session_factory, gateway, SETTINGS, request(account.id, method.id, amount, f"t{next(_ids)}")
+        session_factory, SYSTEM, gateway, SETTINGS, request(account.id, method.id, amount, f"t{next(_ids)}")
     )
     assert result.status == "succeeded"
     return result.transaction
@@ -170,7 +171,7 @@ async def test_out_of_order_events_only_move_forward(
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
     pending = await payments.add_funds(
-        session_factory, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "ooo")
+        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "ooo")
     )
     assert pending.status == "requires_action" and pending.client_secret is not None
     intent_id = pending.transaction.stripe_payment_intent_id
@@ -236,7 +237,7 @@ async def test_three_d_secure_is_settled_by_localstripe_s_own_signed_webhook(
     """Real delivery: localstripe signs and POSTs `payment_intent.succeeded` to the app on a loopback port."""
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
     pending = await payments.add_funds(
-        session_factory, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "3ds-hook")
+        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "3ds-hook")
     )
     intent_id = pending.transaction.stripe_payment_intent_id
     assert intent_id is not None and pending.client_secret is not None and account.id is not None

@@ -16,7 +16,7 @@ from billing.db import session_factory, unit_of_work
 from billing.stripe_gateway import ACCOUNT_ID_KEY, TRANSACTION_ID_KEY
 from models import StripeEvent, TransactionKind, TransactionStatus
 from models.stripe_event import StripeEventOutcome
-from tests.factories import create_account
+from tests.factories import SYSTEM, create_account
 from tests.ledger_checks import checked_balance
 from tests.webhook_helpers import app_client, deliver, event
 
@@ -33,6 +33,7 @@ async def test_one_event_delivered_many_times_at_once_credits_once_and_a_forgery
         assert account.id is not None
         posting = await ledger.post(
             session,
+            SYSTEM,
             account_id=account.id,
             kind=TransactionKind.TOP_UP,
             amount_minor=2_500,

@@ -21,7 +21,7 @@ from billing.db import SessionFactory
 from billing.stripe_gateway import ACCOUNT_ID_KEY, TRANSACTION_ID_KEY, StripeGateway
 from models import Account, PaymentMethod, Transaction, TransactionKind, TransactionStatus
 from models.stripe_event import StripeEventOutcome
-from tests.factories import create_account
+from tests.factories import SYSTEM, create_account
 from tests.ledger_checks import checked_balance
 from tests.payments_helpers import THREE_D_SECURE_CARD, ready_account
 from tests.stripe_server import LocalStripe
@@ -50,6 +50,7 @@ async def pending_top_up(
     assert account.id is not None
     posting = await ledger.post(
         session,
+        SYSTEM,
         account_id=account.id,
         kind=TransactionKind.TOP_UP,
         amount_minor=amount_minor,
@@ -68,7 +69,9 @@ async def failed_top_up(
     failed it)."""
     entry = await pending_top_up(session, account, payment_intent_id=payment_intent_id)
     assert entry.id is not None
-    return await ledger.settle(session, entry.id, TransactionStatus.FAILED, failure_code="not_charged")
+    return await ledger.settle(
+        session, SYSTEM, entry.id, TransactionStatus.FAILED, failure_code="not_charged"
+    )
 
 
 async def charged_at_stripe(
@@ -173,7 +176,11 @@ async def test_a_real_payment_intent_with_a_forged_amount_or_currency_credits_no
     """The PaymentIntent is the one stored on the entry (3-D Secure still to finish); the event misstates it."""
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
     pending = await payments.add_funds(
-        session_factory, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "forged-amount")
+        session_factory,
+        SYSTEM,
+        stripe_gateway,
+        SETTINGS,
+        request(account.id, method.id, "30", "forged-amount"),
     )
     intent_id = pending.transaction.stripe_payment_intent_id
     assert intent_id is not None and pending.client_secret is not None
@@ -261,7 +268,11 @@ async def test_a_forged_failure_does_not_fail_a_pending_top_up(
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
     waiting = await payments.add_funds(
-        session_factory, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "forged-failure")
+        session_factory,
+        SYSTEM,
+        stripe_gateway,
+        SETTINGS,
+        request(account.id, method.id, "30", "forged-failure"),
     )
     assert waiting.transaction.stripe_payment_intent_id is not None
     unconfirmed = await pending_top_up(session, account)
@@ -287,7 +298,11 @@ async def test_forged_refunds_take_nothing_back(
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe)
     paid = await payments.add_funds(
-        session_factory, stripe_gateway, SETTINGS, request(account.id, method.id, "40", "refund-target")
+        session_factory,
+        SYSTEM,
+        stripe_gateway,
+        SETTINGS,
+        request(account.id, method.id, "40", "refund-target"),
     )
     intent_id = paid.transaction.stripe_payment_intent_id
     assert intent_id is not None
