@@ -1,10 +1,24 @@
 """Who may see what: a partner sees exactly its accounts, and a foreign account looks like a missing one."""
 
+from collections.abc import Awaitable, Callable
+
 import httpx
+import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing import company, ledger, payment_methods, payments, transactions
+from billing.auth import Principal
+from billing.company import CompanyInput
+from billing.config import Settings
+from billing.db import SessionFactory
+from billing.errors import NotFound
+from billing.payments import AddFundsRequest
+from billing.repositories.scope import Scope
+from billing.stripe_gateway import StripeGateway
+from models import PrincipalKind, TransactionKind, TransactionStatus
 from schema.node import to_global_id
 from tests.factories import (
+    SYSTEM,
     admin_key,
     create_account,
     create_company,
@@ -116,3 +130,52 @@ async def test_node_reaches_owned_objects_only_through_a_visible_account(
     missing = await execute(client, key, query, {"id": to_global_id("PaymentMethod", 10_000_000)})
     assert error_messages(foreign) == error_messages(missing) == ["id: no such object"]
     assert "2222" not in str(foreign)
+
+
+async def test_services_treat_an_account_outside_the_callers_scope_as_missing(
+    session: AsyncSession, session_factory: SessionFactory, stripe_gateway: StripeGateway
+) -> None:
+    """Below the resolvers too: a service handed another account's ids, for a member's scope, finds nothing."""
+    own = await create_account(session)
+    other = await create_account(session)
+    await create_company(session, other)
+    card = await create_payment_method(session, other)
+    posting = await ledger.post(
+        session,
+        SYSTEM,
+        account_id=other.id or 0,
+        kind=TransactionKind.ADJUSTMENT,
+        amount_minor=500,
+        description="credit",
+        idempotency_key="credit",
+    )
+    await session.flush()
+    other_id, card_id, entry_id = other.id, card.id, posting.transaction.id
+    assert other_id is not None and card_id is not None and entry_id is not None
+    scope = Scope.of(Principal(kind=PrincipalKind.MEMBER, api_key_id=0, account_id=own.id))
+    top_up = AddFundsRequest(other_id, card_id, "10.00", "foreign")
+    profile = CompanyInput("Other", "HRB 1", "+49 30 123456", "Street 1", "Berlin", "10115", "DE")
+
+    refused: list[Callable[[], Awaitable[object]]] = [
+        lambda: payments.add_funds(session_factory, scope, stripe_gateway, Settings(), top_up),
+        lambda: payment_methods.set_default(session_factory, scope, stripe_gateway, other_id, card_id),
+        lambda: payment_methods.delete(session_factory, scope, stripe_gateway, other_id, card_id),
+        lambda: payment_methods.attach(session_factory, scope, stripe_gateway, other_id, "pm_card_visa"),
+        lambda: company.save_company(session_factory, scope, stripe_gateway, other_id, profile),
+        lambda: ledger.post(
+            session,
+            scope,
+            account_id=other_id,
+            kind=TransactionKind.ADJUSTMENT,
+            amount_minor=1,
+            description="x",
+            idempotency_key="x",
+        ),
+        lambda: ledger.settle(session, scope, entry_id, TransactionStatus.FAILED),
+    ]
+    for call in refused:
+        with pytest.raises(NotFound):
+            await call()
+    assert (await transactions.history(session, scope, other_id, first=5)).items == []
+    assert await ledger.succeeded_sum(session, scope, other_id) == 0
+    assert await ledger.succeeded_sum(session, SYSTEM, other_id) == 500
