@@ -5,11 +5,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import accounts, events, ledger, money, recharge_engine
+from billing import accounts, events, ledger, money, payment_methods, recharge_engine
 from billing.auth import Principal
 from billing.company import missing_company_fields
 from billing.config import Settings
@@ -21,18 +19,11 @@ from billing.payments import (
     UnknownPaymentMethod,
     check_top_up_range,
 )
+from billing.repositories.auto_recharge import AutoRechargeRepository
+from billing.repositories.company import CompanyRepository
+from billing.repositories.lead_plans import LeadPlanRepository
 from billing.repositories.scope import Scope
-from models import (
-    Account,
-    AutoRechargeSettings,
-    AutoRechargeState,
-    Company,
-    LeadPlanStatus,
-    LeadPlanSubscription,
-    PaymentMethod,
-    Recharge,
-    RechargeStatus,
-)
+from models import Account, AutoRechargeSettings, AutoRechargeState, RechargeStatus
 from models.types import utcnow
 
 
@@ -76,8 +67,9 @@ async def save_settings(
     now = now or utcnow()
     visible = await accounts.get_visible(session, principal, account_id)
     assert visible.id is not None
-    account = await ledger.lock_account(session, Scope.of(principal), visible.id)
-    method_id = await _check_prerequisites(session, account, request) if request.enabled else None
+    scope = Scope.of(principal)
+    account = await ledger.lock_account(session, scope, visible.id)
+    method_id = await _check_prerequisites(session, scope, account, request) if request.enabled else None
     threshold, amount, monthly_limit = (
         money.to_minor(value, account.currency, field=name)
         for name, value in (
@@ -87,7 +79,8 @@ async def save_settings(
         )
     )
     _check_amounts(threshold, amount, monthly_limit, account.currency, limits)
-    settings = await session.get(AutoRechargeSettings, account_id)
+    repository = AutoRechargeRepository(session, scope)
+    settings = await repository.settings(account_id)
     before = (
         None if settings is None else events.snapshot(settings, events.AutoRechargeSettingsChanged.FIELDS)
     )
@@ -96,7 +89,7 @@ async def save_settings(
         settings = AutoRechargeSettings(
             account_id=account_id, threshold_minor=0, amount_minor=0, monthly_limit_minor=0
         )
-        session.add(settings)
+        repository.add_settings(settings)
     settings.enabled = request.enabled
     settings.threshold_minor = threshold
     settings.amount_minor = amount
@@ -107,10 +100,10 @@ async def save_settings(
     settings.suspended_reason = None
     settings.action_required_client_secret = None
     settings.updated_at = now
-    await session.flush()
+    await repository.flush()
     _record_changes(session, account, settings, before, state_before, limits)
     if settings.enabled:
-        await recharge_engine.schedule_if_low(session, [account], now=now)
+        await recharge_engine.schedule_if_low(session, scope, [account], now=now)
     return settings
 
 
@@ -135,22 +128,19 @@ def _record_changes(
         )
 
 
-async def _check_prerequisites(session: AsyncSession, account: Account, request: AutoRechargeInput) -> int:
+async def _check_prerequisites(
+    session: AsyncSession, scope: Scope, account: Account, request: AutoRechargeInput
+) -> int:
     """The card to charge, once the lead plan and company checks pass."""
-    active_plan = select(LeadPlanSubscription.id).where(
-        LeadPlanSubscription.account_id == account.id, LeadPlanSubscription.status == LeadPlanStatus.ACTIVE
-    )
-    if (await session.exec(active_plan.limit(1))).first() is None:
+    assert account.id is not None
+    if not await LeadPlanRepository(session, scope).has_active(account.id):
         raise NoActiveLeadPlan("auto-recharge needs an active lead plan subscription")
-    missing = missing_company_fields(await session.get(Company, account.id))
+    missing = missing_company_fields(await CompanyRepository(session, scope).of_account(account.id))
     if missing:
         raise CompanyIncomplete(missing)
-    cards = select(PaymentMethod).where(PaymentMethod.account_id == account.id)
-    if request.payment_method_id is None:
-        cards = cards.where(col(PaymentMethod.is_default))
-    else:
-        cards = cards.where(PaymentMethod.id == request.payment_method_id)
-    card = (await session.exec(cards)).first()
+    cards = await payment_methods.account_methods(session, scope, account.id)
+    wanted = request.payment_method_id
+    card = next((c for c in cards if (c.is_default if wanted is None else c.id == wanted)), None)
     if card is None or card.id is None:
         if request.payment_method_id is None:
             raise PaymentMethodRequired("add a card first")
@@ -187,40 +177,17 @@ async def auto_recharge_views(
 ) -> dict[int, AutoRechargeView]:
     """Views of the visible accounts that have settings: four statements, whatever their number."""
     now = now or utcnow()
-    statement = (
-        select(AutoRechargeSettings, Account)
-        .join(Account, col(Account.id) == col(AutoRechargeSettings.account_id))
-        .where(
-            col(AutoRechargeSettings.account_id).in_(account_ids),
-            principal.account_filter(col(AutoRechargeSettings.account_id)),
-        )
-    )
+    repository = AutoRechargeRepository(session, Scope.of(principal))
     found = {
         settings.account_id: (settings, account)
-        for settings, account in (await session.exec(statement)).all()
+        for settings, account in await repository.with_accounts(account_ids)
     }
     if not found:
         return {}
     ids = list(found)
-    in_flight = set(
-        (
-            await session.exec(
-                select(Recharge.account_id).where(
-                    col(Recharge.account_id).in_(ids), col(Recharge.status).in_(recharge_engine.IN_FLIGHT)
-                )
-            )
-        ).all()
-    )
-    latest_ids = (
-        select(func.max(Recharge.id))
-        .where(col(Recharge.account_id).in_(ids), col(Recharge.finished_at).is_not(None))
-        .group_by(col(Recharge.account_id))
-    )
-    last = {
-        r.account_id: r
-        for r in (await session.exec(select(Recharge).where(col(Recharge.id).in_(latest_ids)))).all()
-    }
-    recent = await recharge_engine.recent_recharges(session, ids, now=now)
+    in_flight = await repository.in_flight(ids)
+    last = await repository.last_finished(ids)
+    recent = await recharge_engine.recent_recharges(repository, ids, now=now)
     views = {}
     for account_id, (settings, account) in found.items():
         recharged = recharge_engine.recharged_in_month(recent[account_id], account.time_zone, now)

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import auth, fx, ledger, payment_methods, usage
@@ -16,16 +15,17 @@ from billing.auth import Principal
 from billing.db import SessionFactory, unit_of_work
 from billing.money import to_decimal
 from billing.months import month_of
+from billing.repositories.accounts import AccountRepository
+from billing.repositories.auto_recharge import AutoRechargeRepository
+from billing.repositories.demo import DemoRepository
 from billing.repositories.scope import Scope
 from billing.stripe_gateway import StripeGateway
 from models import (
     Account,
-    AutoRechargeSettings,
     Company,
     LeadPlanSubscription,
     Partner,
     PartnerAccount,
-    PaymentMethod,
     PrincipalKind,
     TransactionKind,
 )
@@ -114,8 +114,9 @@ def _usage_events(
 
 
 async def seed(session: AsyncSession) -> Demo:
-    existing = (await session.exec(select(Account).where(Account.name == DEMO_ACCOUNT))).first()
-    partner = (await session.exec(select(Partner).where(Partner.name == DEMO_PARTNER))).first()
+    demo_rows = DemoRepository(session, SYSTEM)
+    existing = await demo_rows.account_named(DEMO_ACCOUNT)
+    partner = await demo_rows.partner_named(DEMO_PARTNER)
     if existing is not None and partner is not None:
         return Demo(existing, partner, created=False)
 
@@ -178,23 +179,16 @@ async def link_card(
     earlier run are gone there: they are forgotten and made again. With real (test) keys this runs once.
     """
     async with unit_of_work(factory) as session:
-        account = await session.get(Account, account_id)
-        assert account is not None
+        account = (await AccountRepository(session, SYSTEM).by_ids([account_id]))[account_id]
         if not fresh_stripe and account.stripe_customer_id is not None:
             return
-        await session.exec(delete(PaymentMethod).where(col(PaymentMethod.account_id) == account_id))
+        await DemoRepository(session, SYSTEM).forget_cards(account_id)
         account.stripe_customer_id = None
     # Stripe's documented test card: in test mode it becomes a real card object of the customer's.
     card = await payment_methods.attach(factory, SYSTEM, gateway, account_id, "pm_card_visa")
+    assert card.id is not None
     async with unit_of_work(factory) as session:
-        await session.exec(
-            update(AutoRechargeSettings)
-            .where(
-                col(AutoRechargeSettings.account_id) == account_id,
-                col(AutoRechargeSettings.payment_method_id).is_(None),
-            )
-            .values(payment_method_id=card.id)
-        )
+        await AutoRechargeRepository(session, SYSTEM).use_card_where_none(account_id, card.id)
 
 
 async def ensure_key(

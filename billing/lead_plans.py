@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import accounts, events, money
 from billing.auth import Principal
 from billing.errors import DomainError, NotFound
+from billing.repositories.lead_plans import LeadPlanRepository
+from billing.repositories.scope import Scope
 from models import LeadPlanStatus, LeadPlanSubscription
 from models.types import utcnow
 
@@ -69,8 +70,7 @@ async def create_lead_plan(
         price_per_lead_minor=amounts["pricePerLead"],
         currency=account.currency,
     )
-    session.add(plan)
-    await session.flush()
+    await LeadPlanRepository(session, Scope.of(principal)).add(plan)
     _record_change(session, plan, None)
     return plan
 
@@ -134,14 +134,7 @@ async def _plan_to_change(
     session: AsyncSession, principal: Principal, plan_id: int, *, allowed_from: set[LeadPlanStatus], verb: str
 ) -> LeadPlanSubscription:
     _check_may_manage(principal)
-    statement = (
-        select(LeadPlanSubscription)
-        .where(
-            LeadPlanSubscription.id == plan_id, principal.account_filter(col(LeadPlanSubscription.account_id))
-        )
-        .with_for_update()
-    )
-    plan = (await session.exec(statement)).first()
+    plan = await LeadPlanRepository(session, Scope.of(principal)).locked(plan_id)
     if plan is None:
         raise NotFound("lead plan not found")
     if plan.status not in allowed_from:

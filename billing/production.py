@@ -5,13 +5,13 @@ uvicorn (so an operator reads the list, not a traceback).
 """
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import demo
 from billing.config import DEVELOPMENT_WEBHOOK_SECRET, Settings
 from billing.db import DatabaseBusy, SessionFactory, engine_from_settings, read_session, session_factory
-from models import Account, ApiKey, Partner
+from billing.repositories.demo import DemoRepository
+from billing.repositories.scope import Scope
 
 STRIPE_TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
 
@@ -61,17 +61,8 @@ def settings_problems(settings: Settings) -> list[str]:
 
 async def demo_key_problems(session: AsyncSession) -> list[str]:
     """The seeded demo account's and demo partner's keys still work (their raw keys sit in files under var/)."""
-    demo_account = select(Account.id).where(Account.name == demo.DEMO_ACCOUNT)
-    demo_partner = select(Partner.id).where(Partner.name == demo.DEMO_PARTNER)
-    statement = (
-        select(ApiKey.prefix)
-        .where(
-            col(ApiKey.revoked_at).is_(None),
-            or_(col(ApiKey.account_id).in_(demo_account), col(ApiKey.partner_id).in_(demo_partner)),
-        )
-        .order_by(col(ApiKey.prefix))
-    )
-    prefixes = list((await session.exec(statement)).all())
+    demo_rows = DemoRepository(session, Scope.system("production checks the demo's keys before it starts"))
+    prefixes = await demo_rows.active_key_prefixes(demo.DEMO_ACCOUNT, demo.DEMO_PARTNER)
     if not prefixes:
         return []
     return [

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import and_, or_, update
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import events, ledger, payments, reconciliation, webhooks_outgoing_delivery
@@ -47,8 +45,9 @@ from billing.months import month_of
 from billing.observability import metrics
 from billing.recharge_settlement import IN_FLIGHT as IN_FLIGHT
 from billing.recharge_settlement import finish_as, follow_settlement
+from billing.repositories.auto_recharge import AutoRechargeRepository
+from billing.repositories.payment_methods import PaymentMethodRepository
 from billing.repositories.scope import Scope
-from billing.sql import upsert_insert
 from billing.stripe_gateway import (
     ACCOUNT_ID_KEY,
     TRANSACTION_ID_KEY,
@@ -61,10 +60,8 @@ from models import (
     Account,
     AutoRechargeSettings,
     AutoRechargeState,
-    PaymentMethod,
     Recharge,
     RechargeStatus,
-    Transaction,
     TransactionKind,
     TransactionStatus,
 )
@@ -104,17 +101,20 @@ class ChargeGateway(Protocol):
 # --- scheduling, inside the debit's transaction -------------------------------------------------------------
 
 
-async def schedule_if_low(session: AsyncSession, accounts: Sequence[Account], *, now: datetime) -> None:
+async def schedule_if_low(
+    session: AsyncSession, scope: Scope, accounts: Sequence[Account], *, now: datetime
+) -> None:
     """Schedule one recharge for each of these (locked, just debited) accounts that is below its threshold.
 
     One statement when nobody is low; a conflict with an in-flight recharge is skipped, not raised.
     """
+    repository = AutoRechargeRepository(session, scope)
     by_id = {account.id: account for account in accounts if account.id is not None}
-    armed = await _armed_settings(session, list(by_id))
+    armed = await repository.armed(list(by_id))
     low = [s for s in armed if by_id[s.account_id].balance_minor < s.threshold_minor]
     if not low:
         return
-    history = await recent_recharges(session, [s.account_id for s in low], now=now)
+    history = await recent_recharges(repository, [s.account_id for s in low], now=now)
     rows = []
     for settings in low:
         account = by_id[settings.account_id]
@@ -139,32 +139,15 @@ async def schedule_if_low(session: AsyncSession, accounts: Sequence[Account], *,
             }
         )
     if rows:
-        await (await session.connection()).execute(
-            upsert_insert(session, Recharge).on_conflict_do_nothing(), rows
-        )
-
-
-async def _armed_settings(session: AsyncSession, account_ids: list[int]) -> Sequence[AutoRechargeSettings]:
-    statement = select(AutoRechargeSettings).where(
-        col(AutoRechargeSettings.account_id).in_(account_ids),
-        col(AutoRechargeSettings.enabled),
-        col(AutoRechargeSettings.suspended_reason).is_(None),
-        col(AutoRechargeSettings.action_required_client_secret).is_(None),
-        col(AutoRechargeSettings.payment_method_id).is_not(None),
-    )
-    return (await session.exec(statement)).all()
+        await repository.schedule(rows)
 
 
 async def recent_recharges(
-    session: AsyncSession, account_ids: Sequence[int], *, now: datetime
+    recharges: AutoRechargeRepository, account_ids: Sequence[int], *, now: datetime
 ) -> dict[int, list[Recharge]]:
     """Finished recharges recent enough to hold this month's in every time zone (for limits and back-off)."""
-    statement = select(Recharge).where(
-        col(Recharge.account_id).in_(account_ids),
-        col(Recharge.finished_at) >= now - timedelta(days=32),
-    )
     grouped: dict[int, list[Recharge]] = defaultdict(list)
-    for recharge in (await session.exec(statement)).all():
+    for recharge in await recharges.finished_since(account_ids, now - timedelta(days=32)):
         grouped[recharge.account_id].append(recharge)
     return grouped
 
@@ -277,20 +260,8 @@ async def run_worker(
 
 async def _claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit: int) -> list[_Claimed]:
     """Due recharges nobody holds (or whose holder's lease ran out), leased to this worker."""
-    statement = (
-        select(Recharge)
-        .where(
-            col(Recharge.status).in_(IN_FLIGHT),
-            col(Recharge.run_after) <= now,
-            or_(col(Recharge.locked_until).is_(None), col(Recharge.locked_until) <= now),
-        )
-        .order_by(col(Recharge.run_after), col(Recharge.id))
-        .limit(limit)
-        # PostgreSQL: concurrent workers skip each other's rows. SQLite has one writer and ignores this.
-        .with_for_update(skip_locked=True)
-    )
     claimed = []
-    for recharge in (await session.exec(statement)).all():
+    for recharge in await AutoRechargeRepository(session, SYSTEM).claim_due(now, limit):
         assert recharge.id is not None
         recharge.status = RechargeStatus.PROCESSING
         recharge.locked_until = now + lease
@@ -333,22 +304,10 @@ async def _renew(factory: SessionFactory, held: set[_Claimed], *, until: datetim
     items = list(held)
     if not items:
         return
-    statement = (
-        update(Recharge)
-        .where(
-            col(Recharge.status) == RechargeStatus.PROCESSING,
-            or_(
-                *(
-                    and_(col(Recharge.id) == item.recharge_id, col(Recharge.attempts) == item.attempt)
-                    for item in items
-                )
-            ),
-        )
-        .values(locked_until=until)
-        .returning(col(Recharge.id))
-    )
     async with unit_of_work(factory) as session:
-        renewed = set((await (await session.connection()).execute(statement)).scalars().all())
+        renewed = await AutoRechargeRepository(session, SYSTEM).renew(
+            [(item.recharge_id, item.attempt) for item in items], until
+        )
     for item in items:
         if item.recharge_id not in renewed:
             # Finished, postponed, or taken over after our lease ran out: stop renewing it.
@@ -411,13 +370,7 @@ async def _outcome_at_stripe(
 async def _locked(session: AsyncSession, item: _Claimed) -> tuple[Account, Recharge, bool]:
     """The account and recharge, locked in that order, and whether this worker still holds the recharge."""
     account = await ledger.lock_account(session, SYSTEM, item.account_id)
-    statement = (
-        select(Recharge)
-        .where(Recharge.id == item.recharge_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    recharge = (await session.exec(statement)).one()
+    recharge = await AutoRechargeRepository(session, SYSTEM).locked(item.recharge_id)
     held = recharge.status == RechargeStatus.PROCESSING and recharge.attempts == item.attempt
     return account, recharge, held
 
@@ -434,8 +387,9 @@ async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _
     earlier_since = None
     if recharge.transaction_id is None:
         # First attempt: nothing was charged yet, so it may still be called off.
-        settings = await session.get(AutoRechargeSettings, account.id)
-        reason = await _reason_not_to_charge(session, account, settings, now=now)
+        recharges = AutoRechargeRepository(session, SYSTEM)
+        settings = await recharges.settings(item.account_id)
+        reason = await _reason_not_to_charge(session, recharges, account, settings, now=now)
         if reason is not None or settings is None:
             finish_as(recharge, RechargeStatus.CANCELED, reason or "auto-recharge is not set up", now)
             return None
@@ -453,7 +407,7 @@ async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _
         )
         recharge.transaction_id = posting.transaction.id
     else:
-        entry = await session.get(Transaction, recharge.transaction_id, populate_existing=True)
+        entry = await AutoRechargeRepository(session, SYSTEM).entry(recharge.transaction_id)
         assert entry is not None
         if entry.status != TransactionStatus.PENDING:
             await follow_settlement(
@@ -466,9 +420,8 @@ async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _
         # No customer means nothing was ever charged for this account: there is nothing to find either.
         finish_as(recharge, RechargeStatus.CANCELED, "the account has no Stripe customer", now)
         return None
-    method = (
-        await session.get(PaymentMethod, recharge.payment_method_id) if recharge.payment_method_id else None
-    )
+    cards = PaymentMethodRepository(session, SYSTEM)
+    method = await cards.get(recharge.payment_method_id) if recharge.payment_method_id else None
     return _Attempt(
         customer_id=account.stripe_customer_id,
         payment_method=method.stripe_payment_method_id if method is not None else None,
@@ -480,21 +433,25 @@ async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _
 
 
 async def _reason_not_to_charge(
-    session: AsyncSession, account: Account, settings: AutoRechargeSettings | None, *, now: datetime
+    session: AsyncSession,
+    recharges: AutoRechargeRepository,
+    account: Account,
+    settings: AutoRechargeSettings | None,
+    *,
+    now: datetime,
 ) -> str | None:
     if settings is None or not settings.enabled:
         return "auto-recharge was turned off"
     if settings.suspended_reason is not None or settings.action_required_client_secret is not None:
         return "auto-recharge is waiting for the customer"
-    method = (
-        await session.get(PaymentMethod, settings.payment_method_id) if settings.payment_method_id else None
-    )
+    cards = PaymentMethodRepository(session, SYSTEM)
+    method = await cards.get(settings.payment_method_id) if settings.payment_method_id else None
     if method is None or method.account_id != account.id or account.stripe_customer_id is None:
         return "no card to charge"
     if account.balance_minor >= settings.threshold_minor:
         return "the balance is back above the threshold"
     assert account.id is not None
-    past = (await recent_recharges(session, [account.id], now=now))[account.id]
+    past = (await recent_recharges(recharges, [account.id], now=now))[account.id]
     if (
         recharged_in_month(past, account.time_zone, now) + settings.amount_minor
         > settings.monthly_limit_minor
@@ -536,7 +493,8 @@ async def _finish(session: AsyncSession, item: _Claimed, result: ChargeResult, *
     entry = await payments.apply_charge_result(session, SYSTEM, recharge.transaction_id, result, now=now)
     if not last_claim:
         return
-    settings = await session.get(AutoRechargeSettings, account.id)
+    assert account.id is not None
+    settings = await AutoRechargeRepository(session, SYSTEM).settings(account.id)
     if entry.status == TransactionStatus.PENDING and held:
         if result.status == "requires_action" and result.client_secret is not None:
             # Off-session 3-D Secure: stop until the customer authenticates; the pending entry awaits the
@@ -561,6 +519,6 @@ async def _finish(session: AsyncSession, item: _Claimed, result: ChargeResult, *
         # Failed just now by the settlement above, or by the decline's webhook that beat us to it: the next
         # recharge is scheduled after the back-off either way.
         await session.flush()
-        await schedule_if_low(session, [account], now=now)
+        await schedule_if_low(session, SYSTEM, [account], now=now)
     if settings is not None:
         settings.updated_at = now

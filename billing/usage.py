@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, insert, or_
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import events as domain_events  # `events` is what record_usage names a batch
@@ -27,10 +25,11 @@ from billing import ledger, money, recharge_engine
 from billing.auth import Principal
 from billing.errors import DomainError
 from billing.months import month_of
+from billing.repositories.lead_plans import LeadPlanRepository
 from billing.repositories.scope import Scope
+from billing.repositories.usage import UsageRepository
 from billing.usage_rollups import RollupIncrement, add_to_rollups
-from models import Account, LeadPlanStatus, LeadPlanSubscription, Transaction, TransactionKind, UsageCategory
-from models import UsageEvent as UsageEventRow
+from models import Account, LeadPlanStatus, Transaction, TransactionKind, UsageCategory
 from models.types import utcnow
 
 MAX_EVENTS_PER_BATCH = 1_000
@@ -118,7 +117,7 @@ async def record_usage(
     visible = {event.account_id for event in events} if principal.may_record_usage else set()
     accounts = await ledger.lock_accounts(session, REPORTERS, visible)
     plans = await _lead_plans(
-        session,
+        LeadPlanRepository(session, REPORTERS),
         {e.lead_plan_id for e in events if e.lead_plan_id is not None},
         {e.account_id for e in events if e.category == UsageCategory.LEAD and e.account_id in accounts},
     )
@@ -133,7 +132,8 @@ async def record_usage(
     if problems:
         raise UsageRejected(problems)
 
-    seen = await _already_recorded(session, events)
+    repository = UsageRepository(session, REPORTERS)
+    seen = await _already_recorded(repository, events)
     groups: dict[tuple[int, UsageCategory], _Group] = defaultdict(_Group)
     rollups: dict[tuple[int, str], RollupIncrement] = defaultdict(RollupIncrement)
     for event, cost_minor in zip(events, costs, strict=True):
@@ -176,13 +176,13 @@ async def record_usage(
             row["transaction_id"] = posting.transaction.id
     new_rows = [row for group in groups.values() for row in group.rows]
     if new_rows:
-        await (await session.connection()).execute(insert(UsageEventRow), new_rows)
-        spent_after = await add_to_rollups(session, rollups)
+        await repository.insert_events(new_rows)
+        spent_after = await add_to_rollups(repository, rollups)
         reached = _budgets_reached(spent_after, rollups, plans, accounts)
         if reached:
             domain_events.record(session, *reached)
         debited = sorted({account_id for account_id, _ in groups})
-        await recharge_engine.schedule_if_low(session, [accounts[a] for a in debited], now=now)
+        await recharge_engine.schedule_if_low(session, REPORTERS, [accounts[a] for a in debited], now=now)
     return UsageRecorded(
         recorded=len(new_rows),
         duplicates=len(events) - len(new_rows),
@@ -196,20 +196,13 @@ class _Plans:
     budgets: dict[int, int]  # account id -> its active plans' monthly budgets (what `remainingBudget` counts)
 
 
-async def _lead_plans(session: AsyncSession, plan_ids: set[int], account_ids: set[int]) -> _Plans:
+async def _lead_plans(plans: LeadPlanRepository, plan_ids: set[int], account_ids: set[int]) -> _Plans:
     """The named plans' owners and the lead accounts' active budgets, in one statement."""
     if not plan_ids and not account_ids:
         return _Plans({}, {})
-    plan = LeadPlanSubscription
-    statement = select(plan.id, plan.account_id, plan.status, plan.monthly_budget_minor).where(
-        or_(
-            col(plan.id).in_(plan_ids),
-            and_(col(plan.account_id).in_(account_ids), col(plan.status) == LeadPlanStatus.ACTIVE),
-        )
-    )
     owners: dict[int, int] = {}
     budgets: dict[int, int] = defaultdict(int)
-    for plan_id, account_id, status, budget in (await session.exec(statement)).all():
+    for plan_id, account_id, status, budget in await plans.named_or_active(plan_ids, account_ids):
         if plan_id in plan_ids:
             owners[plan_id] = account_id
         if status == LeadPlanStatus.ACTIVE and account_id in account_ids:
@@ -282,16 +275,15 @@ def _category_problems(event: UsageEvent, plan_owners: dict[int, int]) -> Iterab
                 yield name, f"must be at most {MAX_TOKENS_PER_EVENT:,}"
 
 
-async def _already_recorded(session: AsyncSession, events: Sequence[UsageEvent]) -> set[tuple[int, str]]:
+async def _already_recorded(usage: UsageRepository, events: Sequence[UsageEvent]) -> set[tuple[int, str]]:
     """(account id, external id) pairs of the batch that are stored already: one statement for the batch."""
     if not events:
         return set()
-    statement = select(UsageEventRow.account_id, UsageEventRow.external_id).where(
-        col(UsageEventRow.account_id).in_({event.account_id for event in events}),
-        col(UsageEventRow.external_id).in_({event.external_id for event in events}),
+    stored = await usage.recorded(
+        {event.account_id for event in events}, {event.external_id for event in events}
     )
     wanted = {(event.account_id, event.external_id) for event in events}
-    return {pair for pair in (await session.exec(statement)).all() if pair in wanted}
+    return stored & wanted
 
 
 def _row(event: UsageEvent, cost_minor: int, currency: str, now: datetime) -> dict[str, object]:

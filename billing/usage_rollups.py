@@ -2,10 +2,8 @@
 
 from dataclasses import asdict, dataclass
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from billing.sql import upsert_insert
-from models import UsageCategory, UsageRollup
+from billing.repositories.usage import UsageRepository
+from models import UsageCategory
 
 
 @dataclass
@@ -40,26 +38,17 @@ class RollupIncrement:
 
 
 async def add_to_rollups(
-    session: AsyncSession, increments: dict[tuple[int, str], RollupIncrement]
+    rollups: UsageRepository, increments: dict[tuple[int, str], RollupIncrement]
 ) -> dict[tuple[int, str], int]:
     """One upsert for every (account id, 'YYYY-MM') of the batch; concurrent batches add, never overwrite.
 
-    Returns each month's lead spending after the batch (the upsert's RETURNING: no statement of its own), so
-    the caller sees a budget crossed by exactly the batch that crossed it.
+    Returns each month's lead spending after the batch, so the caller sees a budget crossed by exactly the
+    batch that crossed it.
     """
     if not increments:
         return {}
-    statement = upsert_insert(session, UsageRollup)
-    columns = list(RollupIncrement.__dataclass_fields__)
-    table = UsageRollup.__table__.c  # type: ignore[attr-defined]
-    statement = statement.on_conflict_do_update(
-        index_elements=["account_id", "month"],
-        set_={name: table[name] + statement.excluded[name] for name in columns},
-    )
     rows = [
         {"account_id": account_id, "month": month, **asdict(increment)}
         for (account_id, month), increment in sorted(increments.items())
     ]
-    returning = statement.returning(table.account_id, table.month, table.lead_spent_minor)
-    result = await (await session.connection()).execute(returning, rows)
-    return {(account_id, month): spent for account_id, month, spent in result.all()}
+    return await rollups.add_to_rollups(rows)

@@ -18,7 +18,7 @@ from billing.stripe_gateway import ChargeResult
 from models import Account, Recharge, RechargeStatus
 from models.types import utcnow
 from tests.conftest import ROOT
-from tests.factories import create_account, create_payment_method
+from tests.factories import SYSTEM, create_account, create_payment_method
 from tests.fake_gateway import FakeGateway
 from tests.ledger_checks import checked_balance
 from tests.usage_factories import enable_auto_recharge
@@ -93,7 +93,7 @@ async def due_recharges(factory: SessionFactory, count: int) -> list[Account]:
             await enable_auto_recharge(session, account, await create_payment_method(session, account))
             accounts.append(account)
         # Every balance (0) is below its threshold (50.00): one recharge due per account.
-        await recharge_engine.schedule_if_low(session, accounts, now=utcnow())
+        await recharge_engine.schedule_if_low(session, SYSTEM, accounts, now=utcnow())
     return accounts
 
 

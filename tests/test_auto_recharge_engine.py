@@ -623,7 +623,8 @@ async def due_recharge(factory: SessionFactory) -> Account:
     async with unit_of_work(factory) as session:
         account, card = await fake_ready_account(session)
         await enable_auto_recharge(session, account, card)
-        await recharge_engine.schedule_if_low(session, [account], now=utcnow())  # its balance 0 is low
+        # Its balance 0 is low.
+        await recharge_engine.schedule_if_low(session, SYSTEM, [account], now=utcnow())
     return account
 
 

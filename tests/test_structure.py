@@ -21,16 +21,8 @@ SESSION_QUERIES = {"get", "exec", "execute", "scalar", "scalars", "stream", "mer
 # Modules whose queries are still being moved into repositories. Must only shrink; empty when the move is done.
 PENDING: set[str] = {
     "billing/audit.py",
-    "billing/auto_recharge.py",
-    "billing/demo.py",
     "billing/events.py",
-    "billing/lead_plans.py",
     "billing/live_events.py",
-    "billing/observability/worker_lag.py",
-    "billing/production.py",
-    "billing/recharge_engine.py",
-    "billing/usage.py",
-    "billing/usage_rollups.py",
     "billing/webhooks_outgoing.py",
     "billing/webhooks_outgoing_delivery.py",
     "resolvers/loaders.py",
@@ -39,6 +31,8 @@ PENDING: set[str] = {
 # The only modules that may act for every account: the worker, Stripe's webhooks, the CLI, the demo seed.
 SYSTEM_SCOPE_USERS: set[str] = {
     "billing/demo.py",
+    "billing/observability/worker_lag.py",  # the lag gauge reads the queue of every account
+    "billing/production.py",  # the demo's keys, checked before production starts
     "billing/reconciliation.py",
     "billing/recharge_engine.py",
     "billing/usage.py",  # usage reporters write to every account and read none: no principal scope says so

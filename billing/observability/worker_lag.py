@@ -3,18 +3,16 @@ would stop reporting exactly when it falls behind or dies)."""
 
 from datetime import datetime
 
-from sqlalchemy import func
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.recharge_settlement import IN_FLIGHT
-from models import Recharge
+from billing.repositories.auto_recharge import AutoRechargeRepository
+from billing.repositories.scope import Scope
+
+# The gauge measures the worker's queue, which holds every account's recharges; it exposes one age, no rows.
+WORKER_QUEUE = Scope.system("the worker lag gauge measures the queue of every account")
 
 
 async def oldest_due_recharge_age(session: AsyncSession, *, now: datetime) -> float:
     """Seconds since the oldest unfinished recharge became due (0 when none is); uses `ix_recharge_due`."""
-    statement = select(func.min(col(Recharge.run_after))).where(
-        col(Recharge.status).in_(IN_FLIGHT), col(Recharge.run_after) <= now
-    )
-    oldest = (await session.exec(statement)).one()
+    oldest = await AutoRechargeRepository(session, WORKER_QUEUE).oldest_due(now)
     return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
