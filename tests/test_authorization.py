@@ -6,16 +6,28 @@ import httpx
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import company, ledger, payment_methods, payments, transactions
+from billing import (
+    auto_recharge,
+    company,
+    lead_plans,
+    ledger,
+    payment_methods,
+    payments,
+    recharge_engine,
+    transactions,
+)
 from billing.auth import Principal
 from billing.company import CompanyInput
 from billing.config import Settings
 from billing.db import SessionFactory
 from billing.errors import NotFound
 from billing.payments import AddFundsRequest
+from billing.repositories.auto_recharge import AutoRechargeRepository
+from billing.repositories.lead_plans import LeadPlanRepository
 from billing.repositories.scope import Scope
 from billing.stripe_gateway import StripeGateway
 from models import PrincipalKind, TransactionKind, TransactionStatus
+from models.types import utcnow
 from schema.node import to_global_id
 from tests.factories import (
     SYSTEM,
@@ -28,6 +40,7 @@ from tests.factories import (
     partner_key,
 )
 from tests.graphql_client import error_messages, execute
+from tests.usage_factories import ADMIN, create_lead_plan, enable_auto_recharge
 
 ACCOUNTS = "{ accounts(first: 100) { edges { node { id name } } } }"
 
@@ -179,3 +192,35 @@ async def test_services_treat_an_account_outside_the_callers_scope_as_missing(
     assert (await transactions.history(session, scope, other_id, first=5)).items == []
     assert await ledger.succeeded_sum(session, scope, other_id) == 0
     assert await ledger.succeeded_sum(session, SYSTEM, other_id) == 500
+
+
+async def test_lead_plan_and_auto_recharge_services_treat_an_account_outside_the_scope_as_missing(
+    session: AsyncSession,
+) -> None:
+    """Below the resolvers: lead plans, auto-recharge views and scheduling, for a member's or a partner's
+    scope, find nothing of another account that the system scope finds."""
+    own = await create_account(session)
+    other = await create_account(session)
+    plan = await create_lead_plan(session, other)
+    await enable_auto_recharge(session, other, await create_payment_method(session, other))
+    partner = await create_partner(session, own)
+    other_id, plan_id = other.id, plan.id
+    assert other_id is not None and plan_id is not None
+    member = Principal(kind=PrincipalKind.MEMBER, api_key_id=0, account_id=own.id)
+    partners = Principal(kind=PrincipalKind.PARTNER, api_key_id=0, partner_id=partner.id)
+
+    for change in (lead_plans.pause_lead_plan, lead_plans.resume_lead_plan, lead_plans.cancel_lead_plan):
+        with pytest.raises(NotFound):
+            await change(session, partners, plan_id)
+    assert await auto_recharge.auto_recharge_views(session, member, [other_id]) == {}
+    assert await auto_recharge.auto_recharge_views(session, partners, [other_id]) == {}
+    assert other_id in await auto_recharge.auto_recharge_views(session, ADMIN, [other_id])
+    assert not await LeadPlanRepository(session, Scope.of(partners)).has_active(other_id)
+    assert await LeadPlanRepository(session, SYSTEM).has_active(other_id)
+
+    # Its balance (0) is below the threshold, yet a member's scope schedules nothing for it; the system's does.
+    await recharge_engine.schedule_if_low(session, Scope.of(member), [other], now=utcnow())
+    assert await AutoRechargeRepository(session, SYSTEM).in_flight([other_id]) == set()
+    await recharge_engine.schedule_if_low(session, SYSTEM, [other], now=utcnow())
+    assert await AutoRechargeRepository(session, SYSTEM).in_flight([other_id]) == {other_id}
+    assert await AutoRechargeRepository(session, Scope.of(member)).in_flight([other_id]) == set()
