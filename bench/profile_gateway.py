@@ -4,7 +4,8 @@
 
 The app from `server.create_app` serves the scenario's request the given number of times over ASGI, in this
 process, on the benchmark's data (bench/data.py builds it when missing), after a few untimed requests. The
-shares are of the profiled CPU time (the database's own work is not in it; waiting for it is not CPU).
+shares are of the profiled CPU time (the database's own work is not in it; waiting for it is not CPU). It also
+prints the asyncio tasks created per request (counted by a task factory) and the SQL statements per request.
 """
 
 import asyncio
@@ -12,8 +13,11 @@ import cProfile
 import pstats
 import sys
 from collections import defaultdict
+from typing import Any
 
 import httpx
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from bench.config import URL
 from bench.data import ensure_data
@@ -22,6 +26,22 @@ from billing.config import Settings
 from server import create_app
 
 WARM_UP = 5
+
+
+class Counts:
+    """Tasks created and statements sent while `counting` is on."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.tasks = 0
+        self.statements = 0
+
+    def task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> "asyncio.Task[Any]":
+        self.tasks += self.counting
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    def statement(self, *args: object) -> None:
+        self.statements += self.counting
 
 
 def package_of(filename: str) -> str:
@@ -34,7 +54,8 @@ def package_of(filename: str) -> str:
     return parts[-2] if len(parts) > 1 else filename
 
 
-async def serve(name: str, count: int, profiler: cProfile.Profile) -> None:
+async def serve(name: str, count: int, profiler: cProfile.Profile, counts: Counts) -> None:
+    asyncio.get_running_loop().set_task_factory(counts.task_factory)
     data = await ensure_data(URL)
     (case,) = [
         case for case in scenarios(data, await deep_cursor(data.billing_account_id)) if case.name == name
@@ -49,17 +70,21 @@ async def serve(name: str, count: int, profiler: cProfile.Profile) -> None:
     ):
         for number in range(WARM_UP + count):
             if number == WARM_UP:
+                counts.counting = True
                 profiler.enable()
             response = await client.post("/graphql", json=case.body, headers=headers)
             assert response.status_code == 200 and "errors" not in response.json(), response.text
         profiler.disable()
+        counts.counting = False
 
 
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else "Billing page"
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     profiler = cProfile.Profile()
-    asyncio.run(serve(name, count, profiler))
+    counts = Counts()
+    event.listen(Engine, "before_cursor_execute", counts.statement)
+    asyncio.run(serve(name, count, profiler, counts))
     stats = pstats.Stats(profiler)
     by_package: dict[str, float] = defaultdict(float)
     entries: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
@@ -67,6 +92,9 @@ def main() -> None:
         by_package[package_of(filename)] += own
     total = sum(by_package.values())
     print(f"{name}: {total / count * 1_000:.1f} ms of profiled CPU per request ({count} requests)")
+    print(
+        f"  {counts.tasks / count:.1f} asyncio tasks and {counts.statements / count:.1f} SQL statements per request"
+    )
     for package, seconds in sorted(by_package.items(), key=lambda item: -item[1])[:15]:
         print(f"  {seconds / total:6.1%}  {package}")
     stats.sort_stats("cumulative").print_stats(40)

@@ -4,10 +4,11 @@ from collections.abc import Callable
 from typing import Any
 
 import strawberry
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import accounts
 from billing.errors import NotFound
-from billing.pagination import InvalidArgument
+from billing.pagination import InvalidArgument, Page
 from models import Account as AccountModel
 from models import LeadPlanSubscription
 from models import PaymentMethod as PaymentMethodModel
@@ -15,6 +16,7 @@ from models import Transaction as TransactionModel
 from models import WebhookDelivery as WebhookDeliveryModel
 from models import WebhookEndpoint as WebhookEndpointModel
 from resolvers.context import Info
+from resolvers.preload import prefetch, wanted_parts
 from schema.account import Account
 from schema.lead_plan_subscription import LeadPlan
 from schema.node import Node, from_global_id, parse_global_id
@@ -36,6 +38,14 @@ async def visible_account(info: Info, account_id: int, argument: str = "id") -> 
     return Account.from_model(row)
 
 
+async def with_parts(info: Info, account: Account) -> Account:
+    """A query's account with the parts its selection names fetched (resolvers/preload.py)."""
+    wanted = wanted_parts(info, ())
+    if wanted:
+        await info.context.read(lambda session: prefetch(info, session, [account.model], wanted))
+    return account
+
+
 async def named_or_own_account(info: Info, id: strawberry.ID | None, argument: str) -> Account:
     """The account named by `argument` (if the caller may see it), or the caller's own when it is omitted."""
     if id is not None:
@@ -50,16 +60,23 @@ async def named_or_own_account(info: Info, id: strawberry.ID | None, argument: s
 class AccountQuery:
     @strawberry.field(description="An account by ID; the caller's own account when `id` is omitted.")
     async def account(self, info: Info, id: strawberry.ID | None = None) -> Account:
-        return await named_or_own_account(info, id, "id")
+        info.context.share_reads()
+        return await with_parts(info, await named_or_own_account(info, id, "id"))
 
     @strawberry.field(
         description="Every account the caller may see, by creation order. `first` is at most 100."
     )
     async def accounts(self, info: Info, first: int = 20, after: str | None = None) -> AccountConnection:
+        info.context.share_reads()
         principal = info.context.principal
-        page = await info.context.read(
-            lambda session: accounts.list_visible(session, principal, first=first, after=after)
-        )
+        wanted = wanted_parts(info, ("edges", "node"))
+
+        async def work(session: AsyncSession) -> Page[AccountModel]:
+            page = await accounts.list_visible(session, principal, first=first, after=after)
+            await prefetch(info, session, page.items, wanted)
+            return page
+
+        page = await info.context.read(work)
         edges = [
             Edge(cursor=accounts.account_cursor(row), node=Account.from_model(row)) for row in page.items
         ]
@@ -67,9 +84,10 @@ class AccountQuery:
 
     @strawberry.field(description="Any object by its global ID.")
     async def node(self, info: Info, id: strawberry.ID) -> Node:
+        info.context.share_reads()
         type_name, pk = parse_global_id(id, "id")
         if type_name == "Account":
-            return await visible_account(info, pk)
+            return await with_parts(info, await visible_account(info, pk))
         if type_name not in OWNED_NODES:
             raise InvalidArgument("id", "not a valid ID")
         model, to_node = OWNED_NODES[type_name]

@@ -1,13 +1,14 @@
 """The per-operation context: the caller, a session factory, and the operation's dataloaders.
 
-Nothing here depends on HTTP, so the same resolvers serve a request and a websocket subscription. The context
-holds no connection: `read()` and `atomic()` borrow one for their work only, one at a time (a lock), so an
-operation never needs two connections and never keeps one while it waits on Stripe.
+Nothing here depends on HTTP, so the same resolvers serve a request and a websocket subscription. `read()` and
+`atomic()` use one connection at a time (a lock), so an operation never needs two. A mutation borrows one per
+block, never keeping one while it waits on Stripe; a query (which never waits on the network) asks for
+`share_reads()`, and its reads then share one read session, opened by the first and closed by `finish()`.
 """
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -44,6 +45,14 @@ class Context:
     _finished: bool = False
     _reads: set["asyncio.Future[Any]"] = field(default_factory=set)
     _loaders: dict[Callable[..., Any], Any] = field(default_factory=dict)
+    _share_reads: bool = False
+    # The shared read session and what closes it, while open.
+    _shared: tuple[AsyncSession, AsyncExitStack] | None = None
+
+    def share_reads(self) -> None:
+        """For a query: its reads share one session (opening and closing one per read cost a tenth of a
+        request's CPU). Only for operations that never wait on the network while reading."""
+        self._share_reads = True
 
     async def read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """`work` in a read-only session of its own.
@@ -64,8 +73,21 @@ class Context:
     async def _read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with self._lock:
             self._check_open()
-            async with read_session(self.session_factory) as session:
+            if not self._share_reads:
+                async with read_session(self.session_factory) as session:
+                    return await work(session)
+            if self._shared is None:
+                stack = AsyncExitStack()
+                self._shared = (await stack.enter_async_context(read_session(self.session_factory)), stack)
+            session, stack = self._shared
+            try:
                 return await work(session)
+            except BaseException as error:
+                # A failed read ends the shared session the way a read of its own would end (a database
+                # error becomes DatabaseBusy when it means load); the next read opens a fresh one.
+                self._shared = None
+                await stack.__aexit__(type(error), error, error.__traceback__)
+                raise
 
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[AsyncSession]:
@@ -82,13 +104,16 @@ class Context:
         a read stuck past the request's time budget is not waited for."""
         self._finished = True
         running = set(self._reads)
-        if not running:
-            return
-        _, late = await asyncio.wait(running, timeout=FINISH_WAIT_SECONDS)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late)
+        if running:
+            _, late = await asyncio.wait(running, timeout=FINISH_WAIT_SECONDS)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        if self._shared is not None:
+            _, stack = self._shared
+            self._shared = None
+            await stack.aclose()
 
     def _check_open(self) -> None:
         if self._finished:

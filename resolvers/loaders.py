@@ -1,6 +1,7 @@
 """Per-request dataloaders: one query per field per request, whatever the number of accounts asked for.
 
-Batch functions apply the caller's scope too, so a loader can never hand out another account's rows.
+Each batch is one repository method, on a repository built for the caller's scope: a loader only batches,
+and can never hand out another account's rows.
 """
 
 import asyncio
@@ -17,6 +18,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing import fx, usage_summary
 from billing.auth import Principal
 from billing.months import Month
+from billing.repositories.company import CompanyRepository
+from billing.repositories.payment_methods import PaymentMethodRepository
 from billing.repositories.scope import Scope
 from models import Account as AccountModel
 from models import Company, LeadPlanSubscription, PaymentMethod
@@ -44,6 +47,15 @@ class Loader(DataLoader[K, V]):
     def missing(self) -> V:
         return None  # type: ignore[return-value]  # the loaders whose V excludes None override this
 
+    async def prefetch(self, session: AsyncSession, keys: Iterable[K]) -> None:
+        """Fetch the keys not asked for yet in the caller's read and keep them: a field asking later is
+        answered at once, without a task of its own (resolvers/preload.py)."""
+        wanted = [key for key in dict.fromkeys(keys) if key not in self._cache]
+        if wanted:
+            found = await self.fetch(session, self.context.principal, wanted)
+            for key in wanted:
+                self.prime(key, found[key] if key in found else self.missing())
+
     async def batch_load_fn(self, keys: Sequence[K]) -> list[V]:
         principal = self.context.principal
         found = await self.context.read(lambda session: self.fetch(session, principal, keys))
@@ -61,10 +73,7 @@ class CompanyByAccount(Loader[int, Company | None]):
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[int]
     ) -> Mapping[int, Company]:
-        statement = select(Company).where(
-            col(Company.account_id).in_(keys), principal.account_filter(col(Company.account_id))
-        )
-        return {row.account_id: row for row in (await session.exec(statement)).all()}
+        return await CompanyRepository(session, Scope.of(principal)).of_accounts(keys)
 
 
 class PaymentMethodsByAccount(Loader[int, list[PaymentMethod]]):
@@ -74,17 +83,7 @@ class PaymentMethodsByAccount(Loader[int, list[PaymentMethod]]):
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[int]
     ) -> Mapping[int, list[PaymentMethod]]:
-        statement = (
-            select(PaymentMethod)
-            .where(
-                col(PaymentMethod.account_id).in_(keys),
-                principal.account_filter(col(PaymentMethod.account_id)),
-            )
-            .order_by(
-                col(PaymentMethod.is_default).desc(), col(PaymentMethod.created_at), col(PaymentMethod.id)
-            )
-        )
-        return group_by_account((await session.exec(statement)).all())
+        return group_by_account(await PaymentMethodRepository(session, Scope.of(principal)).of_accounts(keys))
 
 
 class LeadPlansByAccount(Loader[int, list[LeadPlanSubscription]]):

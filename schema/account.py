@@ -1,15 +1,20 @@
 """The account and its balance: the top of the Billing page."""
 
 from datetime import date, datetime
+from decimal import Decimal
 
 import strawberry
 
-from billing import audit, fx, payments, transactions, webhooks_outgoing
+from billing import audit, fx, payments, transactions, usage_summary, webhooks_outgoing
+from billing.auto_recharge import AutoRechargeView
 from billing.funding import FundingState
 from billing.months import InvalidMonth, parse_month
 from billing.pagination import InvalidArgument
 from billing.repositories.scope import Scope
 from models import Account as AccountModel
+from models import Company as CompanyModel
+from models import LeadPlanSubscription
+from models import PaymentMethod as PaymentMethodModel
 from resolvers.auto_recharge_loaders import AutoRechargeByAccount, FundingStateByAccount
 from resolvers.context import Info
 from resolvers.loaders import (
@@ -19,6 +24,7 @@ from resolvers.loaders import (
     UsageByAccountMonth,
     UsdRateByCurrency,
 )
+from resolvers.preload import NowOrLater, now_or_later
 from schema.audit import AuditEntry, AuditEntryConnection
 from schema.auto_recharge import AutoRecharge
 from schema.company import Company, company_field_path
@@ -86,76 +92,102 @@ class Account(Node):
         assert self.model.id is not None
         return self.model.id
 
-    @strawberry.field
-    async def balance(self, info: Info) -> Balance:
+    # The fields below answer from their loaders: at once when the query prefetched them (resolvers/preload.py),
+    # else once the loader has fetched (the GraphQL type is declared, since the Python one may be awaitable).
+    @strawberry.field(graphql_type=Balance)
+    def balance(self, info: Info) -> NowOrLater[Balance]:
         row = self.model
         available = Money.of(row.balance_minor, row.currency, row.country)
         if row.currency == "USD":
             return Balance(available=available, usd_equivalent=None, fx_rate=None)
-        found = await info.context.loader(UsdRateByCurrency).load(row.currency)
-        if found is None:
-            return Balance(available=available, usd_equivalent=None, fx_rate=None)
-        usd = fx.to_usd(row.balance_minor, row.currency, *found)
-        return Balance(
-            available=available,
-            usd_equivalent=Money.of(usd.amount_minor, "USD", row.country),
-            fx_rate=FxRate(
-                rate=str(usd.rate), base=row.currency, quote="USD", date=usd.rate_date, source=usd.source
-            ),
-        )
 
-    @strawberry.field
-    async def company(self, info: Info) -> Company | None:
-        row = await info.context.loader(CompanyByAccount).load(self.pk)
-        return Company.from_model(row) if row is not None else None
+        def of(found: tuple[Decimal, date] | None) -> Balance:
+            if found is None:
+                return Balance(available=available, usd_equivalent=None, fx_rate=None)
+            usd = fx.to_usd(row.balance_minor, row.currency, *found)
+            return Balance(
+                available=available,
+                usd_equivalent=Money.of(usd.amount_minor, "USD", row.country),
+                fx_rate=FxRate(
+                    rate=str(usd.rate), base=row.currency, quote="USD", date=usd.rate_date, source=usd.source
+                ),
+            )
 
-    @strawberry.field(
-        description="Whether Add funds can go ahead: a complete company profile and a saved card."
-    )
-    async def can_add_funds(self, info: Info) -> AddFundsReadiness:
-        company = await info.context.loader(CompanyByAccount).load(self.pk)
-        cards = await info.context.loader(PaymentMethodsByAccount).load(self.pk)
-        found = payments.readiness(company, cards)
-        return AddFundsReadiness(
-            ready=found.ready,
-            missing_company_fields=[company_field_path(name) for name in found.missing_company_fields],
-            has_payment_method=found.has_payment_method,
-        )
+        return now_or_later(of, info.context.loader(UsdRateByCurrency).load(row.currency))
+
+    @strawberry.field(graphql_type=Company | None)
+    def company(self, info: Info) -> NowOrLater[Company | None]:
+        def of(row: CompanyModel | None) -> Company | None:
+            return Company.from_model(row) if row is not None else None
+
+        return now_or_later(of, info.context.loader(CompanyByAccount).load(self.pk))
 
     @strawberry.field(
-        description="A calendar month (YYYY-MM) in the account's time zone; default: this month."
+        description="Whether Add funds can go ahead: a complete company profile and a saved card.",
+        graphql_type=AddFundsReadiness,
     )
-    async def usage(self, info: Info, month: str | None = None) -> UsageSummary:
+    def can_add_funds(self, info: Info) -> NowOrLater[AddFundsReadiness]:
+        def of(company: CompanyModel | None, cards: list[PaymentMethodModel]) -> AddFundsReadiness:
+            found = payments.readiness(company, cards)
+            return AddFundsReadiness(
+                ready=found.ready,
+                missing_company_fields=[company_field_path(name) for name in found.missing_company_fields],
+                has_payment_method=found.has_payment_method,
+            )
+
+        return now_or_later(
+            of,
+            info.context.loader(CompanyByAccount).load(self.pk),
+            info.context.loader(PaymentMethodsByAccount).load(self.pk),
+        )
+
+    @strawberry.field(
+        description="A calendar month (YYYY-MM) in the account's time zone; default: this month.",
+        graphql_type=UsageSummary,
+    )
+    def usage(self, info: Info, month: str | None = None) -> NowOrLater[UsageSummary]:
         try:
             wanted = parse_month(month) if month is not None else None
         except InvalidMonth as error:
             raise InvalidArgument("month", error.message) from None
-        summary = await info.context.loader(UsageByAccountMonth).load_for(self.model, wanted)
-        assert summary is not None  # a summary for every account row handed in
-        return UsageSummary.of(summary, self.country)
 
-    @strawberry.field
-    async def payment_methods(self, info: Info) -> list[PaymentMethod]:
-        rows = await info.context.loader(PaymentMethodsByAccount).load(self.pk)
-        return [PaymentMethod.from_model(row) for row in rows]
+        def of(summary: usage_summary.UsageSummary | None) -> UsageSummary:
+            assert summary is not None  # a summary for every account row handed in
+            return UsageSummary.of(summary, self.country)
 
-    @strawberry.field
-    async def lead_plans(self, info: Info) -> list[LeadPlan]:
-        rows = await info.context.loader(LeadPlansByAccount).load(self.pk)
-        return [LeadPlan.from_model(row, self.country) for row in rows]
+        return now_or_later(of, info.context.loader(UsageByAccountMonth).load_for(self.model, wanted))
+
+    @strawberry.field(graphql_type=list[PaymentMethod])
+    def payment_methods(self, info: Info) -> NowOrLater[list[PaymentMethod]]:
+        def of(rows: list[PaymentMethodModel]) -> list[PaymentMethod]:
+            return [PaymentMethod.from_model(row) for row in rows]
+
+        return now_or_later(of, info.context.loader(PaymentMethodsByAccount).load(self.pk))
+
+    @strawberry.field(graphql_type=list[LeadPlan])
+    def lead_plans(self, info: Info) -> NowOrLater[list[LeadPlan]]:
+        def of(rows: list[LeadPlanSubscription]) -> list[LeadPlan]:
+            return [LeadPlan.from_model(row, self.country) for row in rows]
+
+        return now_or_later(of, info.context.loader(LeadPlansByAccount).load(self.pk))
 
     @strawberry.field(
-        description="The auto-recharge settings and the engine's state; null until first saved."
+        description="The auto-recharge settings and the engine's state; null until first saved.",
+        graphql_type=AutoRecharge | None,
     )
-    async def auto_recharge(self, info: Info) -> AutoRecharge | None:
-        view = await info.context.loader(AutoRechargeByAccount).load(self.pk)
-        return AutoRecharge.of(view, self.country) if view is not None else None
+    def auto_recharge(self, info: Info) -> NowOrLater[AutoRecharge | None]:
+        def of(view: AutoRechargeView | None) -> AutoRecharge | None:
+            return AutoRecharge.of(view, self.country) if view is not None else None
 
-    @strawberry.field(description="What lead delivery checks before delivering.")
-    async def funding_state(self, info: Info) -> FundingState:
-        state = await info.context.loader(FundingStateByAccount).load(self.pk)
-        assert state is not None  # the account was loaded through the same scope
-        return state
+        return now_or_later(of, info.context.loader(AutoRechargeByAccount).load(self.pk))
+
+    @strawberry.field(description="What lead delivery checks before delivering.", graphql_type=FundingState)
+    def funding_state(self, info: Info) -> NowOrLater[FundingState]:
+        def of(state: FundingState | None) -> FundingState:
+            assert state is not None  # the account was loaded through the same scope
+            return state
+
+        return now_or_later(of, info.context.loader(FundingStateByAccount).load(self.pk))
 
     @strawberry.field(description="Newest first. `first` is at most 100.")
     async def transactions(
