@@ -12,13 +12,13 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import fx, usage_summary
 from billing.auth import Principal
 from billing.months import Month
 from billing.repositories.company import CompanyRepository
+from billing.repositories.lead_plans import LeadPlanRepository
 from billing.repositories.payment_methods import PaymentMethodRepository
 from billing.repositories.scope import Scope
 from models import Account as AccountModel
@@ -93,15 +93,7 @@ class LeadPlansByAccount(Loader[int, list[LeadPlanSubscription]]):
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[int]
     ) -> Mapping[int, list[LeadPlanSubscription]]:
-        statement = (
-            select(LeadPlanSubscription)
-            .where(
-                col(LeadPlanSubscription.account_id).in_(keys),
-                principal.account_filter(col(LeadPlanSubscription.account_id)),
-            )
-            .order_by(col(LeadPlanSubscription.created_at), col(LeadPlanSubscription.id))
-        )
-        return group_by_account((await session.exec(statement)).all())
+        return group_by_account(await LeadPlanRepository(session, Scope.of(principal)).of_accounts(keys))
 
 
 class UsdRateByCurrency(Loader[str, tuple[Decimal, date] | None]):

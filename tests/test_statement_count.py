@@ -1,6 +1,7 @@
 """A partner dashboard over N accounts runs the same number of SQL statements for every N (dataloaders)."""
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -79,3 +80,35 @@ async def test_usage_overview_selects_the_account_once(
     assert body["data"]["account"]["usage"]["calling"]["minutes"] == "0"
     account_selects = [s for s in statements if s.lstrip().startswith("SELECT") and "\nFROM account" in s]
     assert len(account_selects) == 1, account_selects
+
+
+# The dashboard reads whose id lists are bound as one array on PostgreSQL (`= ANY($1)`), by the table they read.
+ARRAY_BOUND_TABLES = (
+    "account",
+    "company",
+    "payment_method",
+    "lead_plan_subscription",
+    "usage_rollup",
+    "fx_rate",
+)
+
+
+async def test_dashboard_id_lists_are_one_parameter_on_postgresql(
+    session: AsyncSession, client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """The same statement text for 1 and 10 accounts: PostgreSQL prepares each once, whatever the page size."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no arrays: an IN list there")
+    texts = {}
+    for size in (1, 10):
+        key = await partner_key(session, await partner_with_accounts(session, size))
+        await session.commit()  # releases the savepoint so the app's session sees the rows
+        with recorded_statements(engine) as statements:
+            body = await execute(client, key, DASHBOARD)
+        assert "errors" not in body, body
+        texts[size] = {
+            table: sorted(s for s in statements if s.lstrip().startswith("SELECT") and f"\nFROM {table}" in s)
+            for table in ARRAY_BOUND_TABLES
+        }
+    assert all(texts[1][table] for table in ARRAY_BOUND_TABLES), texts[1]
+    assert texts[1] == texts[10]

@@ -25,7 +25,6 @@ PENDING: set[str] = {
     "billing/live_events.py",
     "billing/webhooks_outgoing.py",
     "billing/webhooks_outgoing_delivery.py",
-    "resolvers/loaders.py",
 }
 
 # The only modules that may act for every account: the worker, Stripe's webhooks, the CLI, the demo seed.

@@ -1,10 +1,13 @@
 """Lead plan subscriptions of the accounts of the scope."""
 
+from collections.abc import Iterable
+
 from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.repositories.scope import Scope
+from billing.sql import among
 from models import LeadPlanStatus, LeadPlanSubscription
 
 
@@ -31,6 +34,18 @@ class LeadPlanRepository:
             .with_for_update()
         )
         return (await self.session.exec(statement)).first()
+
+    async def of_accounts(self, account_ids: Iterable[int]) -> list[LeadPlanSubscription]:
+        """The plans of the accounts among `account_ids`, oldest first (one statement: the dataloader's batch)."""
+        statement = (
+            select(LeadPlanSubscription)
+            .where(
+                among(self.session, col(LeadPlanSubscription.account_id), account_ids),
+                self.scope.accounts(col(LeadPlanSubscription.account_id)),
+            )
+            .order_by(col(LeadPlanSubscription.created_at), col(LeadPlanSubscription.id))
+        )
+        return list((await self.session.exec(statement)).all())
 
     async def has_active(self, account_id: int) -> bool:
         """Whether the account has an active plan."""
