@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.types.execution import ExecutionResult
 
-from billing import auth, events, live_events, production, recharge_engine
+from billing import auth, data_version, events, live_events, production, recharge_engine
 from billing.actors import acting_as
 from billing.auth_throttle import AuthThrottle, Refusal
 from billing.config import VAR_DIR, Environment, Settings
@@ -39,11 +39,13 @@ from models.types import utcnow
 from resolvers.context import Context
 from resolvers.subscriptions import SubscriptionContext
 from resolvers.webhooks import stripe_webhook_endpoint
-from schema.limits import OperationLimits
+from schema.limits import OperationLimits, document_checks, validation_rules
 from schema.root import build_schema
+from server_cache import ResponseCache
 from server_graphql import GraphQLView
 from server_graphql_ws import Close, CloseCode, Limits, SubscriptionServer
 from server_observability import app_engine, app_pool, observability_middleware
+from server_trusted_documents import TrustedDocuments
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLE_QUERY = (ROOT / "schema" / "billing_page.graphql").read_text(encoding="utf-8")
@@ -144,12 +146,35 @@ class BillingGraphQL(GraphQLView):
             max_cost=settings.graphql_max_cost,
             statement_timeout_seconds=settings.db_statement_timeout_seconds,
         )
+        schema = build_schema(introspection=settings.introspection_enabled, limits=limits)
+        checks, rules = document_checks(schema.extensions), validation_rules(schema.extensions)
         super().__init__(
-            build_schema(introspection=settings.introspection_enabled, limits=limits),
+            schema,
             max_body_bytes=settings.graphql_max_body_bytes,
             timeout_seconds=settings.graphql_timeout_seconds,
+            trusted=TrustedDocuments.load(
+                settings.trusted_documents_manifest, lambda text: checks.pin(schema._schema, text, rules)
+            ),
+            cache=ResponseCache(settings.response_cache_max_bytes)
+            if settings.response_cache_max_bytes
+            else None,
         )
         self.settings = settings
+
+    def requires_trusted(self, request: Request) -> bool:
+        principal: auth.Principal = request.state.principal
+        return self.settings.trusted_documents_only and principal.kind is PrincipalKind.MEMBER
+
+    async def cache_scope(self, request: Request) -> Hashable | None:
+        """The key (who asks, the month, and the data version of all it may see): a revoked key never gets
+        here (the key is checked on every request), and a write anywhere changes the version it reads."""
+        principal: auth.Principal = request.state.principal
+        try:
+            async with read_session(request.app.state.session_factory) as session:
+                version = await data_version.current(session, principal)
+        except DatabaseBusy:
+            return None  # answered uncached, which sheds as usual
+        return principal.api_key_id, data_version.period(utcnow()), version
 
     async def get_context(self, request: Request) -> Context:
         context = Context(
@@ -193,7 +218,10 @@ class GraphQLEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        if request.method != "POST" and "query" not in request.query_params:
+        if (
+            request.method != "POST"
+            and not {"query", "documentId", "extensions"} & request.query_params.keys()
+        ):
             await graphiql_page(self.graphql.settings)(scope, receive, send)
             return
         # 406, 415 and an oversized Content-Length are answered before the key is looked up.

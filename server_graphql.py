@@ -21,14 +21,15 @@ Every error message is clipped, so a huge string in a request never comes back i
 """
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
+import orjson
 import strawberry
 from graphql import GraphQLError
 from starlette.requests import Request
@@ -40,6 +41,8 @@ from strawberry.types.graphql import OperationType
 
 from billing.errors import DomainError
 from schema.limits import limit_error
+from server_cache import ResponseCache
+from server_trusted_documents import TrustedDocument, TrustedDocuments, document_id
 
 logger = logging.getLogger("billing.graphql")
 
@@ -157,12 +160,13 @@ def method_not_allowed() -> Refused:
 # ------------------------------------------------------------------------------------ the request itself
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class GraphQLRequest:
-    query: str
+    query: str | None  # None: the document is named by `document_id` (a trusted document)
     variables: dict[str, Any] | None = None
     operation_name: str | None = None
     extensions: dict[str, Any] | None = None
+    document_id: str | None = None  # `documentId`, or Apollo's `extensions.persistedQuery.sha256Hash`
 
 
 def _refuse_constant(name: str) -> None:
@@ -187,15 +191,32 @@ def request_from(data: object) -> GraphQLRequest:
         raise bad_request("The request body must be a JSON object with a `query` string.")
     query, variables = data.get("query"), data.get("variables")
     operation_name, extensions = data.get("operationName"), data.get("extensions")
-    if not isinstance(query, str):
-        raise bad_request("`query` must be a string holding the GraphQL document.")
     if variables is not None and not isinstance(variables, dict):
         raise bad_request("`variables` must be an object (or null).")
     if operation_name is not None and not isinstance(operation_name, str):
         raise bad_request("`operationName` must be a string (or null).")
     if extensions is not None and not isinstance(extensions, dict):
         raise bad_request("`extensions` must be an object (or null).")
-    return GraphQLRequest(query, variables, operation_name or None, extensions)
+    document_id = _document_id(data.get("documentId"), (extensions or {}).get("persistedQuery"))
+    if not isinstance(query, str) and not (query is None and document_id is not None):
+        raise bad_request("`query` must be a string holding the GraphQL document (or send `documentId`).")
+    return GraphQLRequest(query, variables, operation_name or None, extensions, document_id)
+
+
+def _document_id(document_id: object, persisted_query: object) -> str | None:
+    """A trusted document's id: GraphQL over HTTP's `documentId`, or Apollo's persisted query extension."""
+    if document_id is not None:
+        if not isinstance(document_id, str):
+            raise bad_request("`documentId` must be a string, e.g. `sha256:<hex digest>`.")
+        return document_id
+    if persisted_query is None:
+        return None
+    if not isinstance(persisted_query, dict) or not isinstance(persisted_query.get("sha256Hash"), str):
+        raise bad_request("`extensions.persistedQuery` must be an object with a `sha256Hash` string.")
+    if persisted_query.get("version", 1) != 1:
+        raise bad_request("Only version 1 of `extensions.persistedQuery` is supported.")
+    digest: str = persisted_query["sha256Hash"]
+    return digest
 
 
 def request_from_body(body: bytes) -> GraphQLRequest:
@@ -213,6 +234,7 @@ def request_from_query_string(parameters: Mapping[str, str]) -> GraphQLRequest:
     data: dict[str, object] = {
         "query": parameters.get("query"),
         "operationName": parameters.get("operationName"),
+        "documentId": parameters.get("documentId"),
     }
     for name in ("variables", "extensions"):
         if parameters.get(name):
@@ -290,8 +312,15 @@ def graphql_response(result: ExecutionResult, media_type: MediaType) -> Response
 def _json_response(
     body: Mapping[str, Any], status: int, media_type: MediaType, headers: Mapping[str, str] | None = None
 ) -> Response:
+    # Compact UTF-8, as json.dumps(ensure_ascii=False, separators=(",", ":")) writes it, several times faster.
+    return _body_response(orjson.dumps(body), status, media_type, headers)
+
+
+def _body_response(
+    body: bytes, status: int, media_type: MediaType, headers: Mapping[str, str] | None = None
+) -> Response:
     return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        body,
         status,
         # The answer depends on Accept: caches must not hand one client's media type to another.
         headers={"Vary": "Accept", **(headers or {})},
@@ -307,18 +336,41 @@ def _request_error(message: str, code: str) -> ExecutionResult:
 
 
 class GraphQLView:
-    """Serves a Strawberry schema over HTTP; a subclass gives each request its context and finishes it."""
+    """Serves a Strawberry schema over HTTP; a subclass gives each request its context and finishes it.
 
-    def __init__(self, schema: strawberry.Schema, *, max_body_bytes: int, timeout_seconds: float) -> None:
+    With `trusted` documents, a request may name a registered document by id (server_trusted_documents); with a
+    `cache`, the answers of registered queries are kept under a key the subclass completes (`cache_scope`: who
+    asks and the data version of what it may see), and a repeated request is answered from it.
+    """
+
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        *,
+        max_body_bytes: int,
+        timeout_seconds: float,
+        trusted: TrustedDocuments | None = None,
+        cache: ResponseCache | None = None,
+    ) -> None:
         self.schema = schema
         self.max_body_bytes = max_body_bytes
         self.timeout_seconds = timeout_seconds
+        self.trusted = trusted or TrustedDocuments({})
+        self.cache = cache
 
     async def get_context(self, request: Request) -> object:
         raise NotImplementedError
 
     async def process_result(self, request: Request, result: ExecutionResult) -> ExecutionResult:
         return result
+
+    def requires_trusted(self, request: Request) -> bool:
+        """Whether this caller may run registered documents only (TRUSTED_DOCUMENTS_ONLY)."""
+        return False
+
+    async def cache_scope(self, request: Request) -> Hashable | None:
+        """The caller and the data version of everything it may see, or None to leave the answer uncached."""
+        return None
 
     def refusal(self, request: Request) -> Response | None:
         """What to answer before any work, even before the key is checked: 406, 415, or 413 by Content-Length."""
@@ -333,6 +385,33 @@ class GraphQLView:
                 return too_large(self.max_body_bytes, length).response(media_type)
         return None
 
+    def trusted_document(
+        self, request: Request, graphql_request: GraphQLRequest
+    ) -> TrustedDocument | ExecutionResult | None:
+        """The registered document the request names (by id or by its text), None for an unregistered text
+        this caller may send, or the request error to answer."""
+        if graphql_request.document_id is not None:
+            digest = document_id(graphql_request.document_id)
+            document = self.trusted.by_id(digest) if digest is not None else None
+            if document is None:
+                # Apollo's wording and code: its clients then send the text (which may be refused below).
+                return _request_error("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
+            if (
+                graphql_request.query is not None
+                and self.trusted.by_text(graphql_request.query) is not document
+            ):
+                raise bad_request("The `query` sent is not the document its id names.")
+            return document
+        assert graphql_request.query is not None  # request_from requires one of the two
+        document = self.trusted.by_text(graphql_request.query)
+        if document is None and self.requires_trusted(request):
+            message = (
+                "This key may run registered (trusted) documents only: send `documentId` (or the registered"
+                " document's text) instead of an unregistered query."
+            )
+            return _request_error(message, "PERSISTED_QUERY_NOT_IN_LIST")
+        return document
+
     async def handle(self, request: Request) -> Response:
         """Answers a request that passed `refusal` (and authentication, which is the caller's)."""
         media_type = negotiate(request.headers.get("accept")) or MediaType.JSON
@@ -341,8 +420,26 @@ class GraphQLView:
                 graphql_request = request_from_query_string(request.query_params)
             else:
                 graphql_request = request_from_body(await read_body(request, self.max_body_bytes))
+            document = self.trusted_document(request, graphql_request)
         except Refused as refused:
             return refused.response(media_type)
+        if isinstance(document, ExecutionResult):
+            return graphql_response(document, media_type)
+        if document is not None:
+            graphql_request = dataclasses.replace(graphql_request, query=document.text)
+        cache_key = None
+        if (
+            self.cache is not None
+            and document is not None
+            and document.is_query(graphql_request.operation_name)
+        ):
+            scope = await self.cache_scope(request)
+            if scope is not None:
+                variables = orjson.dumps(graphql_request.variables, option=orjson.OPT_SORT_KEYS)
+                cache_key = (document.sha256, graphql_request.operation_name, variables, scope)
+                body = self.cache.get(cache_key)
+                if body is not None:
+                    return _body_response(body, 200, media_type)
         context = await self.get_context(request)
         try:
             result = await self.execute(graphql_request, context, only_queries=request.method != "POST")
@@ -355,7 +452,10 @@ class GraphQLView:
                 return graphql_response(result, media_type)
             return method_not_allowed().response(media_type)
         result = await self.process_result(request, result)
-        return graphql_response(result, media_type)
+        response = graphql_response(result, media_type)
+        if cache_key is not None and self.cache is not None and not result.errors and result.data is not None:
+            self.cache.put(cache_key, bytes(response.body))
+        return response
 
     async def execute(
         self, request: GraphQLRequest, context: object, *, only_queries: bool

@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.gateway_vs_baseline      # BENCH_DATABASE_URL, BENCH_SECONDS (default 10)
 
 1. Builds the data of bench/data.py in the database (created and migrated if missing), or reuses it.
-2. Starts the gateway (uvicorn, one process, EMBEDDED_WORKER=false) and the baseline (bench/baseline.py, the
-   same operations by hand on Starlette + asyncpg), each pinned to CPU 0 with `taskset -c 0`.
+2. Starts the gateway (uvicorn, one process, EMBEDDED_WORKER=false), the gateway again with the response cache
+   on (RESPONSE_CACHE_MAX_BYTES), and the baseline (bench/baseline.py, the same operations by hand on
+   Starlette + asyncpg), each pinned to CPU 0 with `taskset -c 0`.
 3. Sends each scenario's request to both and stops unless the `data` of the answers are byte-for-byte equal as
    JSON (keys in order, money strings included). The gateway's answer also carries `extensions.cost`, which the
    baseline does not compute; it is left out of the comparison.
@@ -60,6 +61,8 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARM_UP_SECONDS = 2
 MAX_SECONDS = 60  # a throughput run of a slow scenario lasts longer than BENCH_SECONDS, up to this
 DEEP = 999_000  # entries above the deep history page
+GATEWAY, CACHED = "gateway", "gateway, response cache"
+CACHE_BYTES = 64 * 1024 * 1024  # RESPONSE_CACHE_MAX_BYTES of the cached gateway
 HISTORY_FILTER = {"kinds": ["TOP_UP"], "statuses": ["SUCCEEDED"], "since": "2020-01-01T00:00:00+00:00"}
 
 
@@ -79,7 +82,8 @@ class Scenario:
 class Measured:
     throughput: dict[str, LoadResult] = field(default_factory=dict)  # by server, at 16 connections
     latency: dict[str, LoadResult] = field(default_factory=dict)  # by server, at 1 connection
-    statements: tuple[int, int] = (0, 0)  # the gateway's statements and transactions per request
+    # Per gateway (uncached, cached): its statements and transactions per request.
+    statements: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 async def deep_cursor(account_id: int) -> str:
@@ -141,11 +145,13 @@ def counted() -> Iterator[list[int]]:
 
 
 async def count_statements(
-    cases: list[Scenario], partner_key: str
+    cases: list[Scenario], partner_key: str, *, cache_bytes: int = 0
 ) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
-    """Per scenario (statements, transactions) of one request, after a warm-up request; and the dashboard's
-    statements for 10 accounts, 100, and each page of 100 through all 1,000."""
-    app = create_app(Settings(database_url=URL, embedded_worker=False))
+    """Per scenario (statements, transactions) of one request, after a warm-up request (with the response
+    cache on, the second is answered from it); and the dashboard's statements for 10 accounts, 100, and each
+    page of 100 through all 1,000."""
+    settings = Settings(database_url=URL, embedded_worker=False, response_cache_max_bytes=cache_bytes)
+    app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     per_scenario: dict[str, tuple[int, int]] = {}
     dashboard: dict[str, int] = {}
@@ -259,15 +265,13 @@ async def same_answers(servers: list[Server], cases: list[Scenario]) -> None:
                 if response.status_code != 200 or "errors" in answer:
                     raise SystemExit(f"{case.name}: {server.name} answered {response.status_code}: {answer}")
                 encoded.append(as_json(answer["data"]))
-            if encoded[0] != encoded[1]:
-                at = next(i for i, (a, b) in enumerate(zip(*encoded, strict=False)) if a != b)
-                raise SystemExit(
-                    f"{case.name}: the answers differ at byte {at}:\n"
-                    + "\n".join(
-                        f"  {s.name}: ...{e[max(0, at - 80) : at + 80]}..."
-                        for s, e in zip(servers, encoded, strict=True)
+            for server, other in zip(servers[1:], encoded[1:], strict=True):
+                if other != encoded[0]:
+                    at = next(i for i, (a, b) in enumerate(zip(encoded[0], other, strict=False)) if a != b)
+                    raise SystemExit(
+                        f"{case.name}: the answers of {servers[0].name} and {server.name} differ at byte {at}:\n"
+                        f"  ...{encoded[0][max(0, at - 80) : at + 80]}...\n  ...{other[max(0, at - 80) : at + 80]}..."
                     )
-                )
             print(f"  same answer: {case.name} ({len(encoded[0]):,} bytes of data)", flush=True)
 
 
@@ -355,21 +359,25 @@ def ratio(numerator: float, denominator: float) -> str:
 
 
 def table(results: dict[str, Measured]) -> list[str]:
+    """A row per scenario and gateway: uncached, then with the response cache (the same requests repeated, so
+    after the first each is a hit: the key check and one data-version read)."""
     lines = [
         "| scenario | gateway rps | gateway p50 / p99 | baseline rps | baseline p50 / p99 | ratio (rps)"
         " | SQL statements (transactions) per request |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, measured in results.items():
-        row = [name]
-        for server in ("gateway", "baseline"):
-            throughput, latency = measured.throughput[server], measured.latency[server]
-            failed = throughput.failed + latency.failed
-            row.append(f"{throughput.rps:,.1f}" + (f" ({failed} failed)" if failed else ""))
-            row.append(f"{latency.p50_ms:.1f} / {latency.p99_ms:.1f} ms")
-        row.append(ratio(measured.throughput["gateway"].rps, measured.throughput["baseline"].rps))
-        row.append(f"{measured.statements[0]} ({measured.statements[1]})")
-        lines.append("| " + " | ".join(row) + " |")
+        for gateway, label in ((GATEWAY, name), (CACHED, f"{name}, response cache")):
+            row = [label]
+            for server in (gateway, "baseline"):
+                throughput, latency = measured.throughput[server], measured.latency[server]
+                failed = throughput.failed + latency.failed
+                row.append(f"{throughput.rps:,.1f}" + (f" ({failed} failed)" if failed else ""))
+                row.append(f"{latency.p50_ms:.1f} / {latency.p99_ms:.1f} ms")
+            row.append(ratio(measured.throughput[gateway].rps, measured.throughput["baseline"].rps))
+            statements, transactions = measured.statements[gateway]
+            row.append(f"{statements} ({transactions})")
+            lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
@@ -413,10 +421,13 @@ async def main() -> None:
     ]
     print("counting the gateway's SQL statements per request ...", flush=True)
     statements, dashboard_statements = await count_statements(cases, data.partner_key)
+    cached_statements, _ = await count_statements(cases, data.partner_key, cache_bytes=CACHE_BYTES)
 
     environment = {"BENCH_DATABASE_URL": URL, "DATABASE_URL": URL, "EMBEDDED_WORKER": "false"}
+    cached = environment | {"RESPONSE_CACHE_MAX_BYTES": str(CACHE_BYTES)}
     servers = [
-        start("gateway", "server:create_app", factory=True, environment=environment),
+        start(GATEWAY, "server:create_app", factory=True, environment=environment),
+        start(CACHED, "server:create_app", factory=True, environment=cached),
         start("baseline", "bench.baseline:app", factory=False, environment=environment),
     ]
     notes = []
@@ -429,12 +440,15 @@ async def main() -> None:
         results: dict[str, Measured] = {}
         for case in cases:
             print(f"load: {case.name} ...", flush=True)
-            results[case.name] = Measured(statements=statements[case.name])
+            results[case.name] = Measured(
+                statements={GATEWAY: statements[case.name], CACHED: cached_statements[case.name]}
+            )
             measure(servers, case, results[case.name])
             if case.query == DASHBOARD:
-                gateway, baseline = (server.rss_mib for server in servers)
+                gateway, with_cache, baseline = (server.rss_mib for server in servers)
                 notes.append(
-                    f"- RSS after the dashboard load: gateway {gateway:.0f} MiB, baseline {baseline:.0f} MiB"
+                    f"- RSS after the dashboard load: gateway {gateway:.0f} MiB ({with_cache:.0f} MiB with the"
+                    f" response cache), baseline {baseline:.0f} MiB"
                 )
         if not only:
             print("recording usage ...", flush=True)

@@ -6,62 +6,13 @@ up by its exact text, the way a server of registered (persisted) operations woul
 
 from pathlib import Path
 
-BILLING_PAGE = (Path(__file__).resolve().parent.parent / "schema" / "billing_page.graphql").read_text()
-
-DASHBOARD = """
-query Dashboard($first: Int!, $after: String) {
-  accounts(first: $first, after: $after) {
-    edges {
-      cursor
-      node {
-        id
-        name
-        balance {
-          available { amount currency formatted }
-          usdEquivalent { amount formatted }
-          fxRate { rate date }
-        }
-        company { legalName phone address { city country } }
-        paymentMethods { id brand last4 isDefault }
-        usage {
-          month
-          leadSpending { spent { formatted } leadsReceived activeSubscriptions remainingBudget { formatted } }
-          calling { spent { formatted } calls minutes }
-          aiAgent { cost { formatted } totalTokens }
-        }
-      }
-    }
-    pageInfo { hasNextPage endCursor }
-  }
-}
-"""
-
-HISTORY = """
-query History($first: Int!, $after: String, $filter: TransactionFilter) {
-  account {
-    transactions(first: $first, after: $after, filter: $filter) {
-      edges {
-        cursor
-        node { id createdAt description amount { amount currency formatted } status kind }
-      }
-      pageInfo { hasNextPage endCursor }
-    }
-  }
-}
-"""
-
-USAGE_OVERVIEW = """
-query UsageOverview {
-  account {
-    usage {
-      month
-      leadSpending { spent { formatted } leadsReceived activeSubscriptions remainingBudget { formatted } }
-      calling { spent { formatted } calls minutes }
-      aiAgent { cost { formatted } requests inputTokens outputTokens totalTokens }
-    }
-  }
-}
-"""
+ROOT = Path(__file__).resolve().parent.parent
+BILLING_PAGE = (ROOT / "schema" / "billing_page.graphql").read_text()
+# Registered as trusted documents (trusted_documents/manifest.json): the partner dashboard, the history pager
+# and the usage overview.
+DASHBOARD = (ROOT / "trusted_documents" / "dashboard.graphql").read_text()
+HISTORY = (ROOT / "trusted_documents" / "history.graphql").read_text()
+USAGE_OVERVIEW = (ROOT / "trusted_documents" / "usage_overview.graphql").read_text()
 
 RECORD_USAGE = """
 mutation Record($events: [UsageEventInput!]!) {

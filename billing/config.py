@@ -9,8 +9,9 @@ import limits
 from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+_ROOT = Path(__file__).resolve().parent.parent
 # Local state of `make run` (the SQLite database, the demo keys); BILLING_VAR_DIR moves it (tests do).
-VAR_DIR = Path(os.environ.get("BILLING_VAR_DIR") or Path(__file__).resolve().parent.parent / "var")
+VAR_DIR = Path(os.environ.get("BILLING_VAR_DIR") or _ROOT / "var")
 # The webhook secret `make run` gives its Stripe stand-in: public, so production refuses it.
 DEVELOPMENT_WEBHOOK_SECRET = "whsec_test_secret"
 
@@ -130,6 +131,14 @@ class Settings(BaseSettings):
     subscription_init_timeout_seconds: float = Field(default=10.0, gt=0)
     subscription_ping_seconds: float = Field(default=15.0, gt=0)
     subscription_key_check_seconds: float = Field(default=5.0, gt=0)
+
+    # Trusted documents (persisted operations, server_trusted_documents.py): the manifest of the registered
+    # documents, read and validated at start; with `trusted_documents_only`, member keys may run only those.
+    trusted_documents_manifest: Path = _ROOT / "trusted_documents" / "manifest.json"
+    trusted_documents_only: bool = False
+    # The response cache of registered queries (server_cache.py): bytes per process, 0 (the default) for none.
+    # Every answer it serves is as fresh as the data versions it is keyed by (billing/data_version.py).
+    response_cache_max_bytes: int = Field(default=0, ge=0)
 
     # Logs go to stderr: JSON lines, or `console` for a person (the default when stderr is a terminal).
     log_format: Literal["json", "console"] | None = None

@@ -15,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import events
+from billing import data_version, events
 from billing.config import Settings
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -49,7 +49,7 @@ def create_engine(
             kwargs["connect_args"] = {"server_settings": {"statement_timeout": milliseconds}}
         # No pre-ping (a round trip per checkout): a connection the server dropped is invalidated on its
         # first error and replaced, and recycling keeps them from going stale behind idle-timeout proxies.
-        return create_async_engine(
+        engine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
@@ -57,7 +57,10 @@ def create_engine(
             pool_recycle=1800,
             **kwargs,
         )
+        data_version.track(engine)  # every write raises the data versions of what it wrote (response cache)
+        return engine
     engine = create_async_engine(url, connect_args={"timeout": sqlite_busy_timeout}, **kwargs)
+    data_version.track(engine)
     busy_ms = int(sqlite_busy_timeout * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")

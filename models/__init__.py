@@ -3,6 +3,7 @@
 from models.access import ApiKey, Partner, PartnerAccount, PrincipalKind
 from models.account import Account, Company
 from models.auto_recharge import AutoRechargeSettings, AutoRechargeState, Recharge, RechargeStatus
+from models.data_version import AccountDataVersion, SharedDataVersion
 from models.events import DomainEventRow
 from models.fx import FxRate
 from models.lead_plan import LeadPlanStatus, LeadPlanSubscription
@@ -19,6 +20,7 @@ from models.webhooks_outgoing import (
 
 __all__ = [
     "Account",
+    "AccountDataVersion",
     "ApiKey",
     "AutoRechargeSettings",
     "AutoRechargeState",
@@ -33,6 +35,7 @@ __all__ = [
     "PrincipalKind",
     "Recharge",
     "RechargeStatus",
+    "SharedDataVersion",
     "StripeEvent",
     "Transaction",
     "TransactionKind",

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -45,10 +45,11 @@ from graphql import (
     SelectionSetNode,
     VariableNode,
     get_named_type,
+    specified_rules,
 )
 from graphql.language.parser import Parser
 from sqlalchemy.exc import DBAPIError
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import AddValidationRules, SchemaExtension
 from strawberry.schema.schema import validate_document
 
 logger = logging.getLogger("billing.graphql")
@@ -388,12 +389,29 @@ class DocumentChecks:
         self._cache: OrderedDict[tuple[str, tuple[type[ASTValidationRule], ...]], CheckedDocument] = (
             OrderedDict()
         )
+        # Trusted documents (server_trusted_documents.py): checked once at start, never evicted.
+        self._pinned: dict[tuple[str, tuple[type[ASTValidationRule], ...]], CheckedDocument] = {}
+
+    def pin(
+        self, schema: GraphQLSchema, query: str, rules: tuple[type[ASTValidationRule], ...]
+    ) -> CheckedDocument:
+        """The text's checks and the cost plans of its operations, made now and kept for good."""
+        checked = self.check(schema, query, rules)
+        if not checked.errors:
+            for operation in checked.document.definitions:
+                if isinstance(operation, OperationDefinitionNode):
+                    self.cost(schema, checked, operation)
+            self._pinned[(query, rules)] = checked
+        return checked
 
     def check(
         self, schema: GraphQLSchema, query: str, rules: tuple[type[ASTValidationRule], ...]
     ) -> CheckedDocument:
         """Raises the parse error (or TOO_MANY_TOKENS); returns the shape or validation errors, if any."""
         key = (query, rules)
+        pinned = self._pinned.get(key)
+        if pinned is not None:
+            return pinned
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
@@ -515,7 +533,30 @@ def _as_request_error(error: GraphQLError) -> GraphQLError:
     return coded(error, "BAD_USER_INPUT") if error.original_error is None else error
 
 
-def limits_extension(limits: OperationLimits) -> Callable[[], OperationLimitsExtension]:
-    """The extension factory for a schema: one cache per schema, one extension instance per request."""
-    checks = DocumentChecks(limits)
-    return lambda: OperationLimitsExtension(checks)
+class LimitsExtensionFactory:
+    """The extension factory for a schema: one cache per schema (`checks`), one extension instance per request."""
+
+    def __init__(self, limits: OperationLimits) -> None:
+        self.checks = DocumentChecks(limits)
+
+    def __call__(self) -> OperationLimitsExtension:
+        return OperationLimitsExtension(self.checks)
+
+
+def limits_extension(limits: OperationLimits) -> LimitsExtensionFactory:
+    return LimitsExtensionFactory(limits)
+
+
+def document_checks(extensions: Iterable[object]) -> DocumentChecks:
+    """The checks (and their cache) a schema's extensions use: give it `schema.extensions`."""
+    return next(e.checks for e in extensions if isinstance(e, LimitsExtensionFactory))
+
+
+def validation_rules(extensions: Iterable[object]) -> tuple[type[ASTValidationRule], ...]:
+    """The rules a schema's requests are validated with, as Strawberry assembles them: graphql-core's, then
+    those each AddValidationRules extension (e.g. DisableIntrospection) appends."""
+    rules = list(specified_rules)
+    for extension in extensions:
+        if isinstance(extension, type) and issubclass(extension, AddValidationRules):
+            rules.extend(extension().validation_rules)  # type: ignore[call-arg]
+    return tuple(rules)
