@@ -1,6 +1,7 @@
 """Where the gateway's CPU goes for one benchmark scenario, by package and by function (cProfile), run by hand:
 
     .venv/bin/python -m bench.profile_gateway "Billing page" 200
+    .venv/bin/python -m bench.profile_gateway recordUsage 20    # batches of 1,000 events
 
 The app from `server.create_app` serves the scenario's request the given number of times over ASGI, in this
 process, on the benchmark's data (bench/data.py builds it when missing), after a few untimed requests. The
@@ -10,9 +11,13 @@ prints the asyncio tasks created per request (counted by a task factory) and the
 
 import asyncio
 import cProfile
+import itertools
 import pstats
 import sys
+import time
 from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,11 +26,14 @@ from sqlalchemy.engine import Engine
 
 from bench.config import URL
 from bench.data import ensure_data
-from bench.gateway_vs_baseline import deep_cursor, scenarios
+from bench.gateway_vs_baseline import deep_cursor, scenarios, usage_batch
+from bench.operations import RECORD_USAGE
+from bench.usage_bench import as_input
 from billing.config import Settings
 from server import create_app
 
 WARM_UP = 5
+RECORD_USAGE_NAME = "recordUsage"  # not a scenario of the benchmark's table: batches of 1,000 usage events
 
 
 class Counts:
@@ -57,11 +65,22 @@ def package_of(filename: str) -> str:
 async def serve(name: str, count: int, profiler: cProfile.Profile, counts: Counts) -> None:
     asyncio.get_running_loop().set_task_factory(counts.task_factory)
     data = await ensure_data(URL)
-    (case,) = [
-        case for case in scenarios(data, await deep_cursor(data.billing_account_id)) if case.name == name
-    ]
+    if name == RECORD_USAGE_NAME:
+        key, run, at = data.reporter_key, time.time_ns(), datetime.now(UTC) - timedelta(minutes=5)
+        bodies: Iterator[dict[str, object]] = (
+            {
+                "query": RECORD_USAGE,
+                "variables": {"events": [as_input(e) for e in usage_batch(data, f"profile-{run}-{n}", at)]},
+            }
+            for n in itertools.count()
+        )
+    else:
+        (case,) = [
+            case for case in scenarios(data, await deep_cursor(data.billing_account_id)) if case.name == name
+        ]
+        key, bodies = case.key, itertools.repeat(case.body)
     app = create_app(Settings(database_url=URL, embedded_worker=False))
-    headers = {"Authorization": f"Bearer {case.key}"}
+    headers = {"Authorization": f"Bearer {key}"}
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -72,7 +91,7 @@ async def serve(name: str, count: int, profiler: cProfile.Profile, counts: Count
             if number == WARM_UP:
                 counts.counting = True
                 profiler.enable()
-            response = await client.post("/graphql", json=case.body, headers=headers)
+            response = await client.post("/graphql", json=next(bodies), headers=headers)
             assert response.status_code == 200 and "errors" not in response.json(), response.text
         profiler.disable()
         counts.counting = False

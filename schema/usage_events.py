@@ -1,9 +1,14 @@
 """recordUsage: the events the lead, calling and AI agent services report, and the batch's outcome."""
 
+import functools
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
+from strawberry.schema.name_converter import NameConverter
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import get_object_definition
 
 from billing import usage
 from schema.errors import DeclaredErrors, Error, on
@@ -40,6 +45,31 @@ class UsageEventInput:
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
         )
+
+
+def _from_scalars(
+    cls: type[UsageEventInput], value: Mapping[str, Any], context: InputContext
+) -> UsageEventInput:
+    """A UsageEventInput from its input value: its fields are all scalars, which graphql-core has already parsed,
+    so they are taken as they are (Strawberry's generic conversion resolved each field's type again, for each
+    of the 1,000 events of a batch: half the time of a recordUsage request)."""
+    return cls(
+        **{
+            python: value[graphql]
+            for graphql, python in _names(context.config.name_converter)
+            if graphql in value
+        }
+    )
+
+
+@functools.cache
+def _names(converter: NameConverter) -> tuple[tuple[str, str], ...]:
+    """(GraphQL name, Python name) of each field of UsageEventInput."""
+    return tuple((converter.from_field(field), field.python_name) for field in _DEFINITION.fields)
+
+
+_DEFINITION = get_object_definition(UsageEventInput, strict=True)
+_DEFINITION.from_input = _from_scalars
 
 
 @strawberry.type
