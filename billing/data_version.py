@@ -100,6 +100,11 @@ def track(engine: AsyncEngine | Engine) -> None:
     event.listen(sync_engine, "before_execute", _statement)
     event.listen(sync_engine, "commit", _raise)
     event.listen(sync_engine, "release_savepoint", lambda connection, name, context: _raise(connection))
+    # A flush that failed inside a savepoint never reached its after_* events. (What the savepoint wrote stays
+    # in `Touched`: raising a counter too many is harmless.)
+    event.listen(
+        sync_engine, "rollback_savepoint", lambda connection, name, context: _flush_ended(connection)
+    )
 
 
 def _touched(connection: Connection) -> Touched:
@@ -109,6 +114,10 @@ def _touched(connection: Connection) -> Touched:
 
 def _forget(connection: Connection) -> None:
     connection.info.pop(_TOUCHED, None)
+    connection.info.pop(_FLUSHING, None)
+
+
+def _flush_ended(connection: Connection) -> None:
     connection.info.pop(_FLUSHING, None)
 
 
@@ -317,7 +326,7 @@ def _deleted_object(mapper: Mapper[Any], connection: Connection, target: Any) ->
 def _flushed(mapper: Mapper[Any], connection: Connection, target: Any, *, membership: bool) -> None:
     if connection.engine not in _tracked:
         return
-    connection.info.pop(_FLUSHING, None)
+    _flush_ended(connection)
     table = mapper.local_table
     if not isinstance(table, Table) or table.name in _VERSION_TABLES:
         return

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from graphql import parse, print_ast
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -239,6 +240,25 @@ async def test_an_orm_write_and_a_rolled_back_one(
     await session.commit()
     answer, cached = await billing_page(client, engine, key)
     assert not cached and answer["data"]["account"]["company"]["legalName"] == "Second GmbH"
+
+
+async def test_a_write_after_a_failed_flush_still_counts(
+    session: AsyncSession, client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    account = await create_account(session, name="Kept")
+    await create_company(session, account)
+    key = await member_key(session, account)
+    account_id = account.id
+    await session.commit()
+    await billing_page(client, engine, key)
+    session.add(Company(account_id=account_id, legal_name="Twice"))  # the account has its profile already
+    with pytest.raises(IntegrityError):
+        await session.flush()
+    await session.rollback()
+    await session.exec(update(Account).where(col(Account.id) == account_id).values(name="Renamed"))
+    await session.commit()
+    answer, cached = await billing_page(client, engine, key)
+    assert not cached and answer["data"]["account"]["name"] == "Renamed"
 
 
 async def test_a_settlement_by_id_as_the_worker_and_stripe_webhooks_write_it_invalidates(
