@@ -249,6 +249,7 @@ async def test_a_write_after_a_failed_flush_still_counts(
     await create_company(session, account)
     key = await member_key(session, account)
     account_id = account.id
+    assert account_id is not None
     await session.commit()
     await billing_page(client, engine, key)
     session.add(Company(account_id=account_id, legal_name="Twice"))  # the account has its profile already
