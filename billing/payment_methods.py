@@ -8,7 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing import customers, events
 from billing.db import SessionFactory, read_session, unit_of_work
 from billing.errors import DomainError, NotFound
-from billing.repositories.accounts import AccountRepository
+from billing.repositories.auto_recharge import AutoRechargeRepository
 from billing.repositories.payment_methods import PaymentMethodRepository
 from billing.repositories.scope import Scope
 from billing.stripe_gateway import Card, PaymentProviderRejected, StripeGateway
@@ -189,7 +189,7 @@ async def _deletable(
         replacement = await get_owned(session, scope, account_id, replacement_id)
         if replacement.id == method.id:
             raise PaymentMethodInUse("the replacement must be another card")
-    settings = (await AccountRepository(session, scope).auto_recharge_settings([account_id])).get(account_id)
+    settings = await AutoRechargeRepository(session, scope).settings(account_id)
     if settings is not None and settings.payment_method_id == method.id:
         if replacement is None:
             raise PaymentMethodInUse("auto-recharge pays with this card; choose another card for it first")

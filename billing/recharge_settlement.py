@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing import events
 from billing.events import AutoRechargeHalted
 from billing.observability import metrics
+from billing.repositories.auto_recharge import AutoRechargeRepository
 from billing.repositories.scope import Scope
 from billing.repositories.topups import IN_FLIGHT as IN_FLIGHT  # the worker and its lag gauge read it here
 from billing.repositories.topups import TopUpRepository
@@ -51,7 +52,7 @@ async def follow_settlement(
     recharge = await top_ups.recharge_of(entry.id)
     if recharge is None:
         return
-    settings = await top_ups.auto_recharge_settings(entry.account_id)
+    settings = await AutoRechargeRepository(session, scope).settings(entry.account_id)
     was = recharge.status
     if paid and was != RechargeStatus.SUCCEEDED:
         message = {

@@ -1,7 +1,7 @@
 """Top-ups and auto-recharges as payments: found by their Stripe PaymentIntent, linked to it, reconciled.
 
-Settling one (its recharge row, its account's auto-recharge settings) reads those rows here too, so every
-settlement path (addFunds, the worker, webhooks, reconciliation) goes through one scoped repository.
+Settling an auto-recharge's entry finds its recharge here (by the entry, under a row lock), so every
+settlement path (addFunds, the worker, webhooks, reconciliation) reaches it the same way.
 """
 
 from datetime import datetime
@@ -13,7 +13,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing.repositories.scope import Scope
 from models import (
     Account,
-    AutoRechargeSettings,
     Recharge,
     RechargeStatus,
     Transaction,
@@ -101,14 +100,5 @@ class TopUpRepository:
             .where(Recharge.transaction_id == entry_id, self.scope.accounts(col(Recharge.account_id)))
             .with_for_update()
             .execution_options(populate_existing=True)
-        )
-        return (await self.session.exec(statement)).first()
-
-    async def auto_recharge_settings(self, account_id: int) -> AutoRechargeSettings | None:
-        if self.scope.principal is None:
-            return await self.session.get(AutoRechargeSettings, account_id)  # the identity map may answer
-        statement = select(AutoRechargeSettings).where(
-            AutoRechargeSettings.account_id == account_id,
-            self.scope.accounts(col(AutoRechargeSettings.account_id)),
         )
         return (await self.session.exec(statement)).first()
