@@ -1,6 +1,9 @@
 """Operator commands: `python -m cli --help`. `dev` is what `make run` calls."""
 
 import asyncio
+import dataclasses
+import getpass
+import json
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -16,10 +19,13 @@ from alembic import command
 from alembic.config import Config
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import auth, demo, fx, production, recharge_engine, reconciliation
+from billing import audit, auth, demo, fx, production, reconciliation
+from billing import worker as worker_loops
+from billing.actors import Actor, acting_as, operator
 from billing.config import VAR_DIR, Settings
 from billing.db import SessionFactory, engine_from_settings, session_factory, unit_of_work
 from billing.observability.logs import LogFormat, configure_logging
+from billing.pagination import MAX_PAGE_SIZE
 from billing.repositories.accounts import AccountRepository
 from billing.repositories.scope import Scope
 from billing.stripe_gateway import StripeGateway
@@ -42,16 +48,26 @@ def configure() -> None:
 
 
 def run_with_database(work: Callable[[SessionFactory], Awaitable[T]]) -> T:
-    """Run `work` against DATABASE_URL; it opens its own transactions."""
+    """Run `work` against DATABASE_URL; it opens its own transactions. What it changes, the audit trail records
+    as made by the operator running the command."""
 
     async def main() -> T:
         engine = engine_from_settings(Settings())
         try:
-            return await work(session_factory(engine))
+            with acting_as(current_operator()):
+                return await work(session_factory(engine))
         finally:
             await engine.dispose()
 
     return asyncio.run(main())
+
+
+def current_operator() -> Actor:
+    """The person at the command line, by their OS user name (or uid, where the system knows no name)."""
+    try:
+        return operator(getpass.getuser())
+    except (OSError, KeyError):
+        return operator(f"uid {os.getuid()}")
 
 
 def run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -146,6 +162,23 @@ def revoke_api_key(prefix: Annotated[str, typer.Argument(help="the 12 characters
     typer.echo(f"key {prefix} revoked")
 
 
+@app.command("audit-log")
+def audit_log(
+    account_id: Annotated[
+        int,
+        typer.Option(help="an account's trail; by default the operator's (every API key made or revoked)"),
+    ] = audit.OPERATOR_TRAIL,
+    first: Annotated[int, typer.Option(help="how many entries, newest first", min=1, max=MAX_PAGE_SIZE)] = 20,
+) -> None:
+    """Print an audit trail as JSON lines, newest first, with the domain's field names."""
+
+    async def read(session: AsyncSession) -> list[audit.AuditEntry]:
+        return (await audit.audit_log(session, account_id, first=first)).items
+
+    for entry in run_in_session(read):
+        typer.echo(json.dumps(dataclasses.asdict(entry), default=str))
+
+
 @app.command("load-fx")
 def load_fx(source: Annotated[str, typer.Argument(help="an ECB reference-rate XML file or URL")]) -> None:
     count = run_in_session(lambda session: fx.load_file_or_url(session, source))
@@ -229,7 +262,8 @@ def reconcile(
 
 @app.command()
 def worker() -> None:
-    """Run the auto-recharge worker and periodic reconciliation alone (several may share one PostgreSQL)."""
+    """Run the worker alone: auto-recharge with periodic reconciliation, and outgoing webhook delivery beside it
+    (several may share one PostgreSQL)."""
     settings = Settings()
 
     async def main() -> None:
@@ -239,7 +273,7 @@ def worker() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
-            await recharge_engine.run_worker(
+            await worker_loops.run(
                 session_factory(engine),
                 StripeGateway.from_settings(settings),
                 stop_event=stop,

@@ -16,7 +16,8 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.types.execution import ExecutionResult
 
-from billing import auth, data_version, events, live_events, production, recharge_engine
+from billing import auth, data_version, events, live_events, production
+from billing import worker as worker_loops
 from billing.actors import acting_as
 from billing.auth_throttle import AuthThrottle, Refusal
 from billing.config import VAR_DIR, Environment, Settings
@@ -318,7 +319,7 @@ def create_app(
         worker = None
         if settings.embedded_worker and app.state.stripe is not None:
             worker = asyncio.create_task(
-                recharge_engine.run_worker(
+                worker_loops.run(
                     app.state.session_factory,
                     app.state.stripe,
                     stop_event=stop,

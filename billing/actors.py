@@ -1,7 +1,7 @@
 """Who is changing things: the actor an audit entry names (billing/audit.py), kept for the duration of the work.
 
-The HTTP layer acts as the request's API key, the Stripe webhook route as "stripe"; anything else (the worker,
-reconciliation, the command line) is "system". A context variable rather than a parameter: the services that
+The HTTP layer acts as the request's API key, the Stripe webhook route as "stripe", the command line as the
+operator who runs it (their OS user name); anything else (the worker, reconciliation) is "system". A context variable rather than a parameter: the services that
 record settings events take a session or a session factory, and the commit hook that stamps the events
 (billing/events.py) runs inside SQLAlchemy, where no parameter reaches. SQLAlchemy runs that hook in a greenlet
 that shares the calling task's context, so the variable set around the work is the one it reads.
@@ -20,6 +20,8 @@ class ActorKind(StrEnum):
     PARTNER = "partner"
     ADMIN = "admin"
     USAGE_REPORTER = "usage_reporter"
+    # ...or a person at the command line (`python -m cli`)...
+    OPERATOR = "operator"
     # ...or a process acting on its own.
     SYSTEM = "system"
     STRIPE = "stripe"
@@ -27,8 +29,8 @@ class ActorKind(StrEnum):
 
 @dataclass(frozen=True)
 class Actor:
-    """An API key's principal kind with the key's name and visible prefix, or a process with neither. Never
-    the key's secret."""
+    """An API key's principal kind with the key's name and visible prefix, an operator with their user name, or
+    a process with neither. Never the key's secret."""
 
     kind: ActorKind
     name: str | None = None
@@ -37,6 +39,13 @@ class Actor:
 
 SYSTEM = Actor(ActorKind.SYSTEM)
 STRIPE = Actor(ActorKind.STRIPE)
+# What the audit trail keeps of a name (the column's width).
+MAX_NAME_LENGTH = 200
+
+
+def operator(user_name: str) -> Actor:
+    return Actor(ActorKind.OPERATOR, user_name[:MAX_NAME_LENGTH])
+
 
 _current: ContextVar[Actor] = ContextVar("billing_actor", default=SYSTEM)
 

@@ -32,6 +32,9 @@ from billing.pagination import (
 from models import DomainEventRow
 
 CURSOR_KIND = "audit"
+# The trail of changes that belong to no one account (every API key made or revoked, whatever its kind), kept
+# where an account's would be, under an id no account has; the operator reads it with `python -m cli audit-log`.
+OPERATOR_TRAIL = 0
 
 
 class AuditAction(StrEnum):

@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import events
 from billing.actors import Actor, ActorKind
+from billing.audit import OPERATOR_TRAIL
 from billing.errors import DomainError, NotFound
 from billing.repositories.keys import KeyRepository, accounts_of
 from models import ApiKey, PrincipalKind
@@ -98,8 +99,8 @@ async def create_api_key(
     )
     await KeyRepository(session).add(key)
     assert key.id is not None
-    for account_id in await _accounts_acted_on(session, key):
-        events.record(session, events.ApiKeyCreated(account_id, key.id, key.name, key.prefix, key.kind))
+    for trail in await _trails_of(session, key):
+        events.record(session, events.ApiKeyCreated(trail, key.id, key.name, key.prefix, key.kind))
     return key, raw
 
 
@@ -108,18 +109,19 @@ async def revoke_api_key(session: AsyncSession, prefix: str) -> None:
     if key is None:
         raise NotFound(f"no active API key with prefix {prefix}")
     assert key.id is not None
-    for account_id in await _accounts_acted_on(session, key):
-        events.record(session, events.ApiKeyRevoked(account_id, key.id, key.name, key.prefix, key.kind))
+    for trail in await _trails_of(session, key):
+        events.record(session, events.ApiKeyRevoked(trail, key.id, key.name, key.prefix, key.kind))
 
 
-async def _accounts_acted_on(session: AsyncSession, key: ApiKey) -> list[int]:
-    """The accounts whose audit trail records a key's creation and revocation: a member key's account, every
-    account its partner manages now; admin and usage-reporter keys belong to no account's trail."""
+async def _trails_of(session: AsyncSession, key: ApiKey) -> list[int]:
+    """The audit trails that record a key's creation and revocation: the operator's, for every key of every
+    kind, and each account's the key acts on (a member key's account, every account its partner manages now;
+    admin and usage-reporter keys act on no one account)."""
     if key.account_id is not None:
-        return [key.account_id]
+        return [OPERATOR_TRAIL, key.account_id]
     if key.partner_id is None:
-        return []
-    return await KeyRepository(session).partner_accounts(key.partner_id)
+        return [OPERATOR_TRAIL]
+    return [OPERATOR_TRAIL, *await KeyRepository(session).partner_accounts(key.partner_id)]
 
 
 async def authenticate(session: AsyncSession, raw_key: str) -> Principal:

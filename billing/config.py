@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # (a receiver on this machine), never private, link-local or reserved addresses, nor plain http in production.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_allow_loopback: bool | None = None
+    # The worker's delivery loop looks for due deliveries this often when it found none (it runs beside the
+    # auto-recharge loop, never waiting for it).
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
 
     # GraphQL subscriptions over WebSocket (graphql-transport-ws): open connections per API key (in each
     # process), subscriptions per connection, how long a new socket may wait before `connection_init`, how

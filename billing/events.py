@@ -243,11 +243,12 @@ class AutoRechargeHalted:
 
 @dataclass(frozen=True)
 class LeadBudgetReached:
-    """Usage carried a month's lead spending from below the account's active lead plans' monthly budgets to at
-    least them (what `remainingBudget` counts down): recorded by the batch that crossed it."""
+    """Usage carried one lead plan's spending in a month from below its monthly budget to at least it: recorded
+    by the batch that crossed it."""
 
     type: ClassVar[str] = "lead_plan.budget_reached"
     account_id: int
+    lead_plan_id: int
     month: str  # YYYY-MM in the account's time zone
     budget_minor: int
     spent_minor: int

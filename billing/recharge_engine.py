@@ -37,7 +37,7 @@ from typing import Protocol
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import events, ledger, payments, reconciliation, webhooks_outgoing_delivery
+from billing import events, ledger, payments, reconciliation
 from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
 from billing.events import AutoRechargeHalted
@@ -213,10 +213,7 @@ async def run_worker(
 
     Every `reconcile_interval_seconds` (and once at start, to heal what a crash left) it also reconciles
     payments pending too long, so no cron is needed; several workers doing so only repeat each other's reads.
-    At the same interval it queues `payment_method.expiring` webhooks. Each pass also sends the outgoing
-    webhooks that are due (billing.webhooks_outgoing_delivery): after the recharges, so a slow receiver
-    (bounded by `webhook_timeout_seconds`) delays the next charge by at most one attempt, and one pass holds one
-    connection at a time.
+    Outgoing webhooks are sent by a loop of their own beside this one (billing/worker.py).
     """
     loop = asyncio.get_running_loop()
     lease = timedelta(seconds=settings.recharge_lease_seconds)
@@ -238,20 +235,12 @@ async def run_worker(
                 logger.exception("reconciliation pass failed")
             else:
                 metrics.reconciliation_completed({k: len(v) for k, v in vars(report).items()})
-            try:
-                await webhooks_outgoing_delivery.queue_expiring_cards(factory)
-            except Exception:
-                logger.exception("queueing payment_method.expiring webhooks failed")
         try:
             claimed = await run_once(factory, gateway, lease=lease, heartbeat=heartbeat)
         except Exception:
             # A database hiccup must not end the embedded worker; the lease makes the retry safe.
             logger.exception("auto-recharge worker pass failed")
             claimed = 0
-        try:
-            claimed += await webhooks_outgoing_delivery.run_once(factory, settings)
-        except Exception:
-            logger.exception("webhook delivery pass failed")
         if claimed == 0:
             idle = min(settings.worker_poll_seconds, max(0.0, next_reconcile - loop.time()))
             with suppress(TimeoutError):

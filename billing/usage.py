@@ -8,7 +8,8 @@ delivery to stop.
 
 A batch of 1,000 events costs the same few statements however many accounts it spans: one lock of the batch's
 accounts, one lead-plan check, one duplicate check, the ledger's bulk posting (one entry per account and
-category), one bulk insert of the events, one bulk upsert of the rollups, and the auto-recharge check.
+category), one bulk insert of the events, one bulk upsert of the rollups (and one of the lead plans' months when
+it carries leads), and the auto-recharge check.
 """
 
 import hashlib
@@ -29,7 +30,7 @@ from billing.repositories.lead_plans import LeadPlanRepository
 from billing.repositories.scope import Scope
 from billing.repositories.usage import UsageRepository
 from billing.usage_rollups import RollupIncrement, add_to_rollups
-from models import Account, LeadPlanStatus, Transaction, TransactionKind, UsageCategory
+from models import Account, Transaction, TransactionKind, UsageCategory
 from models.types import utcnow
 
 MAX_EVENTS_PER_BATCH = 1_000
@@ -116,12 +117,10 @@ async def record_usage(
     # Locked before the duplicate check, so a concurrent copy of this batch waits here and then sees it recorded.
     visible = {event.account_id for event in events} if principal.may_record_usage else set()
     accounts = await ledger.lock_accounts(session, REPORTERS, visible)
-    plans = await _lead_plans(
-        LeadPlanRepository(session, REPORTERS),
-        {e.lead_plan_id for e in events if e.lead_plan_id is not None},
-        {e.account_id for e in events if e.category == UsageCategory.LEAD and e.account_id in accounts},
-    )
-    plan_owners = plans.owners
+    lead_plans = LeadPlanRepository(session, REPORTERS)
+    named = {e.lead_plan_id for e in events if e.lead_plan_id is not None}
+    plans = await lead_plans.owners_and_budgets(named) if named else {}
+    plan_owners = {plan_id: account_id for plan_id, (account_id, _) in plans.items()}
     problems: list[EventProblem] = []
     costs: list[int] = []
     for index, event in enumerate(events):
@@ -136,6 +135,8 @@ async def record_usage(
     seen = await _already_recorded(repository, events)
     groups: dict[tuple[int, UsageCategory], _Group] = defaultdict(_Group)
     rollups: dict[tuple[int, str], RollupIncrement] = defaultdict(RollupIncrement)
+    # (account id, lead plan id, month) -> what the batch's leads add to that month of the plan
+    plan_months: dict[tuple[int, int, str], int] = defaultdict(int)
     for event, cost_minor in zip(events, costs, strict=True):
         key = (event.account_id, event.external_id)
         if key in seen:
@@ -148,7 +149,10 @@ async def record_usage(
         group.cost_minor += cost_minor
         group.seconds += event.duration_seconds or 0
         group.tokens += (event.input_tokens or 0) + (event.output_tokens or 0)
-        rollups[(event.account_id, str(month_of(event.occurred_at, account.time_zone)))].add(
+        month = str(month_of(event.occurred_at, account.time_zone))
+        if category is UsageCategory.LEAD and event.lead_plan_id is not None:
+            plan_months[(event.account_id, event.lead_plan_id, month)] += cost_minor
+        rollups[(event.account_id, month)].add(
             category,
             cost_minor,
             seconds=event.duration_seconds or 0,
@@ -177,8 +181,9 @@ async def record_usage(
     new_rows = [row for group in groups.values() for row in group.rows]
     if new_rows:
         await repository.insert_events(new_rows)
-        spent_after = await add_to_rollups(repository, rollups)
-        reached = _budgets_reached(spent_after, rollups, plans, accounts)
+        await add_to_rollups(repository, rollups)
+        spent_after = await lead_plans.add_to_monthly_spending(plan_months) if plan_months else {}
+        reached = _budgets_reached(spent_after, plan_months, plans, accounts)
         if reached:
             domain_events.record(session, *reached)
         debited = sorted({account_id for account_id, _ in groups})
@@ -190,40 +195,22 @@ async def record_usage(
     )
 
 
-@dataclass(frozen=True)
-class _Plans:
-    owners: dict[int, int]  # plan id -> account id, for the plans the batch names
-    budgets: dict[int, int]  # account id -> its active plans' monthly budgets (what `remainingBudget` counts)
-
-
-async def _lead_plans(plans: LeadPlanRepository, plan_ids: set[int], account_ids: set[int]) -> _Plans:
-    """The named plans' owners and the lead accounts' active budgets, in one statement."""
-    if not plan_ids and not account_ids:
-        return _Plans({}, {})
-    owners: dict[int, int] = {}
-    budgets: dict[int, int] = defaultdict(int)
-    for plan_id, account_id, status, budget in await plans.named_or_active(plan_ids, account_ids):
-        if plan_id in plan_ids:
-            owners[plan_id] = account_id
-        if status == LeadPlanStatus.ACTIVE and account_id in account_ids:
-            budgets[account_id] += budget
-    return _Plans(owners, dict(budgets))
-
-
 def _budgets_reached(
-    spent_after: dict[tuple[int, str], int],
-    rollups: dict[tuple[int, str], RollupIncrement],
-    plans: _Plans,
+    spent_after: dict[tuple[int, int, str], int],
+    added: dict[tuple[int, int, str], int],
+    plans: dict[int, tuple[int, int]],
     accounts: dict[int, Account],
 ) -> list[domain_events.LeadBudgetReached]:
-    """The months whose lead spending this batch carried from below the active budgets to at least them."""
+    """Each plan month whose spending this batch carried from below the plan's monthly budget to at least it."""
     reached = []
-    for (account_id, month), after in sorted(spent_after.items()):
-        budget = plans.budgets.get(account_id, 0)
-        before = after - rollups[(account_id, month)].lead_spent_minor
-        if budget > 0 and before < budget <= after:
+    for (account_id, plan_id, month), after in sorted(spent_after.items()):
+        _, budget = plans[plan_id]
+        before = after - added[(account_id, plan_id, month)]
+        if before < budget <= after:
             currency = accounts[account_id].currency
-            reached.append(domain_events.LeadBudgetReached(account_id, month, budget, after, currency))
+            reached.append(
+                domain_events.LeadBudgetReached(account_id, plan_id, month, budget, after, currency)
+            )
     return reached
 
 

@@ -39,16 +39,12 @@ class RollupIncrement:
 
 async def add_to_rollups(
     rollups: UsageRepository, increments: dict[tuple[int, str], RollupIncrement]
-) -> dict[tuple[int, str], int]:
-    """One upsert for every (account id, 'YYYY-MM') of the batch; concurrent batches add, never overwrite.
-
-    Returns each month's lead spending after the batch, so the caller sees a budget crossed by exactly the
-    batch that crossed it.
-    """
+) -> None:
+    """One upsert for every (account id, 'YYYY-MM') of the batch; concurrent batches add, never overwrite."""
     if not increments:
-        return {}
+        return
     rows = [
         {"account_id": account_id, "month": month, **asdict(increment)}
         for (account_id, month), increment in sorted(increments.items())
     ]
-    return await rollups.add_to_rollups(rows)
+    await rollups.add_to_rollups(rows)

@@ -6,7 +6,8 @@ The outbox is written in the committing transaction itself: `billing.events` han
 delivery exists exactly when its change does, and an account without endpoints costs one index lookup. The
 worker sends them (billing/webhooks_outgoing_delivery.py).
 
-Payloads follow the standard's shape, `{"type", "timestamp", "data"}`; ids in `data` are our integer ids.
+Payloads follow the standard's shape, `{"type", "timestamp", "data"}`; ids in `data` are the API's global IDs
+(billing/global_ids.py), the same strings `Account.id`, `Transaction.id` and the like answer.
 """
 
 import asyncio
@@ -38,6 +39,7 @@ from billing.events import (
     TransactionSettled,
 )
 from billing.funding import FundingState
+from billing.global_ids import to_global_id
 from billing.pagination import Page, check_page_size, cursor_row_id, decode_cursor, encode_cursor
 from billing.repositories.scope import Scope
 from models import (
@@ -131,8 +133,14 @@ def _webhook_event(stored: StoredEvent, written: Sequence[StoredEvent]) -> _Webh
         return None
     event_type, data = mapped
     if isinstance(stored.event, LeadBudgetReached):
-        return _WebhookEvent(event_type, data, f"{event_type}-{stored.event.month}")
+        return _WebhookEvent(
+            event_type, data, f"{event_type}-{stored.event.lead_plan_id}-{stored.event.month}"
+        )
     return _WebhookEvent(event_type, data, f"event-{stored.id}")
+
+
+def _account(account_id: int) -> str:
+    return to_global_id("Account", account_id)
 
 
 def _type_and_data(event: DomainEvent, written: Sequence[StoredEvent]) -> tuple[str, dict[str, Any]] | None:
@@ -152,13 +160,14 @@ def _type_and_data(event: DomainEvent, written: Sequence[StoredEvent]) -> tuple[
             None,
         )
         return (BALANCE_DEPLETED if event.after is FundingState.DEPLETED else BALANCE_LOW), {
-            "account_id": event.account_id,
+            "account_id": _account(event.account_id),
             "funding_state": event.after.value,
             "balance": {"amount_minor": event.balance_minor, "currency": currency},
         }
     if isinstance(event, LeadBudgetReached):
         return USAGE_BUDGET_REACHED, {
-            "account_id": event.account_id,
+            "account_id": _account(event.account_id),
+            "lead_plan_id": to_global_id("LeadPlan", event.lead_plan_id),
             "month": event.month,
             "budget": {"amount_minor": event.budget_minor, "currency": event.currency},
             "spent": {"amount_minor": event.spent_minor, "currency": event.currency},
@@ -170,14 +179,14 @@ def _type_and_data(event: DomainEvent, written: Sequence[StoredEvent]) -> tuple[
         }.get(event.state)
         if halted_type is None:
             return None
-        return halted_type, {"account_id": event.account_id, "reason": event.reason}
+        return halted_type, {"account_id": _account(event.account_id), "reason": event.reason}
     if isinstance(event, TransactionSettled):
         event_type = _SETTLED_TYPES.get((event.kind, event.status is TransactionStatus.SUCCEEDED))
         if event_type is None:
             return None
         return event_type, {
-            "account_id": event.account_id,
-            "transaction_id": event.transaction_id,
+            "account_id": _account(event.account_id),
+            "transaction_id": to_global_id("Transaction", event.transaction_id),
             "status": event.status.value,
             "amount": {"amount_minor": event.amount_minor, "currency": event.currency},
             "failure_code": event.failure_code,
@@ -518,7 +527,14 @@ async def send_test(
         event_type=TEST_EVENT,
         event_key=key,
         webhook_id=f"msg_{endpoint.id}_{key}",
-        payload=payload(TEST_EVENT, now, {"account_id": endpoint.account_id, "endpoint_id": endpoint.id}),
+        payload=payload(
+            TEST_EVENT,
+            now,
+            {
+                "account_id": _account(endpoint.account_id),
+                "webhook_endpoint_id": to_global_id("WebhookEndpoint", endpoint.id),
+            },
+        ),
         next_attempt_at=now,
         created_at=now,
     )
@@ -593,9 +609,10 @@ async def queue_expiring_cards(session: AsyncSession, *, now: datetime) -> int:
     rows = []
     for card, endpoint_id in (await session.exec(statement)).all():
         key = f"{PAYMENT_METHOD_EXPIRING}-{card.id}-{now:%Y-%m}"
+        assert card.id is not None
         data = {
-            "account_id": card.account_id,
-            "payment_method_id": card.id,
+            "account_id": _account(card.account_id),
+            "payment_method_id": to_global_id("PaymentMethod", card.id),
             "brand": card.brand,
             "last4": card.last4,
             "exp_month": card.exp_month,

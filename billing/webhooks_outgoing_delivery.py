@@ -1,14 +1,17 @@
 """Sending the outbox of outgoing webhooks: at least once, in order per endpoint, signed per Standard Webhooks.
 
+- The worker sends them in a loop of its own (`run_worker`), beside the auto-recharge loop (billing/worker.py):
+  a receiver slow to answer never delays a recharge, and a charge slow at Stripe never delays a delivery.
 - Several workers never send the same delivery at once: claiming is `SELECT ... FOR UPDATE SKIP LOCKED` plus a
   lease (`locked_until`) longer than one attempt can take; a worker that dies mid-send loses the delivery when
   the lease runs out and another sends it again, with the same `webhook-id` (receivers de-duplicate on it).
   Each claim counts an attempt, and recording checks it still holds that attempt (a fencing token).
 - No database connection is held during the HTTP call: claim and commit, send, then record in a new
   transaction.
-- In order per endpoint: a delivery is claimed only when no earlier one of its endpoint is still pending, so a
-  receiver sees an account's events in the order they happened (one that keeps failing holds the later ones
-  back until it is given up).
+- In order per endpoint (an endpoint belongs to one account): a delivery is claimed only when no earlier one of
+  its endpoint is still pending, whether it is being sent by another worker, backing off after a failure, or
+  due, so a receiver sees an account's events in the order they happened (one that keeps failing holds the
+  later ones back until it is given up).
 - Retries back off over about a day (`BACKOFF`); then the delivery is failed and its endpoint marked failing.
   A success marks a failing endpoint active again.
 - Every attempt resolves the host again and checks every address (billing.webhooks_outgoing), then connects
@@ -19,6 +22,7 @@
 import asyncio
 import json
 import logging
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
@@ -54,6 +58,8 @@ BACKOFF: tuple[timedelta, ...] = (
     timedelta(hours=10),
     timedelta(hours=10),
 )
+# How often the worker looks for cards about to expire (each is told once per card and month, whatever this is).
+EXPIRING_CARDS_EVERY = timedelta(hours=1)
 # What is kept of a receiver's answer, for the owner to read in `webhookDeliveries`.
 RESPONSE_BODY_KEPT = 1_000
 _ERROR_KEPT = 500
@@ -106,10 +112,29 @@ async def run_once(
     return len(claimed)
 
 
-async def queue_expiring_cards(factory: SessionFactory) -> int:
-    """The worker's periodic check for cards about to expire (billing.webhooks_outgoing)."""
-    async with unit_of_work(factory) as session:
-        return await webhooks_outgoing.queue_expiring_cards(session, now=utcnow())
+async def run_worker(factory: SessionFactory, settings: Settings, *, stop_event: asyncio.Event) -> None:
+    """Send what is due, pass after pass, until `stop_event` is set; sleeps `webhook_poll_seconds` only after a
+    pass that found nothing to send. Once at start and every `EXPIRING_CARDS_EVERY` it queues
+    `payment_method.expiring` for cards about to expire (billing.webhooks_outgoing)."""
+    loop = asyncio.get_running_loop()
+    next_card_check = loop.time()
+    while not stop_event.is_set():
+        if loop.time() >= next_card_check:
+            next_card_check = loop.time() + EXPIRING_CARDS_EVERY.total_seconds()
+            try:
+                async with unit_of_work(factory) as session:
+                    await webhooks_outgoing.queue_expiring_cards(session, now=utcnow())
+            except Exception:
+                # The database being down must not end the worker; the next check carries on.
+                logger.exception("queueing payment_method.expiring webhooks failed")
+        try:
+            sent = await run_once(factory, settings)
+        except Exception:
+            logger.exception("webhook delivery pass failed")
+            sent = 0
+        if sent == 0:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop_event.wait(), settings.webhook_poll_seconds)
 
 
 async def _claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit: int) -> list[_Claimed]:

@@ -6,7 +6,7 @@ from models.auto_recharge import AutoRechargeSettings, AutoRechargeState, Rechar
 from models.data_version import AccountDataVersion, SharedDataVersion
 from models.events import DomainEventRow
 from models.fx import FxRate
-from models.lead_plan import LeadPlanStatus, LeadPlanSubscription
+from models.lead_plan import LeadPlanRollup, LeadPlanStatus, LeadPlanSubscription
 from models.ledger import Transaction, TransactionKind, TransactionStatus
 from models.payment_method import PaymentMethod
 from models.stripe_event import StripeEvent
@@ -27,6 +27,7 @@ __all__ = [
     "Company",
     "DomainEventRow",
     "FxRate",
+    "LeadPlanRollup",
     "LeadPlanStatus",
     "LeadPlanSubscription",
     "Partner",

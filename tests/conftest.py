@@ -42,10 +42,10 @@ def alembic_config() -> Config:
     return config
 
 
-def migrate(connection: Connection) -> None:
+def migrate(connection: Connection, revision: str = "head") -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 async def postgres_admin(url: str) -> asyncpg.Connection:
@@ -74,9 +74,9 @@ async def recreate_postgres_database(url: str, *, create: bool = True) -> None:
 
 
 @asynccontextmanager
-async def migrated_database(backend: str, name: str) -> AsyncIterator[str]:
-    """The URL of a migrated database of its own (`name` tells it apart), for tests that run real processes or
-    their own engine; a PostgreSQL one is dropped afterwards."""
+async def migrated_database(backend: str, name: str, *, revision: str = "head") -> AsyncIterator[str]:
+    """The URL of a database of its own (`name` tells it apart) migrated to `revision`, for tests that run real
+    processes or their own engine, or upgrade it themselves; a PostgreSQL one is dropped afterwards."""
     if backend == "postgresql":
         base = make_url(POSTGRES_URL)
         url = base.set(database=f"{base.database}_{name}").render_as_string(hide_password=False)
@@ -86,7 +86,7 @@ async def migrated_database(backend: str, name: str) -> AsyncIterator[str]:
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(migrate)
+            await connection.run_sync(migrate, revision)
     finally:
         await engine.dispose()
     try:

@@ -3,6 +3,7 @@ request (X-Request-Id), and what changed; secrets never appear; an account's tra
 walk newest first; a rolled-back change leaves nothing; API keys made and revoked through billing/auth.py are
 recorded in the accounts they act on. Cards and company go through localstripe, as the Billing page does."""
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,14 +12,17 @@ import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+import cli
 from billing import audit, auth, events, webhooks_outgoing
 from billing.actors import STRIPE, Actor, ActorKind, acting_as
-from billing.db import SessionFactory, unit_of_work
+from billing.db import SessionFactory, create_engine, session_factory, unit_of_work
 from billing.lead_plans import LeadPlanInput, create_lead_plan
 from billing.pagination import encode_cursor
 from models import Account, DomainEventRow, PrincipalKind
 from models.types import utcnow
+from schema.audit import FIELD_NAMES
 from schema.node import to_global_id
+from tests.conftest import migrated_database
 from tests.factories import create_account, create_partner, create_payment_method, member_key, partner_key
 from tests.stripe_server import LocalStripe
 from tests.webhook_helpers import event, signature
@@ -179,6 +183,9 @@ async def test_each_settings_mutation_is_recorded_once_with_who_where_and_what(
     assert entry["requestId"] == "req-company" and entry["subjectId"] is None
     assert changes(entry)["legalName"] == (None, "Acme GmbH")
     assert changes(entry)["phone"] == (None, "+4930123456")
+    # Named as the mutation's input names them (address_line1 in the domain).
+    assert changes(entry)["address.line1"] == (None, "Unter den Linden 1")
+    assert changes(entry)["address.postalCode"] == (None, "10117")
 
     _, entry = await auditor.entry_of(
         member, UPDATE_COMPANY, "req-company-2", input={**COMPANY, "legalName": "Acme AG"}
@@ -202,7 +209,7 @@ async def test_each_settings_mutation_is_recorded_once_with_who_where_and_what(
         member, SET_DEFAULT, "req-default", input={"paymentMethodId": second_card}
     )
     assert entry["action"] == "DEFAULT_PAYMENT_METHOD_CHANGED" and entry["requestId"] == "req-default"
-    assert changes(entry) == {"defaultPaymentMethodId": (first_card, second_card)}
+    assert changes(entry) == {"paymentMethodId": (first_card, second_card)}
 
     plan_input = {
         "accountId": account_id(account),
@@ -214,7 +221,7 @@ async def test_each_settings_mutation_is_recorded_once_with_who_where_and_what(
     plan_id = payload["leadPlan"]["id"]
     assert entry["action"] == "LEAD_PLAN_CHANGED" and entry["actor"] == as_partner
     assert entry["requestId"] == "req-plan" and entry["subjectId"] == plan_id
-    assert changes(entry)["monthlyBudgetMinor"] == (None, "50000")
+    assert changes(entry)["monthlyBudget"] == (None, "50000")
     assert changes(entry)["status"] == (None, "active")
 
     _, entry = await auditor.entry_of(manager, PAUSE_LEAD_PLAN, "req-pause", input={"leadPlanId": plan_id})
@@ -228,9 +235,9 @@ async def test_each_settings_mutation_is_recorded_once_with_who_where_and_what(
     assert entry["requestId"] == "req-recharge"
     assert changes(entry) == {
         "enabled": (None, "true"),
-        "thresholdMinor": (None, "1000"),
-        "amountMinor": (None, "5000"),
-        "monthlyLimitMinor": (None, "20000"),
+        "threshold": (None, "1000"),
+        "amount": (None, "5000"),
+        "monthlyLimit": (None, "20000"),
         "paymentMethodId": (None, second_card),
     }
 
@@ -458,6 +465,68 @@ async def test_api_keys_created_and_revoked_are_recorded_without_their_secret(
             assert raw not in text and partner_raw not in text and "secret" not in text
 
 
+async def test_keys_of_every_kind_made_and_revoked_on_the_command_line_are_recorded_as_its_operator(
+    backend: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m cli create-api-key` / `revoke-api-key` (the commands' functions, each in a thread of its own as
+    on the command line): every key is in the operator's trail, a member or partner key in its accounts' too,
+    made by the OS user running the command; `cli audit-log` prints the operator's trail."""
+    async with migrated_database(backend, "cli_keys") as url:
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("LOGNAME", "alice")  # what getpass.getuser() reads first
+        engine = create_engine(url)
+        try:
+            async with unit_of_work(session_factory(engine)) as work:
+                account = await create_account(work)
+                partner = await create_partner(work, account)
+            assert account.id is not None and partner.id is not None
+            owners = {  # (account id, partner id) per kind
+                PrincipalKind.MEMBER: (account.id, None),
+                PrincipalKind.PARTNER: (None, partner.id),
+                PrincipalKind.ADMIN: (None, None),
+                PrincipalKind.USAGE_REPORTER: (None, None),
+            }
+            raw: dict[PrincipalKind, str] = {}
+            for kind, (account_id, partner_id) in owners.items():
+                capsys.readouterr()
+                await asyncio.to_thread(cli.create_api_key, kind, f"{kind} key", account_id, partner_id)
+                raw[kind] = capsys.readouterr().out.strip()
+            for kind in (PrincipalKind.ADMIN, PrincipalKind.MEMBER):
+                await asyncio.to_thread(cli.revoke_api_key, auth.key_prefix(raw[kind]) or "")
+            capsys.readouterr()
+            await asyncio.to_thread(cli.audit_log, account_id=audit.OPERATOR_TRAIL, first=100)
+            printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+            async with session_factory(engine)() as reader:
+                operators = (await audit.audit_log(reader, audit.OPERATOR_TRAIL, first=100)).items
+                accounts = (await audit.audit_log(reader, account.id, first=100)).items
+                stored = json.dumps(
+                    [row.payload for row in (await reader.exec(select(DomainEventRow))).all()]
+                )
+        finally:
+            await engine.dispose()
+
+    def told(entries: list[audit.AuditEntry]) -> list[tuple[audit.AuditAction, str | None]]:
+        """Each entry's action and the kind of key it is about."""
+        return [(e.action, {c.field: c.before or c.after for c in e.changes}["kind"]) for e in entries]
+
+    created, revoked = audit.AuditAction.API_KEY_CREATED, audit.AuditAction.API_KEY_REVOKED
+    assert told(operators) == [
+        (revoked, "member"),
+        (revoked, "admin"),
+        (created, "usage_reporter"),
+        (created, "admin"),
+        (created, "partner"),
+        (created, "member"),
+    ]
+    assert told(accounts) == [(revoked, "member"), (created, "partner"), (created, "member")]
+    alice = Actor(ActorKind.OPERATOR, "alice")
+    assert all(entry.actor == alice and entry.request_id is None for entry in operators + accounts)
+    assert [(line["action"], line["actor"]) for line in printed] == [
+        (entry.action.value, {"kind": "operator", "name": "alice", "key_prefix": None}) for entry in operators
+    ]
+    assert not any(key in stored or key.split("_")[2] in stored for key in raw.values())
+
+
 async def test_webhook_endpoints_are_recorded_and_their_secret_never_is(
     session: AsyncSession, session_factory: SessionFactory
 ) -> None:
@@ -521,3 +590,34 @@ def test_an_event_that_is_no_settings_change_is_refused() -> None:
     """Not described as an entry with no changes: a new settings event must be given its description."""
     with pytest.raises(ValueError, match="not an audited event"):
         audit.describe(events.BalanceChanged(1, "USD", 0, 100))
+
+
+def test_every_field_an_entry_shows_has_its_api_name_in_its_domains_table() -> None:
+    """Each audited event with every field set: what the domain names each change is in the API's table for
+    that action (schema/audit.py), and the table names nothing the domain never shows."""
+
+    def every(fields: tuple[str, ...]) -> events.Snapshot:
+        return dict.fromkeys(fields, "x")
+
+    samples: list[events.DomainEvent] = [
+        events.CompanyChanged(1, None, every(events.CompanyChanged.FIELDS)),
+        events.AutoRechargeSettingsChanged(1, None, every(events.AutoRechargeSettingsChanged.FIELDS)),
+        events.PaymentMethodAdded(1, 2, "visa", "4242", True),
+        events.PaymentMethodRemoved(1, 2, "visa", "4242"),
+        events.DefaultPaymentMethodChanged(1, 2, 3),
+        events.LeadPlanChanged(1, 2, None, every(events.LeadPlanChanged.FIELDS)),
+        events.ApiKeyCreated(1, 2, "ci", "0123456789ab", "member"),
+        events.ApiKeyRevoked(1, 2, "ci", "0123456789ab", "member"),
+        events.WebhookEndpointChanged(1, 2, None, every(events.WebhookEndpointChanged.FIELDS)),
+        events.WebhookSecretRotated(1, 2),
+    ]
+    shown: dict[audit.AuditAction, set[str]] = {}
+    for sample in samples:
+        _, described = audit.describe(sample)
+        shown.setdefault(audit.AuditAction(sample.type), set()).update(c.field for c in described)
+    assert set(shown) == set(audit.AuditAction)  # a new action needs a sample here, and a table
+    for action, fields in shown.items():
+        table = FIELD_NAMES[action]
+        assert fields <= set(table), (action, fields - set(table))
+    # The payment method actions share one table between them.
+    assert set().union(*shown.values()) == {name for table in FIELD_NAMES.values() for name in table}

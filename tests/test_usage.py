@@ -165,8 +165,9 @@ async def test_a_full_batch_costs_a_handful_of_statements_however_many_accounts(
     alone = await full_batch_statements(session, engine, [one])
     spread = await full_batch_statements(session, engine, hundred)
 
-    # lock + plans + duplicates + ledger (lock, keys, entries, balances) + events + rollups + auto-recharge settings
-    assert len(alone) == len(spread) == 10, spread
+    # lock + plans + duplicates + ledger (lock, keys, entries, balances) + events + rollups + the plans' months
+    # + auto-recharge settings
+    assert len(alone) == len(spread) == 11, spread
     stored = (await session.exec(select(Transaction).where(col(Transaction.account_id) == one.id))).all()
     assert sum(t.amount_minor for t in stored) == one.balance_minor == -(334 * 2_500 + 333 * 45 + 333 * 3)
     for account in hundred:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from billing import events, recharge_engine, webhooks_outgoing, webhooks_outgoing_delivery
+from billing import events, recharge_engine, reconciliation, webhooks_outgoing, webhooks_outgoing_delivery
+from billing import worker as worker_loops
 from billing.auth import Principal
 from billing.config import Environment, Settings
-from billing.db import SessionFactory, session_factory, unit_of_work
+from billing.db import SessionFactory, create_engine, session_factory, unit_of_work
 from billing.events import FundingStateChanged, TransactionSettled
 from billing.funding import FundingState
 from billing.stripe_gateway import ChargeResult, StripeGateway
@@ -30,6 +32,9 @@ from billing.usage import record_usage
 from billing.webhooks_outgoing import EndpointInput, UnsafeWebhookUrl
 from models import (
     Account,
+    DomainEventRow,
+    LeadPlanRollup,
+    LeadPlanSubscription,
     PrincipalKind,
     TransactionKind,
     TransactionStatus,
@@ -38,9 +43,11 @@ from models import (
     WebhookEndpoint,
     WebhookEndpointStatus,
 )
+from models import UsageEvent as UsageEventRow
 from models.types import utcnow
 from schema.node import to_global_id
 from server import create_app
+from tests.conftest import migrate, migrated_database
 from tests.factories import create_account, create_partner, create_payment_method, member_key, partner_key
 from tests.fake_gateway import FakeGateway
 from tests.graphql_client import error_messages, execute
@@ -122,6 +129,11 @@ def top_up_settled(account: Account, transaction_id: int, status: TransactionSta
     )
 
 
+def global_account_id(account: Account) -> str:
+    assert account.id is not None
+    return to_global_id("Account", account.id)
+
+
 async def committed(factory: SessionFactory, *recorded: events.DomainEvent) -> None:
     async with unit_of_work(factory) as session:
         events.record(session, *recorded)
@@ -156,9 +168,10 @@ async def test_a_settled_top_up_reaches_the_receiver_signed_per_the_standard(
     [(headers, body)] = receiver.received
     verified = Webhook(endpoint.secret).verify(body, headers)
     assert verified["type"] == "topup.succeeded"
+    assert account.id is not None
     assert verified["data"] == {
-        "account_id": account.id,
-        "transaction_id": 7,
+        "account_id": to_global_id("Account", account.id),
+        "transaction_id": to_global_id("Transaction", 7),
         "status": "succeeded",
         "amount": {"amount_minor": 2_500, "currency": "USD"},
         "failure_code": None,
@@ -191,7 +204,7 @@ async def test_only_subscribed_endpoints_of_the_account_get_a_delivery_and_falli
     [low] = await deliveries(session, account)
     assert low.event_type == "balance.low"
     assert low.payload["data"] == {
-        "account_id": account.id,
+        "account_id": to_global_id("Account", account.id),
         "funding_state": "low",
         "balance": {"amount_minor": 500, "currency": "USD"},
     }
@@ -277,7 +290,7 @@ async def test_a_later_event_waits_while_an_earlier_one_of_its_endpoint_is_pendi
         assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=later) == 1
         assert await webhooks_outgoing_delivery.run_once(session_factory, settings, now=later) == 1
     sent = [body["data"]["transaction_id"] for body in receiver.bodies()]  # type: ignore[index]
-    assert sent == [12, 12, 13]
+    assert sent == [to_global_id("Transaction", pk) for pk in (12, 12, 13)]
 
 
 async def test_a_worker_killed_mid_delivery_loses_it_to_the_next_after_its_lease_same_webhook_id(
@@ -323,6 +336,114 @@ async def test_workers_sending_at_once_never_send_one_delivery_twice(
             sent.append(await webhooks_outgoing_delivery.run_once(factory, settings, now=now))
     ids = [headers["webhook-id"] for headers, _ in receiver.received]
     assert sum(sent) == len(accounts) == len(ids) == len(set(ids))
+
+
+@dataclass
+class FailsEachFirstAttempt(Receiver):
+    """Answers 503 to the first attempt of every event (by its webhook-id), 200 to the next."""
+
+    seen: set[str] = field(default_factory=set)
+
+    async def endpoint(self, request: Request) -> PlainTextResponse:
+        self.received.append((dict(request.headers), await request.body()))
+        webhook_id = request.headers["webhook-id"]
+        first = webhook_id not in self.seen
+        self.seen.add(webhook_id)
+        return PlainTextResponse("try again" if first else "ok", status_code=503 if first else 200)
+
+
+@pytest.mark.postgres_only
+async def test_workers_sending_at_once_keep_each_accounts_order_through_failures_and_back_off(
+    now: datetime, committing_engine: AsyncEngine
+) -> None:
+    """Four workers at once, every event failing once and backing off: per account (its endpoint), no event
+    goes out before the one before it has been delivered."""
+    factory = session_factory(committing_engine)
+    async with unit_of_work(factory) as session:
+        accounts = [await create_account(session) for _ in range(3)]
+    receiver = FailsEachFirstAttempt()
+    settings = delivery_settings()
+    async with receiving(receiver) as url:
+        for account in accounts:
+            await endpoint_for(factory, account, url)
+        for number in range(1, 5):
+            for account in accounts:
+                await committed(factory, top_up_settled(account, number, TransactionStatus.SUCCEEDED))
+        at = now
+        for _ in range(30):  # 8 attempts per endpoint, one at a time: far fewer rounds than this
+            async with factory() as session:
+                waiting = await session.exec(
+                    select(func.count()).where(col(WebhookDelivery.status) != WebhookDeliveryStatus.SUCCEEDED)
+                )
+                if waiting.one() == 0:
+                    break
+            await asyncio.gather(
+                *(
+                    webhooks_outgoing_delivery.run_once(factory, settings, now=at, batch_size=2)
+                    for _ in range(4)
+                )
+            )
+            at += webhooks_outgoing_delivery.BACKOFF[0]
+    sent: dict[str, list[str]] = {}
+    for body in receiver.bodies():
+        data = body["data"]
+        assert isinstance(data, dict)
+        sent.setdefault(data["account_id"], []).append(data["transaction_id"])
+    each_twice = [to_global_id("Transaction", n) for n in range(1, 5) for _ in range(2)]
+    assert sent == {global_account_id(account): each_twice for account in accounts}
+
+
+@pytest.mark.postgres_only
+async def test_the_worker_sends_while_a_recharge_pass_is_stuck_and_recharges_while_a_receiver_holds_on(
+    committing_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """billing/worker.py runs delivery beside the auto-recharge loop, not inside its pass. The recharge pass is a
+    stand-in that reports each start and hangs until released (as a charge slow at Stripe would), reconciliation
+    finds nothing: the test sees which loop waits for which, without Stripe."""
+    factory = session_factory(committing_engine)
+    async with unit_of_work(factory) as session:
+        account = await create_account(session)
+    started: asyncio.Queue[None] = asyncio.Queue()
+    released = asyncio.Event()
+
+    async def hanging_pass(*args: object, **kwargs: object) -> int:
+        started.put_nowait(None)
+        await released.wait()
+        return 0
+
+    async def nothing_to_reconcile(*args: object, **kwargs: object) -> reconciliation.ReconcileReport:
+        return reconciliation.ReconcileReport()
+
+    monkeypatch.setattr(recharge_engine, "run_once", hanging_pass)
+    monkeypatch.setattr(reconciliation, "reconcile", nothing_to_reconcile)
+    settings = delivery_settings(
+        worker_poll_seconds=0.01, webhook_poll_seconds=0.01, webhook_timeout_seconds=30
+    )
+    stop = asyncio.Event()
+    receiver = Receiver(plan=[200, None])  # the second request is held until the test ends it
+    async with receiving(receiver) as url:
+        await endpoint_for(factory, account, url)
+        gateway = StripeGateway.from_settings(settings)  # never called: the recharge pass is a stand-in
+        worker = asyncio.create_task(worker_loops.run(factory, gateway, stop_event=stop, settings=settings))
+        await started.get()  # a recharge pass is stuck from here on
+        await committed(factory, top_up_settled(account, 1, TransactionStatus.SUCCEEDED))
+        await asyncio.wait_for(receiver.arrived.get(), timeout=30)
+        assert started.empty() and not released.is_set()  # still the one stuck pass
+
+        await committed(factory, top_up_settled(account, 2, TransactionStatus.SUCCEEDED))
+        await asyncio.wait_for(
+            receiver.arrived.get(), timeout=30
+        )  # the delivery loop now waits on the receiver
+        released.set()
+        await asyncio.wait_for(
+            started.get(), timeout=30
+        )  # and the recharge loop runs its next pass meanwhile
+        assert len(receiver.received) == 2 and not receiver.released.is_set()
+        stop.set()
+        receiver.released.set()
+        await asyncio.wait_for(worker, timeout=30)
+    sent = [body["data"]["transaction_id"] for body in receiver.bodies()]  # type: ignore[index]
+    assert sent == [to_global_id("Transaction", 1), to_global_id("Transaction", 2)]
 
 
 # --- the address check ------------------------------------------------------------------------------------
@@ -498,7 +619,12 @@ async def test_a_member_creates_an_endpoint_sees_its_secret_once_and_gets_a_sign
         assert queued["delivery"]["status"] == "PENDING"
         assert await webhooks_outgoing_delivery.run_once(session_factory, delivery_settings(), now=now) == 1
     [(headers, sent)] = receiver.received
-    assert Webhook(rotated["secret"]).verify(sent, headers)["type"] == "webhook.test"
+    test_event = Webhook(rotated["secret"]).verify(sent, headers)
+    assert test_event["type"] == "webhook.test"
+    assert test_event["data"] == {
+        "account_id": global_account_id(account),
+        "webhook_endpoint_id": endpoint_id,
+    }
     listed = (await execute(client, key, LISTED))["data"]["account"]
     assert listed["webhookEndpoints"] == [{"id": endpoint_id, "url": url, "status": "ACTIVE"}]
     [edge] = listed["webhookDeliveries"]["edges"]
@@ -608,7 +734,7 @@ async def test_three_d_secure_asked_by_the_bank_is_told_as_action_required_witho
     assert await recharge_engine.run_once(session_factory, gateway, now=CREATED) == 1
     told = [d for d in await deliveries(session, account) if d.event_type.startswith("auto_recharge.")]
     assert [(d.event_type, d.payload["data"]) for d in told] == [
-        ("auto_recharge.action_required", {"account_id": account.id, "reason": "Confirm it"})
+        ("auto_recharge.action_required", {"account_id": global_account_id(account), "reason": "Confirm it"})
     ]
     assert "secret" not in json.dumps(told[0].payload)
 
@@ -631,34 +757,95 @@ async def test_three_declines_in_a_row_are_each_told_and_the_suspension_once(
 # --- lead budgets -----------------------------------------------------------------------------------------
 
 
-async def test_the_lead_budget_reached_is_told_once_per_month_by_the_batch_that_crossed_it(
+async def test_each_lead_plans_budget_reached_is_told_once_per_plan_and_month_by_the_batch_that_crossed_it(
     session_factory: SessionFactory, session: AsyncSession
 ) -> None:
     account = await create_account(session)
-    plan = await create_lead_plan(session, account, monthly_budget_minor=10_000)  # 100.00: four 25.00 leads
+    solar = await create_lead_plan(session, account, monthly_budget_minor=10_000)  # 100.00: four 25.00 leads
+    roofs = await create_lead_plan(session, account, monthly_budget_minor=5_000)  # 50.00: two
     await endpoint_for(session_factory, account, "http://127.0.0.1:9/hooks", "usage.budget_reached")
+    assert solar.id is not None and roofs.id is not None
     march = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
-    async def leads(count: int, at: datetime) -> list[str]:
+    async def leads(at: datetime, *plans: LeadPlanSubscription) -> list[tuple[str, str]]:
+        """Records one lead per plan given; returns (plan, month) of every delivery queued so far."""
         async with unit_of_work(session_factory) as batch:
-            await record_usage(batch, REPORTER, [lead(account, plan, at) for _ in range(count)], now=at)
-        return [d.event_type for d in await deliveries(session, account)]
+            await record_usage(batch, REPORTER, [lead(account, plan, at) for plan in plans], now=at)
+        told = [d.payload["data"] for d in await deliveries(session, account)]
+        return [(data["lead_plan_id"], data["month"]) for data in told]
 
-    assert await leads(3, march) == []  # 75.00 of 100.00
-    assert await leads(2, march) == ["usage.budget_reached"]  # 125.00: crossed by this batch
-    [reached] = await deliveries(session, account)
-    assert reached.payload["data"] == {
-        "account_id": account.id,
+    solar_id, roofs_id = to_global_id("LeadPlan", solar.id), to_global_id("LeadPlan", roofs.id)
+    assert await leads(march, solar, solar, solar, roofs) == []  # 75.00 of 100.00, 25.00 of 50.00
+    # The account's plans together are 150.00 of 150.00 now; each plan is told of its own budget.
+    assert await leads(march, solar, roofs) == [(solar_id, "2026-03"), (roofs_id, "2026-03")]
+    first, _ = await deliveries(session, account)
+    assert first.payload["data"] == {
+        "account_id": global_account_id(account),
+        "lead_plan_id": solar_id,
         "month": "2026-03",
         "budget": {"amount_minor": 10_000, "currency": "USD"},
-        "spent": {"amount_minor": 12_500, "currency": "USD"},
+        "spent": {"amount_minor": 10_000, "currency": "USD"},
     }
-    assert await leads(1, march) == ["usage.budget_reached"]  # already beyond it: nothing new
-    # A second plan raises the budget to 200.00; crossing it again the same month is not told twice.
-    await create_lead_plan(session, account, monthly_budget_minor=10_000)
-    assert await leads(4, march) == ["usage.budget_reached"]
-    # Next month starts afresh.
-    assert await leads(8, march + timedelta(days=30)) == ["usage.budget_reached"] * 2
+    # Already beyond their budgets: nothing new this month.
+    assert len(await leads(march, solar, roofs, roofs)) == 2
+    # Next month starts afresh, for each plan on its own.
+    april = march + timedelta(days=30)
+    assert (await leads(april, roofs, roofs, solar))[2:] == [(roofs_id, "2026-04")]
+
+
+async def test_the_upgrade_fills_each_plans_months_from_the_usage_recorded_before_it(backend: str) -> None:
+    """Migration 0007: a plan's months (in its account's time zone) from the leads already recorded, so a
+    budget crossed after the upgrade is told by the batch that crosses it; per-account events of before go."""
+    async with migrated_database(backend, "plan_months", revision="0006") as url:
+        engine = create_engine(url)
+        try:
+            factory = session_factory(engine)
+            async with unit_of_work(factory) as session:
+                account = await create_account(session, time_zone="Europe/Berlin")
+                solar, roofs = (
+                    await create_lead_plan(session, account),
+                    await create_lead_plan(session, account),
+                )
+                assert account.id is not None
+                for number, (plan, category, at, cost) in enumerate(
+                    [
+                        (solar, "lead", datetime(2026, 3, 31, 21, 30, tzinfo=UTC), 2_500),  # 23:30 in Berlin
+                        (solar, "lead", datetime(2026, 3, 31, 22, 30, tzinfo=UTC), 1_000),  # 00:30: April
+                        (solar, "lead", datetime(2026, 4, 2, 8, 0, tzinfo=UTC), 500),
+                        (roofs, "lead", datetime(2026, 3, 2, 8, 0, tzinfo=UTC), 700),
+                        (None, "call", datetime(2026, 3, 2, 8, 0, tzinfo=UTC), 45),
+                    ]
+                ):
+                    session.add(
+                        UsageEventRow(
+                            account_id=account.id,
+                            external_id=f"usage-{number}",
+                            category=category,
+                            occurred_at=at,
+                            cost_minor=cost,
+                            currency=account.currency,
+                            lead_plan_id=None if plan is None else plan.id,
+                        )
+                    )
+                session.add(
+                    DomainEventRow(
+                        account_id=account.id,
+                        type="lead_plan.budget_reached",
+                        payload={"account_id": account.id, "month": "2026-03", "budget_minor": 1},
+                    )
+                )
+            async with engine.begin() as connection:
+                await connection.run_sync(migrate)
+            async with factory() as session:
+                months = (await session.exec(select(LeadPlanRollup))).all()
+                assert {(m.lead_plan_id, m.month, m.spent_minor) for m in months} == {
+                    (solar.id, "2026-03", 2_500),
+                    (solar.id, "2026-04", 1_500),
+                    (roofs.id, "2026-03", 700),
+                }
+                assert (await session.exec(select(DomainEventRow))).all() == []
+        finally:
+            await engine.dispose()
 
 
 # --- cards about to expire --------------------------------------------------------------------------------
@@ -686,9 +873,10 @@ async def test_a_card_expiring_within_30_days_is_told_once_per_card_and_month(
     assert await queued(datetime(2026, 4, 20, 0, 0, tzinfo=UTC)) == 0  # told this month already
     assert await queued(datetime(2026, 5, 1, 0, 0, tzinfo=UTC)) == 0  # expired; May's card is 31 days away
     [told] = await deliveries(session, account)
+    assert soon.id is not None
     assert told.payload["data"] == {
-        "account_id": account.id,
-        "payment_method_id": soon.id,
+        "account_id": global_account_id(account),
+        "payment_method_id": to_global_id("PaymentMethod", soon.id),
         "brand": soon.brand,
         "last4": soon.last4,
         "exp_month": 4,
@@ -735,10 +923,13 @@ async def test_add_funds_reaches_a_local_receiver_as_topup_succeeded_signed_per_
             "idempotencyKey": "e2e",
         }
         added = (await execute(gateway, key, ADD_FUNDS, {"input": funds}))["data"]["addFunds"]
+        account_shown = (await execute(gateway, key, "{ account { id } }"))["data"]["account"]["id"]
         assert (added["__typename"], added["status"]) == ("AddFundsSuccess", "SUCCEEDED")
         assert await webhooks_outgoing_delivery.run_once(session_factory, delivery_settings(), now=now) == 1
     [(headers, body)] = receiver.received
     event = Webhook(secret).verify(body, headers)
     assert event["type"] == "topup.succeeded"
     assert event["data"]["amount"] == {"amount_minor": 5_000, "currency": "USD"}
-    assert to_global_id("Transaction", event["data"]["transaction_id"]) == added["transaction"]["id"]
+    # The ids are the API's own: what `Account.id` and `Transaction.id` answer.
+    assert event["data"]["transaction_id"] == added["transaction"]["id"]
+    assert event["data"]["account_id"] == account_shown

@@ -1,14 +1,13 @@
 """Lead plan subscriptions of the accounts of the scope."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.repositories.scope import Scope
-from billing.sql import among
-from models import LeadPlanStatus, LeadPlanSubscription
+from billing.sql import among, upsert_insert
+from models import LeadPlanRollup, LeadPlanStatus, LeadPlanSubscription
 
 
 class LeadPlanRepository:
@@ -56,21 +55,37 @@ class LeadPlanRepository:
         )
         return (await self.session.exec(statement.limit(1))).first() is not None
 
-    async def named_or_active(
-        self, plan_ids: set[int], account_ids: set[int]
-    ) -> list[tuple[int, int, str, int]]:
-        """(id, account id, status, monthly budget) of the plans among `plan_ids` and of the active plans of
-        the accounts among `account_ids`, in one statement (a usage batch's plan check and budgets)."""
+    async def owners_and_budgets(self, plan_ids: set[int]) -> dict[int, tuple[int, int]]:
+        """Plan id -> (account id, monthly budget) of the plans among `plan_ids`, in one statement (a usage
+        batch's plan check, and the budgets its leads count against)."""
         plan = LeadPlanSubscription
-        statement = select(plan.id, plan.account_id, plan.status, plan.monthly_budget_minor).where(
-            or_(
-                col(plan.id).in_(plan_ids),
-                and_(col(plan.account_id).in_(account_ids), col(plan.status) == LeadPlanStatus.ACTIVE),
-            ),
-            self.scope.accounts(col(plan.account_id)),
+        statement = select(plan.id, plan.account_id, plan.monthly_budget_minor).where(
+            col(plan.id).in_(plan_ids), self.scope.accounts(col(plan.account_id))
         )
-        return [
-            (plan_id, account_id, status, budget)
-            for plan_id, account_id, status, budget in (await self.session.exec(statement)).all()
+        return {
+            plan_id: (account_id, budget)
+            for plan_id, account_id, budget in (await self.session.exec(statement)).all()
             if plan_id is not None
+        }
+
+    async def add_to_monthly_spending(
+        self, spending: Mapping[tuple[int, int, str], int]
+    ) -> dict[tuple[int, int, str], int]:
+        """One upsert adding each (account id, plan id, 'YYYY-MM') cost to that month of the plan; concurrent
+        batches add, never overwrite. Returns each month's spending after it (RETURNING), so the caller sees a
+        budget crossed by exactly the batch that crossed it.
+
+        The plans were found in this scope by `owners_and_budgets`, so they need no filter here (an upsert has
+        no WHERE to put one in)."""
+        insert = upsert_insert(self.session, LeadPlanRollup)
+        table = LeadPlanRollup.__table__.c  # type: ignore[attr-defined]
+        statement = insert.on_conflict_do_update(
+            index_elements=["lead_plan_id", "month"],
+            set_={"spent_minor": table.spent_minor + insert.excluded.spent_minor},
+        ).returning(table.account_id, table.lead_plan_id, table.month, table.spent_minor)
+        rows = [
+            {"account_id": account_id, "lead_plan_id": plan_id, "month": month, "spent_minor": cost_minor}
+            for (account_id, plan_id, month), cost_minor in sorted(spending.items())
         ]
+        result = await (await self.session.connection()).execute(statement, rows)
+        return {(account_id, plan_id, month): spent for account_id, plan_id, month, spent in result.all()}

@@ -37,9 +37,9 @@ class UsageRepository:
         """One bulk INSERT of the batch's new events; their accounts were locked by the ledger for this scope."""
         await (await self.session.connection()).execute(insert(UsageEvent), rows)
 
-    async def add_to_rollups(self, rows: Sequence[Mapping[str, object]]) -> dict[tuple[int, str], int]:
+    async def add_to_rollups(self, rows: Sequence[Mapping[str, object]]) -> None:
         """One upsert adding each row's increments to its (account id, month) rollup; concurrent batches add,
-        never overwrite. Returns each month's lead spending after the batch (RETURNING: no statement of its own).
+        never overwrite.
 
         The rows' accounts were locked by the ledger for this scope, so they need no filter here (an upsert
         has no WHERE to put one in)."""
@@ -50,6 +50,4 @@ class UsageRepository:
             index_elements=list(ROLLUP_KEY),
             set_={name: table[name] + statement.excluded[name] for name in increments},
         )
-        returning = statement.returning(table.account_id, table.month, table.lead_spent_minor)
-        result = await (await self.session.connection()).execute(returning, rows)
-        return {(account_id, month): spent for account_id, month, spent in result.all()}
+        await (await self.session.connection()).execute(statement, rows)

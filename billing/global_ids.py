@@ -1,0 +1,45 @@
+"""Global IDs: the opaque `Type:pk` strings (base64url) the API names every object by.
+
+One implementation for everything that hands an id outward: the GraphQL schema's `Node.id` (schema/node.py)
+and outgoing webhooks' payloads (billing/webhooks_outgoing.py), so a receiver gets the very id `Account.id` or
+`Transaction.id` answers. The type names are the API's object types ("Account", "Transaction", ...).
+"""
+
+import base64
+import binascii
+import re
+
+from billing.pagination import InvalidArgument
+
+# Primary keys are positive INTEGER columns (32-bit on PostgreSQL), written in ASCII digits (int() would take
+# '²' or Arabic-Indic digits too).
+MAX_PK = 2**31 - 1
+_GLOBAL_ID = re.compile(r"([A-Za-z][A-Za-z0-9]{0,39}):([1-9][0-9]{0,9})", re.ASCII)
+# The base64 of the longest `Type:pk` above; anything longer is refused before decoding.
+MAX_GLOBAL_ID_LENGTH = 68
+
+
+def to_global_id(type_name: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode()
+
+
+def parse_global_id(global_id: str, argument: str) -> tuple[str, int]:
+    """(type name, pk) of a global ID, or an InvalidArgument naming `argument`."""
+    match = None
+    if len(global_id) <= MAX_GLOBAL_ID_LENGTH:
+        try:
+            raw = base64.b64decode(global_id.encode(), altchars=b"-_", validate=True)
+            match = _GLOBAL_ID.fullmatch(raw.decode())
+        except (binascii.Error, UnicodeError, ValueError):
+            match = None
+    if match is None or int(match.group(2)) > MAX_PK:
+        raise InvalidArgument(argument, "not a valid ID")
+    return match.group(1), int(match.group(2))
+
+
+def from_global_id(global_id: str, type_name: str, argument: str) -> int:
+    """The pk of a global ID that must name a `type_name`."""
+    found_type, pk = parse_global_id(global_id, argument)
+    if found_type != type_name:
+        raise InvalidArgument(argument, f"not a {type_name} ID")
+    return pk
