@@ -376,9 +376,8 @@ async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _
     earlier_since = None
     if recharge.transaction_id is None:
         # First attempt: nothing was charged yet, so it may still be called off.
-        recharges = AutoRechargeRepository(session, SYSTEM)
-        settings = await recharges.settings(item.account_id)
-        reason = await _reason_not_to_charge(session, recharges, account, settings, now=now)
+        settings = await AutoRechargeRepository(session, SYSTEM).settings(item.account_id)
+        reason = await _reason_not_to_charge(session, account, settings, now=now)
         if reason is not None or settings is None:
             finish_as(recharge, RechargeStatus.CANCELED, reason or "auto-recharge is not set up", now)
             return None
@@ -422,12 +421,7 @@ async def _prepare(session: AsyncSession, item: _Claimed, *, now: datetime) -> _
 
 
 async def _reason_not_to_charge(
-    session: AsyncSession,
-    recharges: AutoRechargeRepository,
-    account: Account,
-    settings: AutoRechargeSettings | None,
-    *,
-    now: datetime,
+    session: AsyncSession, account: Account, settings: AutoRechargeSettings | None, *, now: datetime
 ) -> str | None:
     if settings is None or not settings.enabled:
         return "auto-recharge was turned off"
@@ -440,6 +434,7 @@ async def _reason_not_to_charge(
     if account.balance_minor >= settings.threshold_minor:
         return "the balance is back above the threshold"
     assert account.id is not None
+    recharges = AutoRechargeRepository(session, SYSTEM)
     past = (await recent_recharges(recharges, [account.id], now=now))[account.id]
     if (
         recharged_in_month(past, account.time_zone, now) + settings.amount_minor
