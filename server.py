@@ -1,6 +1,7 @@
 """The composition root: settings, engine, the Strawberry schema, Starlette routes and the lifespan."""
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
@@ -326,6 +327,9 @@ def create_app(
                     settings=settings,
                 )
             )
+        # What start-up built (modules, the schema, caches) lives as long as the process: frozen, a full garbage
+        # collection no longer walks it (a collection of everything took ~100 ms: the p99 at one connection).
+        gc.freeze()
         try:
             yield
         finally:
