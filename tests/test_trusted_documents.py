@@ -25,6 +25,7 @@ from billing.data_version import period
 from billing.db import create_engine, session_factory, unit_of_work
 from models import Account, Company, FxRate, PartnerAccount, Transaction, TransactionKind, TransactionStatus
 from server import create_app
+from server_cache import ENTRY_OVERHEAD_BYTES, ResponseCache
 from tests.factories import (
     create_account,
     create_company,
@@ -424,3 +425,14 @@ async def test_a_commit_from_another_engine_invalidates(
         await other.dispose()
     answer, cached = await billing_page(committed_app, committing_engine, key)
     assert not cached and answer["data"]["account"]["name"] == "There" and first != answer
+
+
+def test_the_cache_is_bounded_by_bytes_and_evicts_the_least_recently_used() -> None:
+    cache = ResponseCache(max_bytes=3 * (100 + ENTRY_OVERHEAD_BYTES))
+    for key in ("a", "b", "c"):
+        cache.put(key, b"x" * 100)
+    assert cache.get("a") is not None  # now the most recently used
+    cache.put("d", b"y" * 100)
+    assert cache.get("b") is None and len(cache) == 3 and cache.size <= cache.max_bytes
+    cache.put("huge", b"z" * cache.max_bytes)  # larger than the whole cache: not kept, nothing evicted
+    assert cache.get("huge") is None and len(cache) == 3
