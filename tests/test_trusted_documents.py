@@ -19,21 +19,27 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 import schema.limits
 import server
-from billing import auth
+from billing import auth, payments
 from billing.config import Environment, Settings
 from billing.data_version import period
-from billing.db import create_engine, session_factory, unit_of_work
+from billing.db import SessionFactory, create_engine, session_factory, unit_of_work
+from billing.stripe_gateway import StripeGateway
 from models import Account, Company, FxRate, PartnerAccount, Transaction, TransactionKind, TransactionStatus
 from server import create_app
 from server_cache import ENTRY_OVERHEAD_BYTES, ResponseCache
 from tests.factories import (
+    SYSTEM,
     create_account,
     create_company,
     create_partner,
     member_key,
     partner_key,
 )
+from tests.payments_helpers import THREE_D_SECURE_CARD, ready_account
 from tests.statements import recorded_statements
+from tests.stripe_server import LocalStripe
+from tests.test_payments_add_funds import SETTINGS, request
+from tests.webhook_helpers import app_client, deliver, event
 
 ROOT = Path(__file__).resolve().parent.parent
 BILLING_PAGE = (ROOT / "schema" / "billing_page.graphql").read_text(encoding="utf-8")
@@ -436,3 +442,33 @@ def test_the_cache_is_bounded_by_bytes_and_evicts_the_least_recently_used() -> N
     assert cache.get("b") is None and len(cache) == 3 and cache.size <= cache.max_bytes
     cache.put("huge", b"z" * cache.max_bytes)  # larger than the whole cache: not kept, nothing evicted
     assert cache.get("huge") is None and len(cache) == 3
+
+
+async def test_a_top_up_settled_by_a_stripe_webhook_in_another_app_invalidates(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+    localstripe_url: str,
+) -> None:
+    """The real path: a 3-D Secure top-up left pending, then credited by a signed payment_intent.succeeded
+    delivered to another app instance (as to another gateway process)."""
+    account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
+    key = await member_key(session, account)
+    await session.commit()
+    pending = await payments.add_funds(
+        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "cache-3ds")
+    )
+    intent_id = pending.transaction.stripe_payment_intent_id
+    assert pending.client_secret is not None and intent_id is not None
+    before, _ = await billing_page(client, engine, key)
+    assert (await billing_page(client, engine, key))[1]
+    await localstripe.complete_3ds(intent_id, pending.client_secret)
+    succeeded = await localstripe.retrieve(f"/v1/payment_intents/{intent_id}")
+    async with app_client(session_factory, localstripe_url) as stripe_side:
+        assert (await deliver(stripe_side, event("payment_intent.succeeded", succeeded))).status_code == 200
+    after, cached = await billing_page(client, engine, key)
+    assert not cached and after != before
+    assert after["data"]["account"]["balance"]["available"]["amount"] == "30.00"
