@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import audit, auth, demo, fx, production, reconciliation
+from billing import audit, auth, demo, fx, live_events, production, reconciliation
 from billing import worker as worker_loops
 from billing.actors import Actor, acting_as, operator
 from billing.config import VAR_DIR, Settings
@@ -249,12 +249,15 @@ def reconcile(
 
     async def main() -> reconciliation.ReconcileReport:
         engine = engine_from_settings(settings)
+        # With Redis, subscribers hear what it settles from it.
+        stop_publishing = live_events.publish_commits(settings)
         try:
             gateway = StripeGateway.from_settings(settings)
             return await reconciliation.reconcile(
                 session_factory(engine), gateway, pending_for=timedelta(minutes=minutes)
             )
         finally:
+            await stop_publishing()
             await engine.dispose()
 
     typer.echo(asyncio.run(main()))
@@ -272,6 +275,8 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        # With Redis, subscribers hear what it commits from it.
+        stop_publishing = live_events.publish_commits(settings)
         try:
             await worker_loops.run(
                 session_factory(engine),
@@ -280,6 +285,7 @@ def worker() -> None:
                 settings=settings,
             )
         finally:
+            await stop_publishing()
             await engine.dispose()
 
     asyncio.run(main())

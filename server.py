@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.types.execution import ExecutionResult
 
-from billing import auth, data_version, events, live_events, production
+from billing import auth, data_version, live_events, production, subscription_connections
 from billing import worker as worker_loops
 from billing.actors import acting_as
 from billing.auth_throttle import AuthThrottle, Refusal
@@ -26,7 +26,6 @@ from billing.db import (
     DatabaseBusy,
     SessionFactory,
     engine_from_settings,
-    is_sqlite,
     read_session,
     session_factory,
 )
@@ -309,14 +308,12 @@ def create_app(
             else None
         )
         stop = asyncio.Event()
-        # Subscriptions hear this process's commits and, on PostgreSQL, every process's (billing/live_events).
+        # Subscriptions hear every process's commits through one transport (billing/live_events); with Redis
+        # this process publishes its own to it, as every process that commits does.
         hub = app.state.live_events = live_events.EventHub(app.state.session_factory)
-        unsubscribe = events.subscribe(hub.committed)
-        live_listener = asyncio.ensure_future(
-            live_events.listen_postgres(settings.database_url, hub, stop)
-            if sessions is None and not is_sqlite(settings.database_url)
-            else stop.wait()
-        )
+        carrier = live_events.transport(settings) if sessions is None else live_events.Transport.IN_PROCESS
+        live_listener = asyncio.ensure_future(live_events.relay(settings, carrier, hub, stop))
+        stop_publishing = live_events.publish_commits(settings)
         worker = None
         if settings.embedded_worker and app.state.stripe is not None:
             worker = asyncio.create_task(
@@ -334,12 +331,13 @@ def create_app(
             yield
         finally:
             stop.set()
-            unsubscribe()
             if worker is not None:
                 await worker
+            await stop_publishing()  # after the worker's last commit
             if untrace is not None:
                 untrace()
             await live_listener
+            await subscriptions.connections.aclose()
             if engine is not None:
                 await engine.dispose()
             if tracer_provider is not None and traced_by_environment:
@@ -361,8 +359,10 @@ def create_app(
             subscriptions_per_connection=settings.subscription_max_per_connection,
             init_timeout_seconds=settings.subscription_init_timeout_seconds,
             ping_seconds=settings.subscription_ping_seconds,
+            pong_timeout_seconds=settings.subscription_pong_timeout_seconds,
             key_check_seconds=settings.subscription_key_check_seconds,
         ),
+        connections=subscription_connections.from_settings(settings),
     )
     app = Starlette(
         routes=[

@@ -12,13 +12,20 @@ does). Then, as the protocol has it:
 | `subscribe` with an id that is still running               | closes 4409 Subscriber for <id> already exists |
 | a message that is not one the protocol defines, or malformed | closes 4400 with what is wrong              |
 | `ping`                                                     | answers `pong`                               |
+| no `pong` within SUBSCRIPTION_PONG_TIMEOUT_SECONDS of the server's `ping` | closes 4504 Pong timeout      |
 
 Authentication is the `connection_init` payload `{"Authorization": "Bearer <key>"}` (the header's name and
 form): no key, a wrong or revoked one closes 4403 Forbidden, failures count toward the same limit as over
 HTTP (billing/auth_throttle.py). A key that could not be checked because the database is busy closes 1013 Try
-Again Later, as does a key over SUBSCRIPTION_CONNECTIONS_PER_KEY open connections (in this process). The key is
-checked again every SUBSCRIPTION_KEY_CHECK_SECONDS and before every event sent: once it is revoked the
-connection closes 4403. The server pings every SUBSCRIPTION_PING_SECONDS so proxies keep idle sockets open.
+Again Later, as does a key over SUBSCRIPTION_CONNECTIONS_PER_KEY open connections (across gateways with Redis,
+billing/subscription_connections.py) or a count that cannot be reached. The key is checked again every
+SUBSCRIPTION_KEY_CHECK_SECONDS and before every event sent: once it is revoked the connection closes 4403.
+
+The server pings every SUBSCRIPTION_PING_SECONDS (so proxies keep idle sockets open) and closes a socket whose
+client has not answered `pong` within SUBSCRIPTION_PONG_TIMEOUT_SECONDS: its subscriptions would otherwise hold
+their place, and their key's, for a client that is gone. The protocol defines no code for this: 4504 (a
+timeout, as 4408 is; in the 4xxx range that graphql-ws clients reconnect after, unlike 1011, which they treat
+as fatal), reason "Pong timeout".
 
 Only subscriptions are served here (queries and mutations go over HTTP POST): any other operation is answered
 with an `error` message, as are request errors (parse, validation, limits). A connection runs at most
@@ -28,7 +35,7 @@ SUBSCRIPTION_MAX_PER_CONNECTION subscriptions; one more is answered with an `err
 import asyncio
 import json
 import logging
-from collections import Counter
+import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
@@ -43,6 +50,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from billing.auth import Principal
+from billing.subscription_connections import CountUnavailable, SubscriptionConnections
 from resolvers.subscriptions import SubscriptionContext
 from server_graphql import GraphQLRequest, formatted_error
 
@@ -61,6 +69,7 @@ class CloseCode(IntEnum):
     CONNECTION_INIT_TIMEOUT = 4408
     SUBSCRIBER_ALREADY_EXISTS = 4409
     TOO_MANY_INITIALISATION_REQUESTS = 4429
+    PONG_TIMEOUT = 4504  # ours: the protocol defines none (see the module's docstring)
 
 
 class Close(Exception):
@@ -88,6 +97,7 @@ class Limits:
     subscriptions_per_connection: int
     init_timeout_seconds: float
     ping_seconds: float
+    pong_timeout_seconds: float
     key_check_seconds: float
 
 
@@ -101,12 +111,13 @@ class SubscriptionServer:
         authenticate: Authenticate,
         make_context: MakeContext,
         limits: Limits,
+        connections: SubscriptionConnections,
     ) -> None:
         self.schema = schema
         self.authenticate = authenticate
         self.make_context = make_context
         self.limits = limits
-        self._connections_by_key: Counter[int] = Counter()
+        self.connections = connections
 
     async def serve(self, websocket: WebSocket) -> None:
         if PROTOCOL not in websocket.scope.get("subprotocols", []):
@@ -119,18 +130,7 @@ class SubscriptionServer:
             await connection.run()
         finally:
             if connection.principal is not None:
-                self.release(connection.principal)
-
-    def admit(self, principal: Principal) -> bool:
-        if self._connections_by_key[principal.api_key_id] >= self.limits.connections_per_key:
-            return False
-        self._connections_by_key[principal.api_key_id] += 1
-        return True
-
-    def release(self, principal: Principal) -> None:
-        self._connections_by_key[principal.api_key_id] -= 1
-        if self._connections_by_key[principal.api_key_id] <= 0:
-            del self._connections_by_key[principal.api_key_id]
+                await self.connections.release(connection.principal.api_key_id, connection.id)
 
 
 def _bearer(payload: Mapping[str, Any]) -> str | None:
@@ -181,8 +181,10 @@ class _Connection:
     def __init__(self, server: SubscriptionServer, websocket: WebSocket) -> None:
         self.server = server
         self.websocket = websocket
+        self.id = uuid.uuid4().hex
         self.principal: Principal | None = None
         self._token: str | None = None
+        self._ponged = asyncio.Event()
         self._init_received = False
         self._operations: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -257,6 +259,7 @@ class _Connection:
             await self._send({"type": "pong"})
         elif kind == "pong":
             _optional_object(message, "payload")
+            self._ponged.set()
         elif kind == "subscribe":
             operation_id = _operation_id(message)
             request = _subscribe_request(message)
@@ -276,12 +279,18 @@ class _Connection:
         outcome = await self.server.authenticate(self.websocket, token)
         if isinstance(outcome, Close):
             raise outcome
-        if not self.server.admit(outcome):
+        try:
+            admitted = await self.server.connections.take(outcome.api_key_id, self.id)
+        except CountUnavailable:
+            raise Close(CloseCode.TRY_AGAIN_LATER, "Connection counts unavailable; try again later") from None
+        if not admitted:
             raise Close(CloseCode.TRY_AGAIN_LATER, "Too many open connections for this API key")
         self.principal, self._token = outcome, token
         await self._send({"type": "connection_ack"})
         self._start(self._ping)
         self._start(self._check_key_periodically)
+        if self.server.connections.renew_seconds is not None:
+            self._start(partial(self._renew_place, outcome.api_key_id, self.server.connections.renew_seconds))
 
     async def _subscribe(self, operation_id: str, request: GraphQLRequest) -> None:
         if self.principal is None:
@@ -341,9 +350,20 @@ class _Connection:
             raise Close(CloseCode.CONNECTION_INIT_TIMEOUT, "Connection initialisation timeout")
 
     async def _ping(self) -> None:
+        limits = self.server.limits
         while True:
-            await asyncio.sleep(self.server.limits.ping_seconds)
+            await asyncio.sleep(limits.ping_seconds)
+            self._ponged.clear()
             await self._send({"type": "ping"})
+            try:
+                await asyncio.wait_for(self._ponged.wait(), limits.pong_timeout_seconds)
+            except TimeoutError:
+                raise Close(CloseCode.PONG_TIMEOUT, "Pong timeout") from None
+
+    async def _renew_place(self, api_key_id: int, every_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(every_seconds)
+            await self.server.connections.renew(api_key_id, self.id)
 
     async def _check_key_periodically(self) -> None:
         while True:

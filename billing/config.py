@@ -86,8 +86,12 @@ class Settings(BaseSettings):
     auth_failures_per_key_prefix: RateLimit = "10/minute"
     auth_failures_per_address: RateLimit = "30/minute"
     # Where failures are counted: unset, in this process; a Redis URL (redis://host:6379/0), shared by
-    # every gateway using it.
+    # every gateway using it. It also carries live updates between processes and counts subscription
+    # connections per key across gateways (README "Live updates").
     redis_url: str | None = None
+    # The prefix of this deployment's Redis keys and channels for those: deployments sharing a Redis set
+    # different ones.
+    redis_namespace: str = Field(default="billing", min_length=1, max_length=64)
     # Comma-separated proxy addresses (or "*") whose X-Forwarded-For names the client; by default none is
     # trusted and the client is the connection's peer (passed to uvicorn as `forwarded_allow_ips`).
     forwarded_allow_ips: str = ""
@@ -125,15 +129,19 @@ class Settings(BaseSettings):
     # auto-recharge loop, never waiting for it).
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
 
-    # GraphQL subscriptions over WebSocket (graphql-transport-ws): open connections per API key (in each
-    # process), subscriptions per connection, how long a new socket may wait before `connection_init`, how
-    # often the server pings, and how often a connection's key is checked again (a revoked key's
-    # subscriptions close within this, and before any event is sent).
+    # GraphQL subscriptions over WebSocket (graphql-transport-ws): open connections per API key (across
+    # gateways with REDIS_URL, else in each process), subscriptions per connection, how long a new socket may
+    # wait before `connection_init`, how often the server pings and how long it waits for the `pong` before
+    # closing 4504, and how often a connection's key is checked again (a revoked key's subscriptions close
+    # within this, and before any event is sent). With Redis, a gateway renews its connections' count every
+    # third of `subscription_connection_ttl_seconds`: those of one that was killed are released after it.
     subscription_connections_per_key: int = Field(default=10, gt=0)
     subscription_max_per_connection: int = Field(default=20, gt=0)
     subscription_init_timeout_seconds: float = Field(default=10.0, gt=0)
     subscription_ping_seconds: float = Field(default=15.0, gt=0)
+    subscription_pong_timeout_seconds: float = Field(default=10.0, gt=0)
     subscription_key_check_seconds: float = Field(default=5.0, gt=0)
+    subscription_connection_ttl_seconds: float = Field(default=30.0, gt=0)
 
     # Trusted documents (persisted operations, server_trusted_documents.py): the manifest of the registered
     # documents, read and validated at start; with `trusted_documents_only`, member keys may run only those.

@@ -1,9 +1,10 @@
 """Subscription entry points: an account or its history as it changes, in the same scope as queries.
 
-Each subscription follows a set of accounts (fixed when it starts) through a feed of committed domain events
-(billing/live_events.py). For every event it reads the object again, through the same read path and scope check
-as a query, with the operation's dataloaders emptied first, so each `next` shows the state after that event and
-an account the caller may no longer see is skipped. The last event an answer covers is its cursor, sent in the
+Each subscription follows accounts through a feed of committed domain events (billing/live_events.py): the
+one named, the caller's own, or (a partner's key without an id) every account the partner manages at the time of
+each event, so one granted later is followed and one taken away is not. For every event it reads the object
+again, through the same read path and scope check as a query, with the operation's dataloaders emptied first, so
+each `next` shows the state after that event and an account the caller may no longer see is skipped. The last event an answer covers is its cursor, sent in the
 `next` message's `extensions.cursor`; a client that reconnects passes it as `after` and gets what it missed.
 """
 
@@ -71,8 +72,8 @@ def _context(info: Info) -> SubscriptionContext:
     return context
 
 
-async def _followed(info: Info, id: strawberry.ID | None, argument: str) -> frozenset[int]:
-    """The account named by `argument`, or the caller's own, or (a partner's key) all of the partner's."""
+async def _followed(info: Info, id: strawberry.ID | None, argument: str) -> frozenset[int] | None:
+    """The account named by `argument`, or the caller's own, or (None: a partner's key) all of the partner's."""
     if id is not None:
         return frozenset(
             {(await visible_account(info, from_global_id(id, "Account", argument), argument)).pk}
@@ -81,7 +82,7 @@ async def _followed(info: Info, id: strawberry.ID | None, argument: str) -> froz
     if principal.home_account_id is not None:
         return frozenset({principal.home_account_id})
     if principal.kind is PrincipalKind.PARTNER:
-        return await live_events.followed_accounts(info.context.session_factory, principal)
+        return None
     raise InvalidArgument(argument, "required: this API key is not tied to one account")
 
 
@@ -114,7 +115,7 @@ class AccountSubscription:
         context = _context(info)
         followed = await _followed(info, id, "id")
         cursor = live_events.cursor_event_id(after) if after is not None else None
-        async with context.live_events.feed(followed, cursor) as feed:
+        async with context.live_events.feed(context.principal, followed, cursor) as feed:
             while True:
                 changed = [e for e in await feed.next_events() if isinstance(e.event, ACCOUNT_EVENTS)]
                 for account_id, last in _runs(changed):
@@ -141,7 +142,7 @@ class AccountSubscription:
         context = _context(info)
         followed = await _followed(info, account_id, "accountId")
         cursor = live_events.cursor_event_id(after) if after is not None else None
-        async with context.live_events.feed(followed, cursor) as feed:
+        async with context.live_events.feed(context.principal, followed, cursor) as feed:
             while True:
                 for stored in await feed.next_events():
                     if not isinstance(stored.event, HISTORY_EVENTS):

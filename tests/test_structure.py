@@ -22,7 +22,6 @@ SESSION_QUERIES = {"get", "exec", "execute", "scalar", "scalars", "stream", "mer
 PENDING: set[str] = {
     "billing/audit.py",
     "billing/events.py",
-    "billing/live_events.py",
     "billing/webhooks_outgoing.py",
     "billing/webhooks_outgoing_delivery.py",
 }

@@ -1,6 +1,6 @@
 """GraphQL subscriptions over WebSocket (graphql-transport-ws): the protocol and its close codes, what a
-subscriber sees after a change, its scope, revocation, replay by cursor, and (PostgreSQL) delivery across two
-gateway processes.
+subscriber sees after a change, its scope, revocation, replay by cursor, pings, and (PostgreSQL) delivery across
+gateway processes through LISTEN/NOTIFY or through Redis, and the connections-per-key limit across them.
 
 The gateway runs under uvicorn on a loopback port with its own engine on a database of this module (events
 must really commit to be delivered: the rolled-back test transaction never commits). Clients use the
@@ -9,6 +9,7 @@ must really commit to be delivered: the rolled-back test transaction never commi
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func
+from redis.asyncio import Redis
+from sqlalchemy import column, func, table
 from sqlmodel import col, select
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -27,10 +29,11 @@ from websockets.typing import Subprotocol
 from billing import auth, live_events, payment_methods
 from billing.config import Environment, Settings
 from billing.db import SessionFactory, create_engine, session_factory
+from billing.repositories.accounts import AccountRepository
 from billing.stripe_gateway import StripeGateway
 from billing.usage import record_usage
 from devtools.stripe_standin import STRIPE_KEY, WEBHOOK_SECRET
-from models import Account, DomainEventRow, PaymentMethod
+from models import Account, DomainEventRow, PartnerAccount, PaymentMethod
 from schema.node import from_global_id, to_global_id
 from server import create_app
 from tests.conftest import migrated_database
@@ -39,6 +42,7 @@ from tests.gateway_processes import Processes
 from tests.loopback import serving
 from tests.payments_helpers import THREE_D_SECURE_CARD
 from tests.stripe_server import LocalStripe, stripe_settings
+from tests.test_auth_throttle import REDIS_URL, redis_reachable
 from tests.usage_factories import REPORTER, call, create_lead_plan, enable_auto_recharge
 from tests.webhook_helpers import deliver, event
 
@@ -112,15 +116,25 @@ class Gateway:
     ws_url: str
 
 
-@pytest.fixture
-async def gateway(database_url: str, localstripe_url: str) -> AsyncIterator[Gateway]:
-    app = create_app(gateway_settings(database_url, localstripe_url))
+@asynccontextmanager
+async def serve_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
         serving(app) as url,
         httpx.AsyncClient(base_url=url, timeout=WAIT_SECONDS) as http,
     ):
-        yield Gateway(http, url.replace("http://", "ws://") + "/graphql")
+        yield Gateway(http, socket_url(url))
+
+
+def socket_url(base_url: str) -> str:
+    return base_url.replace("http://", "ws://") + "/graphql"
+
+
+@pytest.fixture
+async def gateway(database_url: str, localstripe_url: str) -> AsyncIterator[Gateway]:
+    async with serve_gateway(gateway_settings(database_url, localstripe_url)) as served:
+        yield served
 
 
 async def ready_account(
@@ -173,10 +187,11 @@ class Client:
 
     async def closed_with(self) -> tuple[int, str]:
         """The close code and reason, once the server has closed the socket (anything sent before is
-        skipped)."""
+        skipped), within WAIT_SECONDS however much it sends."""
         try:
-            while True:
-                await asyncio.wait_for(self.socket.recv(), WAIT_SECONDS)
+            async with asyncio.timeout(WAIT_SECONDS):
+                while True:
+                    await self.socket.recv()
         except ConnectionClosed as closed:
             assert closed.rcvd is not None, "the server closed without a close frame"
             return closed.rcvd.code, closed.rcvd.reason
@@ -384,6 +399,75 @@ async def test_a_partner_subscribed_to_all_its_accounts_never_receives_another_p
         assert (await subscriber.receive())["payload"]["errors"][0]["message"] == "id: no such account"
 
 
+async def test_a_partners_subscription_to_all_its_accounts_follows_the_accounts_it_manages_now(
+    gateway: Gateway, sessions: SessionFactory
+) -> None:
+    async with sessions() as session:
+        kept, granted, taken_away = [await create_account(session) for _ in range(3)]
+        partner = await create_partner(session, kept, taken_away)
+        our_key = await partner_key(session, partner)
+        kept_key, granted_key, taken_away_key = [
+            await member_key(session, account) for account in (kept, granted, taken_away)
+        ]
+        await session.commit()
+    assert partner.id is not None and granted.id is not None and taken_away.id is not None
+    await update_company(gateway.http, kept_key, "Kept GmbH")
+    async with client(gateway.ws_url, our_key) as subscriber:
+        await subscriber.subscribe("all", ACCOUNT_UPDATED, after=await cursor_now(sessions))
+        # Granted after subscribing: followed from then on.
+        async with sessions() as session:
+            assert await AccountRepository(session, SYSTEM).grant_partner(partner.id, granted.id)
+            await session.commit()
+        await update_company(gateway.http, granted_key, "Granted GmbH")
+        payload = await subscriber.next("all")
+        assert payload["data"]["accountUpdated"]["id"] == to_global_id("Account", granted.id)
+        # Taken away: its next change is not delivered (had it been, it would come first: commit order).
+        async with sessions() as session:
+            grant = await session.get(PartnerAccount, (partner.id, taken_away.id))
+            await session.delete(grant)
+            await session.commit()
+        await update_company(gateway.http, taken_away_key, "Taken GmbH")
+        await update_company(gateway.http, kept_key, "Still Kept GmbH")
+        payload = await subscriber.next("all")
+        assert payload["data"]["accountUpdated"]["company"]["legalName"] == "Still Kept GmbH"
+
+
+async def test_a_client_that_does_not_answer_the_servers_ping_is_closed(
+    database_url: str, localstripe_url: str, sessions: SessionFactory
+) -> None:
+    async with sessions() as session:
+        key = await member_key(session, await create_account(session))
+        await session.commit()
+    settings = gateway_settings(
+        database_url,
+        localstripe_url,
+        subscription_ping_seconds=0.2,
+        subscription_pong_timeout_seconds=0.5,
+        subscription_key_check_seconds=60,
+    )
+    async with (
+        serve_gateway(settings) as gateway,
+        client(gateway.ws_url, key) as answering,
+        client(gateway.ws_url, key) as silent,
+    ):
+
+        async def answer_pings() -> int:
+            """Answers the server's pings until a `pong` arrives; how many it answered."""
+            answered = 0
+            while (message := await answering.receive())["type"] == "ping":
+                await answering.send({"type": "pong"})
+                answered += 1
+            assert message == {"type": "pong"}, message
+            return answered
+
+        answerer = asyncio.ensure_future(answer_pings())
+        assert await silent.receive() == {"type": "ping"}
+        assert await silent.closed_with() == (4504, "Pong timeout")
+        # The one that answers is still open after the silent one's deadline passed.
+        await answering.send({"type": "ping"})
+        assert await answerer >= 1
+
+
 async def test_revoking_the_key_closes_its_subscriptions(gateway: Gateway, sessions: SessionFactory) -> None:
     async with sessions() as session:
         account = await create_account(session)
@@ -456,7 +540,9 @@ async def delivery_delay(sessions: SessionFactory, payload: dict[str, Any], rece
 
 
 @pytest.mark.postgres_only
+@pytest.mark.parametrize("carrier", [live_events.Transport.POSTGRES, live_events.Transport.REDIS])
 async def test_a_subscriber_on_one_gateway_sees_what_other_processes_commit_within_a_second(
+    carrier: live_events.Transport,
     database_url: str,
     sessions: SessionFactory,
     stripe_gateway: StripeGateway,
@@ -466,13 +552,23 @@ async def test_a_subscriber_on_one_gateway_sees_what_other_processes_commit_with
 ) -> None:
     """Two `cli serve` processes and a `cli worker` on one PostgreSQL database. A subscriber on one gateway
     sees addFunds made on the other, a 3-D Secure top-up settled by a Stripe webhook delivered to the other,
-    and an auto-recharge the worker charged: each reaches it through its gateway's LISTEN connection (no
-    in-process listener can), within a second of the commit, with the balance it made."""
+    and an auto-recharge the worker charged: each reaches it through its gateway's LISTEN connection or, with
+    REDIS_URL, through Redis (where no gateway LISTENs), within a second of the commit, with the balance it
+    made. (No in-process listener can: the gateways are processes of their own.)"""
     if not database_url.startswith("postgresql"):
         pytest.skip("several gateway processes need PostgreSQL; SQLite is one process")
+    environment = process_environment(database_url, localstripe_url, tmp_path)
+    publishing = Settings(redis_url=None)
+    if carrier is live_events.Transport.REDIS:
+        await redis_reachable()
+        namespace = f"test-{uuid.uuid4().hex}"
+        environment |= redis_environment(namespace)
+        publishing = Settings(redis_url=REDIS_URL, redis_namespace=namespace)
     account, key, card = await ready_account(sessions, stripe_gateway, localstripe)
     assert account.id is not None
-    processes = Processes(process_environment(database_url, localstripe_url, tmp_path), tmp_path)
+    processes = Processes(environment, tmp_path)
+    # This test commits too (cards, usage): as every process that commits, it publishes them to Redis.
+    stop_publishing = live_events.publish_commits(publishing)
 
     async def next_balance(subscriber: Client) -> int:
         payload = await subscriber.next("1")
@@ -486,7 +582,9 @@ async def test_a_subscriber_on_one_gateway_sees_what_other_processes_commit_with
         watching = await processes.gateway("watching", localstripe_url)
         paying = await processes.gateway("paying", localstripe_url)
         assert watching.url is not None and paying.url is not None
-        ws_url = watching.url.replace("http://", "ws://") + "/graphql"
+        if carrier is live_events.Transport.REDIS:
+            assert await listening_backends(sessions) == 0, "with REDIS_URL no gateway LISTENs"
+        ws_url = socket_url(watching.url)
         async with (
             client(ws_url, key) as subscriber,
             httpx.AsyncClient(base_url=paying.url, timeout=WAIT_SECONDS) as http,
@@ -527,5 +625,127 @@ async def test_a_subscriber_on_one_gateway_sees_what_other_processes_commit_with
             assert await next_balance(subscriber) == 4_500
             await processes.worker("worker", localstripe_url)
             assert await next_balance(subscriber) == 14_500
+    finally:
+        await processes.stop_all()
+        await stop_publishing()
+
+
+def redis_environment(namespace: str, **settings: str) -> dict[str, str]:
+    """Processes sharing the test's Redis under a namespace of the test's own (runs in parallel share Redis)."""
+    return {"REDIS_URL": REDIS_URL, "REDIS_NAMESPACE": namespace, **settings}
+
+
+async def listening_backends(sessions: SessionFactory) -> int:
+    """Connections to the test's database that LISTEN (their last statement, as PostgreSQL shows it)."""
+    activity = table("pg_stat_activity", column("datname"), column("query"))
+    statement = (
+        select(func.count())
+        .select_from(activity)
+        .where(activity.c.datname == func.current_database(), activity.c.query.ilike("LISTEN%"))
+    )
+    async with sessions() as session:
+        return (await session.exec(statement)).one()
+
+
+@pytest.mark.postgres_only
+async def test_with_redis_gateways_that_lose_it_connect_again(
+    database_url: str,
+    sessions: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+    localstripe_url: str,
+    tmp_path: Path,
+) -> None:
+    """Two `cli serve` processes sharing a Redis, a subscriber on one and top-ups on the other. Redis drops
+    every connection of theirs: they log it and connect again, and the next top-up still arrives."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several gateway processes need PostgreSQL; SQLite is one process")
+    await redis_reachable()
+    namespace = f"test-{uuid.uuid4().hex}"
+    _, key, card = await ready_account(sessions, stripe_gateway, localstripe)
+    environment = process_environment(database_url, localstripe_url, tmp_path) | redis_environment(namespace)
+    processes = Processes(environment, tmp_path)
+    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+
+    async def next_balance(subscriber: Client) -> int:
+        payload = await subscriber.next("1")
+        return int(payload["data"]["accountUpdated"]["balance"]["available"]["minorUnits"])
+
+    try:
+        watching = await processes.gateway("watching", localstripe_url)
+        paying = await processes.gateway("paying", localstripe_url)
+        assert watching.url is not None and paying.url is not None
+        async with (
+            client(socket_url(watching.url), key) as subscriber,
+            httpx.AsyncClient(base_url=paying.url, timeout=WAIT_SECONDS) as http,
+        ):
+            await subscriber.subscribe("1", ACCOUNT_UPDATED, after=await cursor_now(sessions))
+            await add_funds(http, key, card, "25.00", "redis-1")
+            assert await next_balance(subscriber) == 2_500
+
+            # Redis drops the gateways' connections (subscriptions, publisher, connection counts).
+            ours = [c for c in await redis.client_list() if c["name"].startswith(f"{namespace}:")]
+            assert [c["name"] for c in ours].count(f"{namespace}:live-events") == 2, ours
+            for connection in ours:
+                await redis.client_kill_filter(_id=connection["id"])
+            await add_funds(http, key, card, "25.00", "redis-2")
+            assert await next_balance(subscriber) == 5_000, processes.logs()
+            assert processes.exited() == []
+            assert "Redis pub/sub for domain events lost" in watching.log.read_text(), processes.logs()
+    finally:
+        await processes.stop_all()
+        await redis.aclose()
+
+
+@pytest.mark.postgres_only
+async def test_with_redis_the_connections_per_key_limit_holds_across_gateways(
+    database_url: str, sessions: SessionFactory, localstripe_url: str, tmp_path: Path
+) -> None:
+    """Three connections per key over two gateways: a fourth on either is refused, for as long as the three
+    stay open (their gateway renews them); once a gateway is killed its connections stop counting within the
+    TTL, and a new one is admitted."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several gateway processes need PostgreSQL; SQLite is one process")
+    await redis_reachable()
+    async with sessions() as session:
+        key = await member_key(session, await create_account(session))
+        await session.commit()
+    ttl_seconds = 1.0
+    limits = {
+        "SUBSCRIPTION_CONNECTIONS_PER_KEY": "3",
+        "SUBSCRIPTION_CONNECTION_TTL_SECONDS": str(ttl_seconds),
+    }
+    environment = process_environment(database_url, localstripe_url, tmp_path) | redis_environment(
+        f"test-{uuid.uuid4().hex}", **limits
+    )
+    processes = Processes(environment, tmp_path)
+    init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
+
+    async def admitted(url: str) -> bool:
+        async with client(url) as candidate:
+            await candidate.send(init)
+            try:
+                return await candidate.receive() == {"type": "connection_ack"}
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 1013, closed
+                return False
+
+    try:
+        first = await processes.gateway("first", localstripe_url)
+        second = await processes.gateway("second", localstripe_url)
+        assert first.url is not None and second.url is not None
+        on_first, on_second = socket_url(first.url), socket_url(second.url)
+        async with client(on_first, key), client(on_first, key), client(on_second, key):
+            await asyncio.sleep(3 * ttl_seconds)  # open longer than the TTL: only renewals keep them counted
+            async with client(on_second) as fourth:
+                await fourth.send(init)
+                assert await fourth.closed_with() == (1013, "Too many open connections for this API key")
+            assert not await admitted(on_first)
+            await processes.kill(first)  # its two connections are never released, only no longer renewed
+            async with asyncio.timeout(WAIT_SECONDS):
+                while not await admitted(on_second):  # noqa: ASYNC110
+                    await asyncio.sleep(
+                        0.1
+                    )  # polling until the killed gateway's entries expire; bounded above
     finally:
         await processes.stop_all()
