@@ -195,6 +195,10 @@ class BillingGraphQL(GraphQLView):
             raise ServiceBusy
         return result
 
+    async def release(self, context: object) -> None:
+        assert isinstance(context, Context)
+        await asyncio.shield(context.finish())
+
 
 class ServiceBusy(Exception):
     """Raised out of the GraphQL view so the endpoint answers 503 instead of a partial result."""

@@ -364,6 +364,9 @@ class GraphQLView:
     async def process_result(self, request: Request, result: ExecutionResult) -> ExecutionResult:
         return result
 
+    async def release(self, context: object) -> None:
+        """Let go of what the operation's context holds; runs however the request ends."""
+
     def requires_trusted(self, request: Request) -> bool:
         """Whether this caller may run registered documents only (TRUSTED_DOCUMENTS_ONLY)."""
         return False
@@ -442,16 +445,21 @@ class GraphQLView:
                     return _body_response(body, 200, media_type)
         context = await self.get_context(request)
         try:
-            result = await self.execute(graphql_request, context, only_queries=request.method != "POST")
-        except InvalidOperationTypeError as error:
-            if error.operation_type is OperationType.SUBSCRIPTION:
-                result = _request_error(
-                    "Subscriptions are served over WebSocket (graphql-transport-ws) on this path.",
-                    "GRAPHQL_VALIDATION_FAILED",
-                )
-                return graphql_response(result, media_type)
-            return method_not_allowed().response(media_type)
-        result = await self.process_result(request, result)
+            try:
+                result = await self.execute(graphql_request, context, only_queries=request.method != "POST")
+            except InvalidOperationTypeError as error:
+                if error.operation_type is OperationType.SUBSCRIPTION:
+                    result = _request_error(
+                        "Subscriptions are served over WebSocket (graphql-transport-ws) on this path.",
+                        "GRAPHQL_VALIDATION_FAILED",
+                    )
+                    return graphql_response(result, media_type)
+                return method_not_allowed().response(media_type)
+            result = await self.process_result(request, result)
+        finally:
+            # Also when the request is cancelled (the client hung up) or fails: what the operation holds
+            # (its read session) goes back to the pool now, not when the garbage collector finds it.
+            await self.release(context)
         response = graphql_response(result, media_type)
         if cache_key is not None and self.cache is not None and not result.errors and result.data is not None:
             self.cache.put(cache_key, bytes(response.body))
