@@ -21,7 +21,7 @@ test: $(STAMP)
 
 ## A longer fuzz run than `make test`'s: FUZZ_EXAMPLES (default 1000) generated operations of each kind, both DBs.
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest tests/test_fuzz.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest tests/gateway/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

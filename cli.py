@@ -19,15 +19,20 @@ from alembic import command
 from alembic.config import Config
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import audit, auth, demo, fx, live_events, production, reconciliation
+from billing import demo, production
 from billing import worker as worker_loops
-from billing.actors import Actor, acting_as, operator
+from billing.accounts.repository import AccountRepository
+from billing.audit import service as audit
+from billing.audit.actors import Actor, acting_as, operator
+from billing.auto_recharge import reconciliation
 from billing.config import VAR_DIR, Settings
 from billing.db import SessionFactory, engine_from_settings, session_factory, unit_of_work
+from billing.events import live as live_events
+from billing.fx import service as fx
+from billing.keys import service as auth
 from billing.observability.logs import LogFormat, configure_logging
 from billing.pagination import MAX_PAGE_SIZE
-from billing.repositories.accounts import AccountRepository
-from billing.repositories.scope import Scope
+from billing.scope import Scope
 from billing.stripe_gateway import StripeGateway
 from devtools import stripe_standin
 from models import Account, Partner, PrincipalKind
@@ -233,7 +238,7 @@ def write_key(name: str, key: str) -> None:
 @app.command("export-schema")
 def export_schema(path: Annotated[Path, typer.Argument()] = ROOT / "schema.graphql") -> None:
     """Write the GraphQL SDL (committed; a test fails when it drifts from the code)."""
-    from schema.root import sdl
+    from root.schema import sdl
 
     path.write_text(sdl(), encoding="utf-8")
     typer.echo(f"wrote {path}")

@@ -17,11 +17,11 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.types.execution import ExecutionResult
 
-from billing import auth, data_version, live_events, production, subscription_connections
+from billing import production
 from billing import worker as worker_loops
-from billing.actors import acting_as
-from billing.auth_throttle import AuthThrottle, Refusal
+from billing.audit.actors import acting_as
 from billing.config import VAR_DIR, Environment, Settings
+from billing.data_version import service as data_version
 from billing.db import (
     DatabaseBusy,
     SessionFactory,
@@ -29,20 +29,24 @@ from billing.db import (
     read_session,
     session_factory,
 )
-from billing.graphiql import render_graphiql
+from billing.events import connections as subscription_connections
+from billing.events import live as live_events
+from billing.health_repository import database_answers
+from billing.keys import service as auth
+from billing.keys.throttle import AuthThrottle, Refusal
 from billing.observability import tracing
 from billing.observability.metrics import AppMetrics
 from billing.observability.worker_lag import oldest_due_recharge_age
-from billing.repositories.system import database_answers
 from billing.stripe_gateway import StripeGateway
 from models import PrincipalKind
 from models.types import utcnow
-from resolvers.context import Context
-from resolvers.subscriptions import SubscriptionContext
-from resolvers.webhooks import stripe_webhook_endpoint
-from schema.limits import OperationLimits, document_checks, validation_rules
-from schema.root import build_schema
+from resolvers.events import SubscriptionContext
+from resolvers.stripe_webhooks import stripe_webhook_endpoint
+from root.limits import OperationLimits, document_checks, validation_rules
+from root.schema import build_schema
+from schema.context import Context
 from server_cache import ResponseCache
+from server_graphiql import render_graphiql
 from server_graphql import GraphQLView
 from server_graphql_ws import Close, CloseCode, Limits, SubscriptionServer
 from server_observability import app_engine, app_pool, observability_middleware

@@ -40,7 +40,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from billing.errors import DomainError
-from schema.limits import limit_error
+from root.limits import limit_error
 from server_cache import ResponseCache
 from server_trusted_documents import TrustedDocument, TrustedDocuments, document_id
 

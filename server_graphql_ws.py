@@ -16,9 +16,9 @@ does). Then, as the protocol has it:
 
 Authentication is the `connection_init` payload `{"Authorization": "Bearer <key>"}` (the header's name and
 form): no key, a wrong or revoked one closes 4403 Forbidden, failures count toward the same limit as over
-HTTP (billing/auth_throttle.py). A key that could not be checked because the database is busy closes 1013 Try
+HTTP (billing/keys/throttle.py). A key that could not be checked because the database is busy closes 1013 Try
 Again Later, as does a key over SUBSCRIPTION_CONNECTIONS_PER_KEY open connections (across gateways with Redis,
-billing/subscription_connections.py) or a count that cannot be reached. The key is checked again every
+billing/events/connections.py) or a count that cannot be reached. The key is checked again every
 SUBSCRIPTION_KEY_CHECK_SECONDS and before every event sent: once it is revoked the connection closes 4403.
 
 The server pings every SUBSCRIPTION_PING_SECONDS (so proxies keep idle sockets open) and closes a socket whose
@@ -49,9 +49,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
-from billing.auth import Principal
-from billing.subscription_connections import CountUnavailable, SubscriptionConnections
-from resolvers.subscriptions import SubscriptionContext
+from billing.events.connections import CountUnavailable, SubscriptionConnections
+from billing.keys.service import Principal
+from resolvers.events import SubscriptionContext
 from server_graphql import GraphQLRequest, formatted_error
 
 logger = logging.getLogger("billing.graphql_ws")

@@ -2,7 +2,7 @@
 
 The manifest (`trusted_documents/manifest.json`, setting TRUSTED_DOCUMENTS_MANIFEST) lists `.graphql` files
 relative to itself. Each file is read once at start, then parsed, shape-checked, validated and its operations'
-cost plans made once (schema/limits.py keeps them for good); a document that does not pass is logged and not
+cost plans made once (root/limits.py keeps them for good); a document that does not pass is logged and not
 registered. The cost of a request is still estimated with its variables (a connection's `first`).
 
 A client may send a registered document by id instead of its text, in either convention:
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, OperationType, print_ast
 
-from schema.limits import CheckedDocument
+from root.limits import CheckedDocument
 
 logger = logging.getLogger("billing.graphql")
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")

@@ -3,7 +3,7 @@
 It answers the documents in bench/operations.py (looked up by their exact text, as registered operations) with
 the same JSON as the gateway, from SQL a competent engineer would write for them: prepared statements (asyncpg
 caches them), batched `= ANY($1)` lookups, one pooled connection per request, the row-comparison keyset, money
-formatted with Babel patterns cached per locale and currency. The API key is checked as billing/auth.py does:
+formatted with Babel patterns cached per locale and currency. The API key is checked as billing/keys/service.py does:
 looked up by its prefix, its SHA-256 compared in constant time (also when no key has that prefix).
 
     BENCH_DATABASE_URL=... uvicorn bench.baseline:app

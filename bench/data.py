@@ -25,8 +25,8 @@ from sqlmodel import SQLModel
 
 import models  # noqa: F401  (every table in the metadata, to empty them before a rebuild)
 from bench.config import asyncpg_dsn
-from billing import auth
 from billing.db import create_engine, session_factory, unit_of_work
+from billing.keys import service as auth
 from billing.months import month_of
 from models import PrincipalKind
 

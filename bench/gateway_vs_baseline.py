@@ -48,11 +48,11 @@ from bench.data import BenchData, ensure_data
 from bench.load import LoadResult, require_wrk, run_wrk
 from bench.operations import BILLING_PAGE, DASHBOARD, HISTORY, RECORD_USAGE, USAGE_OVERVIEW
 from bench.usage_bench import as_input, events_per_second
-from billing.auth import Principal
 from billing.config import Settings
 from billing.db import create_engine, session_factory, unit_of_work
+from billing.keys.service import Principal
 from billing.pagination import encode_cursor
-from billing.usage import UsageEvent, record_usage
+from billing.usage.service import UsageEvent, record_usage
 from models import PrincipalKind
 from server import create_app
 

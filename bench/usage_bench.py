@@ -29,13 +29,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing import auth
-from billing.auth import Principal
 from billing.config import Settings
 from billing.db import SessionFactory, create_engine, session_factory, unit_of_work
+from billing.keys import service as auth
+from billing.keys.service import Principal
 from billing.months import Month
-from billing.usage import UsageEvent, record_usage
-from billing.usage_summary import monthly_summaries
+from billing.usage.service import UsageEvent, record_usage
+from billing.usage.summary import monthly_summaries
 from models import Account, LeadPlanSubscription, PrincipalKind
 from schema.node import to_global_id
 from server import create_app

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     reconcile_pending_seconds: float = 600.0
 
     # Failed authentication (a wrong, unknown or revoked key) allowed per key prefix and per client address
-    # before further failures answer 429; a right key is never refused (see billing/auth_throttle.py).
+    # before further failures answer 429; a right key is never refused (see billing/keys/throttle.py).
     auth_failures_per_key_prefix: RateLimit = "10/minute"
     auth_failures_per_address: RateLimit = "30/minute"
     # Where failures are counted: unset, in this process; a Redis URL (redis://host:6379/0), shared by
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(default=12, gt=0)
     graphql_max_aliases: int = Field(default=30, ge=0)
     graphql_max_root_fields: int = Field(default=20, gt=0)
-    # Every field costs 1; a connection costs 1 plus `first` times what it selects (schema/limits.py).
+    # Every field costs 1; a connection costs 1 plus `first` times what it selects (root/limits.py).
     graphql_max_cost: int = Field(default=20_000, gt=0)
     # A request still running after this long is cancelled and answered REQUEST_TIMEOUT. Longer than one
     # Stripe call (STRIPE_TIMEOUT_SECONDS); a charge cut short is settled by reconciliation like a crash.
@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     trusted_documents_manifest: Path = _ROOT / "trusted_documents" / "manifest.json"
     trusted_documents_only: bool = False
     # The response cache of registered queries (server_cache.py): bytes per process, 0 (the default) for none.
-    # Every answer it serves is as fresh as the data versions it is keyed by (billing/data_version.py).
+    # Every answer it serves is as fresh as the data versions it is keyed by (billing/data_version/service.py).
     response_cache_max_bytes: int = Field(default=0, ge=0)
 
     # Logs go to stderr: JSON lines, or `console` for a person (the default when stderr is a terminal).

@@ -15,8 +15,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import data_version, events
 from billing.config import Settings
+from billing.data_version import service as data_version
+from billing.events import service as events
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
@@ -134,6 +135,6 @@ def engine_from_settings(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_seconds,
         sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
         statement_timeout=settings.db_statement_timeout_seconds,
-        # What the commit needs to record funding-state events (see billing/events.py).
+        # What the commit needs to record funding-state events (see billing/events/service.py).
         execution_options=events.engine_options(settings),
     )

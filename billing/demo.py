@@ -10,16 +10,20 @@ from pathlib import Path
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import auth, fx, ledger, payment_methods, usage
-from billing.auth import Principal
+from billing.accounts.repository import AccountRepository
+from billing.auto_recharge.repository import AutoRechargeRepository
 from billing.db import SessionFactory, unit_of_work
+from billing.demo_repository import DemoRepository
+from billing.fx import service as fx
+from billing.keys import service as auth
+from billing.keys.service import Principal
+from billing.ledger import service as ledger
 from billing.money import to_decimal
 from billing.months import month_of
-from billing.repositories.accounts import AccountRepository
-from billing.repositories.auto_recharge import AutoRechargeRepository
-from billing.repositories.demo import DemoRepository
-from billing.repositories.scope import Scope
+from billing.payment_methods import service as payment_methods
+from billing.scope import Scope
 from billing.stripe_gateway import StripeGateway
+from billing.usage import service as usage
 from models import (
     Account,
     Company,

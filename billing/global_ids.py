@@ -1,7 +1,7 @@
 """Global IDs: the opaque `Type:pk` strings (base64url) the API names every object by.
 
 One implementation for everything that hands an id outward: the GraphQL schema's `Node.id` (schema/node.py)
-and outgoing webhooks' payloads (billing/webhooks_outgoing.py), so a receiver gets the very id `Account.id` or
+and outgoing webhooks' payloads (billing/outgoing_webhooks/service.py), so a receiver gets the very id `Account.id` or
 `Transaction.id` answers. The type names are the API's object types ("Account", "Transaction", ...).
 """
 

@@ -10,8 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing import demo
 from billing.config import DEVELOPMENT_WEBHOOK_SECRET, Settings
 from billing.db import DatabaseBusy, SessionFactory, engine_from_settings, read_session, session_factory
-from billing.repositories.demo import DemoRepository
-from billing.repositories.scope import Scope
+from billing.demo_repository import DemoRepository
+from billing.scope import Scope
 
 STRIPE_TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
 

@@ -1,5 +1,5 @@
 """The Redis that gateways and workers share when REDIS_URL is set (live updates and subscription connection
-counts; the failed-authentication counts have their own client, billing/auth_throttle.py): clients, and the
+counts; the failed-authentication counts have their own client, billing/keys/throttle.py): clients, and the
 names of what they share, under REDIS_NAMESPACE."""
 
 from redis.asyncio import Redis

@@ -1,16 +1,17 @@
 """The worker, inside the gateway (`EMBEDDED_WORKER`) or alone (`python -m cli worker`): two loops side by side.
 
-One charges due auto-recharges and reconciles payments (billing/recharge_engine.py), the other sends outgoing
-webhooks (billing/webhooks_outgoing_delivery.py). Apart, neither waits for the other: a receiver slow to answer
+One charges due auto-recharges and reconciles payments (billing/auto_recharge/engine.py), the other sends outgoing
+webhooks (billing/outgoing_webhooks/delivery.py). Apart, neither waits for the other: a receiver slow to answer
 never delays a recharge, and a charge slow at Stripe never delays a delivery. Several workers share each loop's
 work through its claims and leases.
 """
 
 import asyncio
 
-from billing import recharge_engine, webhooks_outgoing_delivery
+from billing.auto_recharge import engine as recharge_engine
 from billing.config import Settings
 from billing.db import SessionFactory
+from billing.outgoing_webhooks import delivery as webhooks_outgoing_delivery
 from billing.stripe_gateway import StripeGateway
 
 

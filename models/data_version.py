@@ -1,8 +1,8 @@
 """Data versions: counters every write transaction raises, in the same transaction, for what it changed.
 
 A cached answer is keyed by the versions of everything it was read from (server_cache.py), so a write makes it
-unreachable the moment it commits, in every process. `billing/data_version.py` decides what a statement
-changed; billing/repositories/data_version.py reads and raises the counters.
+unreachable the moment it commits, in every process. `billing/data_version/service.py` decides what a statement
+changed; billing/data_version/repository.py reads and raises the counters.
 """
 
 from sqlalchemy import BigInteger, Column

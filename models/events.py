@@ -1,4 +1,4 @@
-"""Domain events: what changed in an account, appended in the same transaction as the change (billing/events.py).
+"""Domain events: what changed in an account, appended in the same transaction as the change (billing/events/service.py).
 
 Append-only, read by cursor (`id`): a reconnecting client or another process asks for what came after the last
 id it saw, for the accounts it may see. No foreign key to the account: an event stays readable as history, and
@@ -18,7 +18,7 @@ class DomainEventRow(SQLModel, table=True):
     __tablename__ = "domain_event"
     __table_args__ = (
         Index("ix_domain_event_account", "account_id", "id"),
-        # The audit trail reads one account's settings events by type, newest first (billing/audit.py).
+        # The audit trail reads one account's settings events by type, newest first (billing/audit/service.py).
         Index("ix_domain_event_audit", "account_id", "type", "id"),
         # A cursor must never meet a reused id (SQLite would reuse the highest one once it is deleted).
         {"sqlite_autoincrement": True},
@@ -33,7 +33,7 @@ class DomainEventRow(SQLModel, table=True):
     type: str = Field(max_length=64)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    # Who made the change and in which request (billing/actors.py): the audit trail's "who" and "from where".
+    # Who made the change and in which request (billing/audit/actors.py): the audit trail's "who" and "from where".
     # A key's kind, name and visible prefix, never its secret; a process ("system", "stripe") has no name.
     # Null on events written before the audit trail existed.
     actor_kind: str | None = Field(default=None, max_length=32)

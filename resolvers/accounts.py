@@ -6,7 +6,7 @@ from typing import Any
 import strawberry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import accounts
+from billing.accounts import service as accounts
 from billing.errors import NotFound
 from billing.pagination import InvalidArgument, Page
 from models import Account as AccountModel
@@ -15,15 +15,15 @@ from models import PaymentMethod as PaymentMethodModel
 from models import Transaction as TransactionModel
 from models import WebhookDelivery as WebhookDeliveryModel
 from models import WebhookEndpoint as WebhookEndpointModel
-from resolvers.context import Info
-from resolvers.preload import prefetch, wanted_parts
-from schema.account import Account
-from schema.lead_plan_subscription import LeadPlan
+from schema.accounts import Account
+from schema.context import Info
+from schema.lead_plans import LeadPlan
+from schema.ledger import Transaction
 from schema.node import Node, from_global_id, parse_global_id
+from schema.outgoing_webhooks import WebhookDelivery, WebhookEndpoint
 from schema.pagination import Connection, Edge
-from schema.payment_method import PaymentMethod
-from schema.transaction import Transaction
-from schema.webhooks_outgoing import WebhookDelivery, WebhookEndpoint
+from schema.payment_methods import PaymentMethod
+from schema.preload import prefetch, wanted_parts
 
 AccountConnection = Connection[Account]
 
@@ -39,7 +39,7 @@ async def visible_account(info: Info, account_id: int, argument: str = "id") -> 
 
 
 async def with_parts(info: Info, account: Account) -> Account:
-    """A query's account with the parts its selection names fetched (resolvers/preload.py)."""
+    """A query's account with the parts its selection names fetched (schema/preload.py)."""
     wanted = wanted_parts(info, ())
     if wanted:
         await info.context.read(lambda session: prefetch(info, session, [account.model], wanted))

@@ -2,10 +2,9 @@
 
 import strawberry
 
-from billing import auto_recharge
-from resolvers.context import Info
+from billing.auto_recharge import service as auto_recharge
 from resolvers.mutation import on_account
-from schema.account import Account
+from schema.accounts import Account
 from schema.auto_recharge import (
     AUTO_RECHARGE_ERRORS,
     AutoRecharge,
@@ -13,6 +12,7 @@ from schema.auto_recharge import (
     AutoRechargePayload,
     AutoRechargeSuccess,
 )
+from schema.context import Info
 from schema.node import from_global_id
 
 

@@ -9,20 +9,20 @@ from collections.abc import Awaitable, Callable
 import strawberry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing import lead_plans
-from billing.auth import Principal
+from billing.keys.service import Principal
+from billing.lead_plans import service as lead_plans
 from models import LeadPlanSubscription
 from resolvers.accounts import visible_account
-from resolvers.context import Info
 from resolvers.mutation import answered
-from schema.lead_plan import (
+from schema.context import Info
+from schema.lead_plans import (
     LEAD_PLAN_ERRORS,
     ChangeLeadPlanInput,
     CreateLeadPlanInput,
+    LeadPlan,
     LeadPlanPayload,
     LeadPlanSuccess,
 )
-from schema.lead_plan_subscription import LeadPlan
 from schema.node import from_global_id
 
 # A service call that changes one lead plan, found by id through the caller's scope.

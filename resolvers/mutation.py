@@ -14,8 +14,8 @@ import strawberry
 
 from billing.errors import DomainError
 from resolvers.accounts import named_or_own_account
-from resolvers.context import Info
-from schema.account import Account
+from schema.accounts import Account
+from schema.context import Info
 from schema.errors import DeclaredErrors
 
 P = TypeVar("P")

@@ -2,16 +2,11 @@
 
 import strawberry
 
-from billing import usage
-from resolvers.context import Info
+from billing.usage import service as usage
 from resolvers.mutation import answered
+from schema.context import Info
 from schema.permissions import PermissionDeniedError
-from schema.usage_events import (
-    RECORD_USAGE_ERRORS,
-    RecordUsagePayload,
-    RecordUsageSuccess,
-    UsageEventInput,
-)
+from schema.usage import RECORD_USAGE_ERRORS, RecordUsagePayload, RecordUsageSuccess, UsageEventInput
 
 
 @strawberry.type

@@ -1,1 +1,1 @@
-"""Strawberry types, inputs, payload unions and scalars, one module per domain. `schema.root` builds the schema."""
+"""Strawberry types, inputs, payload unions and scalars, one module per domain. `root.schema` builds the schema."""

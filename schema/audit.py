@@ -1,6 +1,6 @@
 """The audit trail as the Billing page shows it: who changed which settings, when, and in which request.
 
-The domain names what changed by its own field names (billing/audit.py); here each is given the API's name for
+The domain names what changed by its own field names (billing/audit/service.py); here each is given the API's name for
 it, from one table per domain (README "Audit trail"): the field's path in the input of the mutation that sets
 it (`address.line1`, `threshold`, `monthlyBudget`, `eventTypes`), or, for a value no input sets, the field that
 shows it on the object the entry is about (a lead plan's `status`, a card's `brand`).
@@ -11,9 +11,9 @@ from datetime import datetime
 
 import strawberry
 
-from billing import audit
-from billing.actors import ActorKind
-from billing.audit import AuditAction
+from billing.audit import service as audit
+from billing.audit.actors import ActorKind
+from billing.audit.service import AuditAction
 from schema.node import to_global_id
 from schema.pagination import Connection
 

@@ -5,26 +5,30 @@ from typing import Annotated
 
 import strawberry
 
-from billing import auto_recharge
-from billing.auto_recharge import AutoRechargeView
-from billing.funding import FundingState
+from billing.accounts.funding import FundingState
+from billing.auto_recharge import service as auto_recharge
+from billing.auto_recharge.service import AutoRechargeView
 from billing.money import InvalidAmount
-from billing.payments import AmountOutOfRange, CompanyIncomplete, PaymentMethodRequired, UnknownPaymentMethod
+from billing.topups.service import (
+    AmountOutOfRange,
+    CompanyIncomplete,
+    PaymentMethodRequired,
+    UnknownPaymentMethod,
+)
 from models import AutoRechargeState, RechargeStatus
 from schema.errors import DeclaredErrors, Error, on, with_message
 from schema.money import Money
 from schema.node import to_global_id
-from schema.payments import (
+from schema.payment_methods import PaymentMethodNotFoundError, payment_method_not_found
+from schema.topups import (
     CompanyIncompleteError,
     InvalidAmountError,
-    PaymentMethodNotFoundError,
     PaymentMethodRequiredError,
     company_incomplete,
     invalid_amount_error,
-    payment_method_not_found,
 )
 
-# Registered on the domain enums themselves, so fields are typed with them (as schema/transaction.py does).
+# Registered on the domain enums themselves, so fields are typed with them (as schema/ledger.py does).
 strawberry.enum(AutoRechargeState)
 strawberry.enum(RechargeStatus, name="RechargeOutcome")
 strawberry.enum(

@@ -153,3 +153,21 @@ class ErrorPolicy(SchemaExtension):
             path=error.path,
             extensions={"code": "INTERNAL_SERVER_ERROR"},
         )
+
+
+@strawberry.type
+class PaymentProviderUnavailableError(Error):
+    pass
+
+
+@strawberry.type(
+    description="The payment provider refused the request itself; retrying it unchanged will not help."
+)
+class PaymentProviderRejectedError(Error):
+    pass
+
+
+provider_unavailable = with_message(PaymentProviderUnavailableError)
+
+
+provider_rejected = with_message(PaymentProviderRejectedError)

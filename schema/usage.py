@@ -1,9 +1,21 @@
 """The usage overview cards: this month's lead spending, calling and AI agent usage."""
 
-import strawberry
+import functools
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any
 
-from billing import usage_summary
+import strawberry
+from strawberry.schema.name_converter import NameConverter
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import get_object_definition
+
+from billing.usage import service as usage
+from billing.usage import summary as usage_summary
+from schema.errors import DeclaredErrors, Error, on
 from schema.money import Money
+from schema.node import from_global_id
+from schema.permissions import PermissionDeniedError
 from schema.scalars import BigInt
 
 
@@ -65,3 +77,100 @@ class UsageSummary:
                 total_tokens=BigInt(ai.total_tokens),
             ),
         )
+
+
+@strawberry.input(description="One usage event. Its cost is in the account's billing currency.")
+class UsageEventInput:
+    external_id: str = strawberry.field(description="The reporter's id; an event sent again is applied once.")
+    account_id: strawberry.ID
+    occurred_at: datetime = strawberry.field(description="With a UTC offset; not in the future.")
+    category: str = strawberry.field(description="'lead', 'call' or 'ai_agent'.")
+    cost: str = strawberry.field(description="Exact decimal, e.g. '25.00'; at most the currency's decimals.")
+    lead_plan_id: strawberry.ID | None = strawberry.field(
+        default=None, description="lead: the plan it counts against."
+    )
+    duration_seconds: int | None = strawberry.field(default=None, description="call")
+    input_tokens: BigInt | None = strawberry.field(default=None, description="ai_agent")
+    output_tokens: BigInt | None = strawberry.field(default=None, description="ai_agent")
+
+    def to_domain(self, index: int) -> usage.UsageEvent:
+        path = f"events[{index}]"
+        lead_plan = self.lead_plan_id
+        return usage.UsageEvent(
+            external_id=self.external_id,
+            account_id=from_global_id(self.account_id, "Account", f"{path}.accountId"),
+            occurred_at=self.occurred_at,
+            category=self.category,
+            cost=self.cost,  # parsed strictly by the service: a bad cost is one of the event's problems
+            lead_plan_id=from_global_id(lead_plan, "LeadPlan", f"{path}.leadPlanId") if lead_plan else None,
+            duration_seconds=self.duration_seconds,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+        )
+
+
+def _from_scalars(
+    cls: type[UsageEventInput], value: Mapping[str, Any], context: InputContext
+) -> UsageEventInput:
+    """A UsageEventInput from its input value: its fields are all scalars, which graphql-core has already parsed,
+    so they are taken as they are (Strawberry's generic conversion resolved each field's type again, for each
+    of the 1,000 events of a batch: half the time of a recordUsage request)."""
+    return cls(
+        **{
+            python: value[graphql]
+            for graphql, python in _names(context.config.name_converter)
+            if graphql in value
+        }
+    )
+
+
+@functools.cache
+def _names(converter: NameConverter) -> tuple[tuple[str, str], ...]:
+    """(GraphQL name, Python name) of each field of UsageEventInput."""
+    return tuple((converter.from_field(field), field.python_name) for field in _DEFINITION.fields)
+
+
+_DEFINITION = get_object_definition(UsageEventInput, strict=True)
+
+
+_DEFINITION.from_input = _from_scalars
+
+
+@strawberry.type
+class RecordUsageSuccess:
+    recorded: int = strawberry.field(description="New events, debited and counted in the usage overview.")
+    duplicates: int = strawberry.field(description="Events recorded before (same account and external id).")
+
+
+@strawberry.type
+class UsageEventProblem:
+    index: int = strawberry.field(description="Position of the event in `events`.")
+    external_id: str
+    field: str
+    message: str
+
+
+@strawberry.type(description="Nothing of the batch was recorded: fix these events and send the batch again.")
+class UsageRejectedError(Error):
+    problems: list[UsageEventProblem]
+
+
+RecordUsagePayload = Annotated[
+    RecordUsageSuccess | UsageRejectedError | PermissionDeniedError, strawberry.union("RecordUsagePayload")
+]
+
+
+def rejected(error: usage.UsageRejected, _where: object) -> UsageRejectedError:
+    return UsageRejectedError(
+        message=error.message,
+        problems=[
+            UsageEventProblem(index=p.index, external_id=p.external_id, field=p.field, message=p.message)
+            for p in error.problems
+        ],
+    )
+
+
+# A batch spans accounts: no one account's country to write money in (nor any money in these errors).
+RECORD_USAGE_ERRORS: DeclaredErrors[RecordUsagePayload, None] = DeclaredErrors(
+    on(usage.UsageRejected, rejected)
+)

@@ -25,7 +25,7 @@ import models  # noqa: F401  (every table in the metadata, for TRUNCATE)
 from billing.config import Environment, Settings
 from billing.db import SessionFactory, create_engine
 from server import create_app
-from tests.factories import savepoint_sessions
+from tests.support.factories import savepoint_sessions
 
 ROOT = Path(__file__).resolve().parent.parent
 # A database of its own per test run, so parallel runs on one server never meet.
@@ -33,7 +33,7 @@ POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", f"postgresql+asyncpg://postgres@127.0.0.1:5432/billing_test_{os.getpid()}"
 )
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
-pytest_plugins = ["tests.stripe_server"]  # localstripe and the Stripe gateway (issue 3)
+pytest_plugins = ["tests.support.stripe_server"]  # localstripe and the Stripe gateway (issue 3)
 
 
 def alembic_config() -> Config:

@@ -22,7 +22,7 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 @dataclass
 class RequestObservation:
     request_id: str
-    # What the schema saw, set by schema/observability.py once per request (never per field).
+    # What the schema saw, set by root/observability.py once per request (never per field).
     reached_schema: bool = False
     executed: bool = False  # the document validated and ran
     operation_name: str | None = None  # as the schema resolved it (requested, or the document's only one)

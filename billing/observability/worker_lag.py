@@ -5,8 +5,8 @@ from datetime import datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.repositories.auto_recharge import AutoRechargeRepository
-from billing.repositories.scope import Scope
+from billing.auto_recharge.repository import AutoRechargeRepository
+from billing.scope import Scope
 
 # The gauge measures the worker's queue, which holds every account's recharges; it exposes one age, no rows.
 WORKER_QUEUE = Scope.system("the worker lag gauge measures the queue of every account")

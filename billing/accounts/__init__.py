@@ -1,0 +1,1 @@
+"""Accounts: who sees which account, and an account's funding state."""

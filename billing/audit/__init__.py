@@ -1,0 +1,1 @@
+"""The audit trail of billing settings changes, and who made them."""

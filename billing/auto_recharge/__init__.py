@@ -1,0 +1,1 @@
+"""Auto-recharge: settings, the durable engine, settlement and reconciliation."""

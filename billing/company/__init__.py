@@ -1,0 +1,1 @@
+"""The company profile an account must complete before adding funds."""

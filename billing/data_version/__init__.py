@@ -1,0 +1,1 @@
+"""Per-account data versions that every write bumps (the response cache's key)."""

@@ -1,0 +1,1 @@
+"""Domain events recorded with each change, and their live fan-out."""

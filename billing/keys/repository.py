@@ -1,0 +1,61 @@
+"""API keys, and which accounts a key acts for.
+
+No scope: a key is looked up by its prefix to find out who the caller is, before there is a principal to scope
+anything by, and a key's own grants (its account, or its partner's accounts) are what a scope is made of.
+"""
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ColumnElement, false, true
+from sqlalchemy.orm import Mapped
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models import ApiKey, PartnerAccount, PrincipalKind
+
+if TYPE_CHECKING:  # billing.keys.service builds this repository
+    from billing.keys.service import Principal
+
+
+def accounts_of(
+    principal: "Principal", column: ColumnElement[int] | Mapped[int] | Mapped[int | None]
+) -> ColumnElement[bool]:
+    """A WHERE clause limiting an account id `column` to the accounts `principal` acts for."""
+    if principal.kind is PrincipalKind.ADMIN:
+        return true()
+    if principal.kind is PrincipalKind.MEMBER and principal.account_id is not None:
+        return column == principal.account_id
+    if principal.kind is PrincipalKind.PARTNER and principal.partner_id is not None:
+        granted = select(PartnerAccount.account_id).where(PartnerAccount.partner_id == principal.partner_id)
+        return column.in_(granted)
+    return false()
+
+
+class KeyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_prefix(self, prefix: str) -> ApiKey | None:
+        return (await self.session.exec(select(ApiKey).where(ApiKey.prefix == prefix))).first()
+
+    async def add(self, key: ApiKey) -> None:
+        self.session.add(key)
+        await self.session.flush()
+
+    async def revoke(self, prefix: str, at: datetime) -> ApiKey | None:
+        """Revoke the active key with `prefix`; None if there is none (unknown, or revoked already)."""
+        statement = (
+            update(ApiKey)
+            .where(col(ApiKey.prefix) == prefix, col(ApiKey.revoked_at).is_(None))
+            .values(revoked_at=at)
+            .returning(ApiKey)
+        )
+        key = (await self.session.exec(statement)).scalar_one_or_none()
+        assert key is None or isinstance(key, ApiKey)
+        return key
+
+    async def partner_accounts(self, partner_id: int) -> list[int]:
+        """The ids of the accounts a partner manages now, in order."""
+        granted = select(PartnerAccount.account_id).where(PartnerAccount.partner_id == partner_id)
+        return sorted((await self.session.exec(granted)).all())

@@ -1,0 +1,1 @@
+"""Lead plan subscriptions and their monthly budgets."""

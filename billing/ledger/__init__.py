@@ -1,0 +1,1 @@
+"""The append-only ledger, the only writer of balances, and the transaction history."""

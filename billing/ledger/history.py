@@ -1,0 +1,84 @@
+"""The transaction history: newest first, keyset-paginated on (created_at, id), filtered."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from billing.ledger.repository import LedgerRepository
+from billing.pagination import (
+    InvalidArgument,
+    Page,
+    check_page_size,
+    cursor_moment,
+    cursor_row_id,
+    decode_cursor,
+    encode_cursor,
+)
+from billing.scope import Scope
+from models import Transaction, TransactionKind, TransactionStatus
+
+CURSOR_KIND = "transaction"
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    kinds: frozenset[TransactionKind] = frozenset()
+    statuses: frozenset[TransactionStatus] = frozenset()
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+
+    def __post_init__(self) -> None:
+        for name, value in (("since", self.since), ("until", self.until)):
+            if value is not None and value.tzinfo is None:
+                raise InvalidArgument(f"filter.{name}", "needs a time zone offset")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise InvalidArgument("filter", "since must be before until")
+
+
+def transaction_cursor(entry: Transaction) -> str:
+    return encode_cursor(CURSOR_KIND, entry.created_at.isoformat(), str(entry.id))
+
+
+def _decode(after: str) -> tuple[datetime, int]:
+    created, raw_id = decode_cursor(after, CURSOR_KIND, 2)
+    return cursor_moment(created), cursor_row_id(raw_id)
+
+
+def history_query(
+    entries: LedgerRepository,
+    account_id: int,
+    *,
+    first: int,
+    after: str | None = None,
+    where: HistoryFilter = HistoryFilter(),
+) -> SelectOfScalar[Transaction]:
+    """The statement behind one page: `first + 1` rows, so the caller learns whether another page follows."""
+    check_page_size(first)
+    return entries.history_statement(
+        account_id,
+        limit=first + 1,
+        kinds=where.kinds,
+        statuses=where.statuses,
+        since=where.since,
+        until=where.until,
+        before=_decode(after) if after is not None else None,
+    )
+
+
+async def history(
+    session: AsyncSession,
+    scope: Scope,
+    account_id: int,
+    *,
+    first: int,
+    after: str | None = None,
+    where: HistoryFilter = HistoryFilter(),
+) -> Page[Transaction]:
+    """One page of an account's history: empty for an account outside the scope."""
+    entries = LedgerRepository(session, scope)
+    rows = await entries.history_rows(
+        history_query(entries, account_id, first=first, after=after, where=where)
+    )
+    return Page(rows[:first], has_next=len(rows) > first)

@@ -1,0 +1,148 @@
+"""The ledger's queries: accounts' balances locked for a posting, entries, and the history's pages.
+
+The ledger service (billing/ledger/service.py) is the only caller that moves a balance; this module only runs its
+statements, each limited to the scope's accounts.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, case, func, insert, literal, tuple_, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from billing.scope import Scope
+from models import Account, Transaction, TransactionKind, TransactionStatus
+
+
+class LedgerRepository:
+    def __init__(self, session: AsyncSession, scope: Scope) -> None:
+        self.session = session
+        self.scope = scope
+
+    async def lock_accounts(self, account_ids: Iterable[int]) -> dict[int, Account]:
+        """The accounts found (within the scope), locked until the transaction ends, with fresh balances.
+
+        Locked in id order, the order every writer takes them in, so writers of overlapping accounts never
+        deadlock.
+        """
+        statement = (
+            select(Account)
+            .where(col(Account.id).in_(set(account_ids)), self.scope.accounts(col(Account.id)))
+            .order_by(col(Account.id))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {
+            account.id: account
+            for account in (await self.session.exec(statement)).all()
+            if account.id is not None
+        }
+
+    async def entry(self, transaction_id: int) -> Transaction | None:
+        """The entry by id, if it belongs to an account of the scope."""
+        if self.scope.principal is None:
+            return await self.session.get(Transaction, transaction_id)  # the identity map may answer
+        statement = select(Transaction).where(
+            col(Transaction.id) == transaction_id, self.scope.accounts(col(Transaction.account_id))
+        )
+        return (await self.session.exec(statement)).first()
+
+    async def reread(self, entry: Transaction) -> None:
+        """Load the entry's row again (after its account was locked: another process may have settled it)."""
+        await self.session.refresh(entry)
+
+    async def by_idempotency_key(self, account_id: int, key: str) -> Transaction | None:
+        statement = select(Transaction).where(
+            Transaction.account_id == account_id,
+            Transaction.idempotency_key == key,
+            self.scope.accounts(col(Transaction.account_id)),
+        )
+        return (await self.session.exec(statement)).first()
+
+    async def by_idempotency_keys(self, account_ids: set[int], keys: set[str]) -> Sequence[Transaction]:
+        """Entries of these accounts under any of these keys (the caller picks the pairs it asked for)."""
+        statement = select(Transaction).where(
+            col(Transaction.account_id).in_(account_ids),
+            col(Transaction.idempotency_key).in_(keys),
+            self.scope.accounts(col(Transaction.account_id)),
+        )
+        return (await self.session.exec(statement)).all()
+
+    async def insert_entries(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[Transaction]:
+        """One multi-row INSERT ... RETURNING; the rows' accounts were locked through this repository."""
+        statement = insert(Transaction).returning(Transaction)
+        return (await self.session.exec(statement, params=rows)).scalars().all()
+
+    async def add_to_balances(self, deltas: Mapping[int, int]) -> None:
+        """One UPDATE adding each account's delta to its stored balance."""
+        # BIGINT binds: a plain int would bind as INTEGER on asyncpg, and amounts may exceed 32 bits.
+        delta = case(
+            {account_id: literal(d, BigInteger) for account_id, d in deltas.items()}, value=col(Account.id)
+        )
+        statement = (
+            update(Account)
+            .where(col(Account.id).in_(deltas), self.scope.accounts(col(Account.id)))
+            .values(balance_minor=col(Account.balance_minor) + delta)
+        )
+        await (await self.session.connection()).execute(statement)
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def succeeded_sum(self, account_id: int) -> int:
+        """The sum of the account's succeeded entries."""
+        statement = select(func.coalesce(func.sum(Transaction.amount_minor), 0)).where(
+            Transaction.account_id == account_id,
+            col(Transaction.status) == TransactionStatus.SUCCEEDED,
+            self.scope.accounts(col(Transaction.account_id)),
+        )
+        return int((await self.session.exec(statement)).one())
+
+    async def reversed_sum(self, original_id: int, kind: TransactionKind) -> int:
+        """The sum of the entries of `kind` that reverse the entry `original_id`."""
+        statement = select(func.coalesce(func.sum(Transaction.amount_minor), 0)).where(
+            Transaction.reverses_id == original_id,
+            Transaction.kind == kind,
+            self.scope.accounts(col(Transaction.account_id)),
+        )
+        return int((await self.session.exec(statement)).one())
+
+    def history_statement(
+        self,
+        account_id: int,
+        *,
+        limit: int,
+        kinds: Iterable[TransactionKind] = (),
+        statuses: Iterable[TransactionStatus] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: tuple[datetime, int] | None = None,
+    ) -> SelectOfScalar[Transaction]:
+        """Newest first: entries created in [since, until), older than the keyset `before` (created_at, id)."""
+        statement = select(Transaction).where(
+            Transaction.account_id == account_id, self.scope.accounts(col(Transaction.account_id))
+        )
+        if kinds := sorted(kinds):
+            statement = statement.where(col(Transaction.kind).in_(kinds))
+        if statuses := sorted(statuses):
+            statement = statement.where(col(Transaction.status).in_(statuses))
+        if since is not None:
+            statement = statement.where(col(Transaction.created_at) >= since)
+        if until is not None:
+            statement = statement.where(col(Transaction.created_at) < until)
+        if before is not None:
+            # A row comparison, not `created_at < c OR (created_at = c AND id < i)`: PostgreSQL turns it into an
+            # index bound on (account_id, created_at, id) and seeks to the cursor; the OR form is a filter that
+            # walks every newer entry first, so a page 999,000 rows deep would cost as much as reading them all.
+            statement = statement.where(
+                tuple_(col(Transaction.created_at), col(Transaction.id)) < tuple_(*before)
+            )
+        statement = statement.order_by(col(Transaction.created_at).desc(), col(Transaction.id).desc())
+        return statement.limit(limit)
+
+    async def history_rows(self, statement: SelectOfScalar[Transaction]) -> list[Transaction]:
+        """The entries a statement of `history_statement` selects."""
+        return list((await self.session.exec(statement)).all())

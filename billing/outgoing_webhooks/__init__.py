@@ -1,0 +1,1 @@
+"""Standard Webhooks to partners' endpoints: the outbox and its delivery."""

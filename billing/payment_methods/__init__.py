@@ -1,0 +1,1 @@
+"""Saved cards (added through Stripe), the Stripe customer and the customer portal."""

@@ -1,0 +1,1 @@
+"""Stripe's webhooks: strict parsing, forged-event checks, settlement."""

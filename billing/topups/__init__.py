@@ -1,0 +1,1 @@
+"""Adding funds: the readiness gate, charging a saved card, settling the top-up."""

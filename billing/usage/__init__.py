@@ -1,0 +1,1 @@
+"""Usage events, monthly rollups and the usage overview."""

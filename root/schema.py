@@ -1,0 +1,62 @@
+"""The schema: every domain's Query, Mutation and Subscription types merged, with masking, limits and caches."""
+
+from collections.abc import Callable
+
+import strawberry
+from strawberry.extensions import DisableIntrospection, SchemaExtension
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+
+from resolvers.accounts import AccountQuery
+from resolvers.auto_recharge import AutoRechargeMutation
+from resolvers.company import CompanyMutation
+from resolvers.events import AccountSubscription
+from resolvers.lead_plans import LeadPlanMutation
+from resolvers.outgoing_webhooks import WebhookEndpointMutation
+from resolvers.payment_methods import PaymentMethodMutation
+from resolvers.topups import TopUpMutation
+from resolvers.usage import UsageMutation
+from root.limits import OperationLimits, limits_extension
+from root.observability import ObservedOperation
+from root.suggestions import HideSuggestions
+from schema.errors import ErrorPolicy
+from schema.scalars import SCALARS
+
+Query = merge_types("Query", (AccountQuery,))
+Mutation = merge_types(
+    "Mutation",
+    (
+        CompanyMutation,
+        PaymentMethodMutation,
+        TopUpMutation,
+        UsageMutation,
+        LeadPlanMutation,
+        AutoRechargeMutation,
+        WebhookEndpointMutation,
+    ),
+)
+Subscription = merge_types("Subscription", (AccountSubscription,))
+
+
+def build_schema(*, introspection: bool = True, limits: OperationLimits | None = None) -> strawberry.Schema:
+    extensions: list[Callable[[], SchemaExtension]] = [
+        ErrorPolicy,
+        # After ErrorPolicy (see OperationLimitsExtension); it also caches parsing and validation.
+        limits_extension(limits or OperationLimits()),
+        ObservedOperation,
+    ]
+    if not introspection:
+        # Suggestions would rebuild the hidden schema a name at a time.
+        extensions += [DisableIntrospection, HideSuggestions]
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALARS),
+        extensions=extensions,
+    )
+
+
+def sdl() -> str:
+    """The schema as committed in schema.graphql."""
+    return build_schema().as_str() + "\n"
