@@ -533,7 +533,7 @@ async def test_keys_of_every_kind_made_and_revoked_on_the_command_line_are_recor
     assert [(line["action"], line["actor"]) for line in printed] == [
         (entry.action.value, {"kind": "operator", "name": "alice", "key_prefix": None}) for entry in operators
     ]
-    assert not any(key in stored or key.split("_")[2] in stored for key in raw.values())
+    assert not any(key in stored or key.split("_", 2)[2] in stored for key in raw.values())
 
 
 async def test_webhook_endpoints_are_recorded_and_their_secret_never_is(
