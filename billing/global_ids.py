@@ -9,7 +9,7 @@ import base64
 import binascii
 import re
 
-from billing.pagination import InvalidArgument
+from billing.errors import InvalidArgument
 
 # Primary keys are positive INTEGER columns (32-bit on PostgreSQL), written in ASCII digits (int() would take
 # '²' or Arabic-Indic digits too).

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from billing.errors import DomainError
+from billing.errors import InvalidArgument
 
 T = TypeVar("T")
 
@@ -23,14 +23,6 @@ _ROW_ID = re.compile(r"[1-9][0-9]{0,18}", re.ASCII)
 _MOMENT = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?[+-][0-9]{2}:[0-9]{2}", re.ASCII
 )
-
-
-class InvalidArgument(DomainError):
-    """A request argument the client can fix: the message and `argument` say which and why."""
-
-    def __init__(self, argument: str, message: str) -> None:
-        super().__init__(f"{argument}: {message}")
-        self.argument = argument
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import strawberry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts import service as accounts
-from billing.errors import NotFound
-from billing.pagination import InvalidArgument, Page
+from billing.errors import InvalidArgument, NotFound
+from billing.pagination import Page
 from models import Account as AccountModel
 from models import LeadPlanSubscription
 from models import PaymentMethod as PaymentMethodModel

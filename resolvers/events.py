@@ -15,7 +15,7 @@ from functools import partial
 import strawberry
 
 from billing.accounts import service as accounts
-from billing.errors import NotFound
+from billing.errors import InvalidArgument, NotFound
 from billing.events import live as live_events
 from billing.events.live import EventHub
 from billing.events.service import (
@@ -32,7 +32,6 @@ from billing.events.service import (
     TransactionCreated,
     TransactionSettled,
 )
-from billing.pagination import InvalidArgument
 from models import PrincipalKind
 from models import Transaction as TransactionModel
 from resolvers.accounts import visible_account

@@ -8,11 +8,11 @@ import strawberry
 from billing.accounts.funding import FundingState
 from billing.audit import service as audit
 from billing.auto_recharge.service import AutoRechargeView
+from billing.errors import InvalidArgument
 from billing.fx import service as fx
 from billing.ledger import history as transactions
 from billing.months import InvalidMonth, parse_month
 from billing.outgoing_webhooks import service as webhooks_outgoing
-from billing.pagination import InvalidArgument
 from billing.scope import Scope
 from billing.topups import service as payments
 from billing.usage import summary as usage_summary
@@ -203,12 +203,7 @@ class Account(Node):
         after: str | None = None,
         filter: TransactionFilter | None = None,
     ) -> TransactionConnection:
-        where = transactions.HistoryFilter(
-            kinds=frozenset(filter.kinds or ()) if filter else frozenset(),
-            statuses=frozenset(filter.statuses or ()) if filter else frozenset(),
-            since=filter.since if filter else None,
-            until=filter.until if filter else None,
-        )
+        where = filter.to_domain() if filter else transactions.HistoryFilter()
         page = await info.context.read(
             lambda session: transactions.history(
                 session, Scope.of(info.context.principal), self.pk, first=first, after=after, where=where

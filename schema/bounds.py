@@ -13,7 +13,7 @@ import strawberry
 from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case
 
-from billing.pagination import InvalidArgument
+from billing.errors import InvalidArgument
 
 _BOUNDS = "bounds"
 

@@ -16,9 +16,8 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from billing.db import is_busy
-from billing.errors import DomainError, NotFound
+from billing.errors import DomainError, InvalidArgument, NotFound
 from billing.observability.request import current_request_id
-from billing.pagination import InvalidArgument
 
 logger = logging.getLogger("billing.graphql")
 

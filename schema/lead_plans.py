@@ -90,11 +90,23 @@ LeadPlanPayload = Annotated[
 ]
 
 
+# Domain field names (lead_plans.LeadPlanInput) as the client sees them in CreateLeadPlanInput.
+_LEAD_PLAN_FIELD_PATHS = {
+    "name": "name",
+    "monthly_budget": "monthlyBudget",
+    "price_per_lead": "pricePerLead",
+}
+
+
+def lead_plan_field_path(name: str) -> str:
+    return _LEAD_PLAN_FIELD_PATHS.get(name, name)
+
+
 def invalid_lead_plan(error: lead_plans.InvalidLeadPlan, _where: object) -> InvalidLeadPlanError:
     """Every problem of the input at once, each naming its field (a bad amount included: the service reports
-    it as a problem of `monthlyBudget` or `pricePerLead`)."""
-    fields = [FieldError(field=name, message=why) for name, why in error.problems]
-    return InvalidLeadPlanError(message=error.message, field_errors=fields)
+    it as a problem of `monthly_budget` or `price_per_lead`)."""
+    fields = [FieldError(field=lead_plan_field_path(name), message=why) for name, why in error.problems]
+    return InvalidLeadPlanError(message=error.describe(lead_plan_field_path), field_errors=fields)
 
 
 # Not scoped to one account up front: the service finds the plan (or the account) through the caller's scope.

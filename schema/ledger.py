@@ -4,6 +4,8 @@ from datetime import datetime
 
 import strawberry
 
+from billing.errors import InvalidArgument
+from billing.ledger.history import HistoryFilter
 from models import Transaction as TransactionModel
 from models import TransactionKind, TransactionStatus
 from schema.bounds import BoundedInput, bounded
@@ -49,6 +51,29 @@ class TransactionFilter(BoundedInput, argument="filter"):
     statuses: list[TransactionStatus] | None = bounded(len(TransactionStatus), unit="items", default=None)
     since: datetime | None = strawberry.field(default=None, description="Inclusive.")
     until: datetime | None = strawberry.field(default=None, description="Exclusive.")
+
+    def to_domain(self) -> HistoryFilter:
+        try:
+            return HistoryFilter(
+                kinds=frozenset(self.kinds or ()),
+                statuses=frozenset(self.statuses or ()),
+                since=self.since,
+                until=self.until,
+            )
+        except InvalidArgument as error:
+            raise error.named(history_filter_argument) from None
+
+
+# Domain names (ledger.history.HistoryFilter, and `where` for the filter as a whole) as the client sees them.
+_HISTORY_FILTER_ARGUMENTS = {
+    "since": "filter.since",
+    "until": "filter.until",
+    "where": "filter",
+}
+
+
+def history_filter_argument(name: str) -> str:
+    return _HISTORY_FILTER_ARGUMENTS.get(name, name)
 
 
 TransactionConnection = Connection[Transaction]

@@ -16,7 +16,7 @@ from typing import NewType
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
 
-from billing.pagination import InvalidArgument
+from billing.errors import InvalidArgument
 
 BigInt = NewType("BigInt", int)
 

@@ -160,11 +160,34 @@ RecordUsagePayload = Annotated[
 ]
 
 
+# Domain field names (usage.UsageEvent) as the client sees them in UsageEventInput.
+_USAGE_EVENT_FIELD_PATHS = {
+    "external_id": "externalId",
+    "account_id": "accountId",
+    "occurred_at": "occurredAt",
+    "category": "category",
+    "cost": "cost",
+    "lead_plan_id": "leadPlanId",
+    "duration_seconds": "durationSeconds",
+    "input_tokens": "inputTokens",
+    "output_tokens": "outputTokens",
+}
+
+
+def usage_event_field_path(name: str) -> str:
+    return _USAGE_EVENT_FIELD_PATHS.get(name, name)
+
+
 def rejected(error: usage.UsageRejected, _where: object) -> UsageRejectedError:
     return UsageRejectedError(
         message=error.message,
         problems=[
-            UsageEventProblem(index=p.index, external_id=p.external_id, field=p.field, message=p.message)
+            UsageEventProblem(
+                index=p.index,
+                external_id=p.external_id,
+                field=usage_event_field_path(p.field),
+                message=p.message,
+            )
             for p in error.problems
         ],
     )

@@ -3,6 +3,7 @@
 Status moves: active -> paused -> active (resume), and active or paused -> canceled, which is final.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -11,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import money
 from billing.accounts import service as accounts
-from billing.errors import DomainError, NotFound
+from billing.errors import DomainError, NotFound, as_named_here
 from billing.events import service as events
 from billing.keys.service import Principal
 from billing.lead_plans.repository import LeadPlanRepository
@@ -28,8 +29,12 @@ class LeadPlanManagementDenied(DomainError):
 
 class InvalidLeadPlan(DomainError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{name}: {message}" for name, message in problems))
-        self.problems = problems  # (field, message)
+        self.problems = problems  # (field as LeadPlanInput names it, message)
+        super().__init__(self.describe(as_named_here))
+
+    def describe(self, field_name: Callable[[str], str]) -> str:
+        """The message for a person, naming each field as `field_name` spells it."""
+        return "; ".join(f"{field_name(name)}: {message}" for name, message in self.problems)
 
 
 class LeadPlanStatusConflict(DomainError):
@@ -55,7 +60,10 @@ async def create_lead_plan(
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
         problems.append(("name", f"must be 1 to {MAX_NAME_LENGTH} characters"))
     amounts: dict[str, int] = {}
-    for field, value in (("monthlyBudget", request.monthly_budget), ("pricePerLead", request.price_per_lead)):
+    for field, value in (
+        ("monthly_budget", request.monthly_budget),
+        ("price_per_lead", request.price_per_lead),
+    ):
         try:
             amounts[field] = money.to_minor(value, account.currency, field=field)
         except money.InvalidAmount as error:
@@ -68,8 +76,8 @@ async def create_lead_plan(
     plan = LeadPlanSubscription(
         account_id=account_id,
         name=name,
-        monthly_budget_minor=amounts["monthlyBudget"],
-        price_per_lead_minor=amounts["pricePerLead"],
+        monthly_budget_minor=amounts["monthly_budget"],
+        price_per_lead_minor=amounts["price_per_lead"],
         currency=account.currency,
     )
     await LeadPlanRepository(session, Scope.of(principal)).add(plan)

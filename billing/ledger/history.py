@@ -6,9 +6,9 @@ from datetime import datetime
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from billing.errors import InvalidArgument
 from billing.ledger.repository import LedgerRepository
 from billing.pagination import (
-    InvalidArgument,
     Page,
     check_page_size,
     cursor_moment,
@@ -30,11 +30,13 @@ class HistoryFilter:
     until: datetime | None = None  # exclusive
 
     def __post_init__(self) -> None:
+        """Refusals name the field at fault (`since`, `until`), or `where` (history's name for the filter) for
+        the two together."""
         for name, value in (("since", self.since), ("until", self.until)):
             if value is not None and value.tzinfo is None:
-                raise InvalidArgument(f"filter.{name}", "needs a time zone offset")
+                raise InvalidArgument(name, "needs a time zone offset")
         if self.since is not None and self.until is not None and self.since >= self.until:
-            raise InvalidArgument("filter", "since must be before until")
+            raise InvalidArgument("where", "since must be before until")
 
 
 def transaction_cursor(entry: Transaction) -> str:

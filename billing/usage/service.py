@@ -73,7 +73,9 @@ class UsageEvent:
 class EventProblem:
     index: int  # position in the batch
     external_id: str
-    field: str
+    field: (
+        str  # as UsageEvent names it (or "events", the batch itself); the API's edge names it for its clients
+    )
     message: str
 
 
@@ -221,14 +223,14 @@ def _problems(
 ) -> Iterable[tuple[str, str]]:
     """(field, message) for everything wrong with one event."""
     if not event.external_id or len(event.external_id) > MAX_EXTERNAL_ID_LENGTH:
-        yield "externalId", f"must be 1 to {MAX_EXTERNAL_ID_LENGTH} characters"
+        yield "external_id", f"must be 1 to {MAX_EXTERNAL_ID_LENGTH} characters"
     if account is None:
         # Unknown and not-yours read the same, so ids of other accounts cannot be probed.
-        yield "accountId", "account not found"
+        yield "account_id", "account not found"
     if event.occurred_at.tzinfo is None:
-        yield "occurredAt", "needs a UTC offset"
+        yield "occurred_at", "needs a UTC offset"
     elif event.occurred_at > now + CLOCK_SKEW:
-        yield "occurredAt", "is in the future"
+        yield "occurred_at", "is in the future"
     if event.category not in _KIND:
         yield "category", "must be one of " + ", ".join(f"'{category}'" for category in _KIND)
     if account is not None:
@@ -250,14 +252,14 @@ def _shown_id(external_id: str) -> str:
 def _category_problems(event: UsageEvent, plan_owners: dict[int, int]) -> Iterable[tuple[str, str]]:
     if event.category == UsageCategory.LEAD:
         if event.lead_plan_id is None:
-            yield "leadPlanId", "a lead names the lead plan it counts against"
+            yield "lead_plan_id", "a lead names the lead plan it counts against"
         elif plan_owners.get(event.lead_plan_id) != event.account_id:
-            yield "leadPlanId", "not a lead plan of this account"
+            yield "lead_plan_id", "not a lead plan of this account"
     elif event.category == UsageCategory.CALL:
         if event.duration_seconds is None or event.duration_seconds < 0:
-            yield "durationSeconds", "a call needs a duration of zero seconds or more"
+            yield "duration_seconds", "a call needs a duration of zero seconds or more"
     elif event.category == UsageCategory.AI_AGENT:
-        for name, tokens in (("inputTokens", event.input_tokens), ("outputTokens", event.output_tokens)):
+        for name, tokens in (("input_tokens", event.input_tokens), ("output_tokens", event.output_tokens)):
             if tokens is None or tokens < 0:
                 yield name, "an AI agent request needs a token count of zero or more"
             elif tokens > MAX_TOKENS_PER_EVENT:

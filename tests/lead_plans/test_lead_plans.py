@@ -76,4 +76,4 @@ async def test_invalid_input_names_each_field(session: AsyncSession) -> None:
     bad = LeadPlanInput(name=" ", monthly_budget=Decimal("0"), price_per_lead=Decimal("2.50"))
     with pytest.raises(InvalidLeadPlan) as refused:
         await create_lead_plan(session, admin, account.id, bad)
-    assert [name for name, _ in refused.value.problems] == ["name", "monthlyBudget", "pricePerLead"]
+    assert [name for name, _ in refused.value.problems] == ["name", "monthly_budget", "price_per_lead"]

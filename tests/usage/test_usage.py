@@ -93,11 +93,11 @@ async def test_one_invalid_event_rejects_the_whole_batch_with_a_problem_per_even
 
     found = [(p.index, p.external_id, p.field) for p in rejected.value.problems]
     assert found == [
-        (1, "nobody", "accountId"),
+        (1, "nobody", "account_id"),
         (2, "negative", "cost"),
         (3, "sms", "category"),
-        (4, "future", "occurredAt"),
-        (5, "foreign-plan", "leadPlanId"),
+        (4, "future", "occurred_at"),
+        (5, "foreign-plan", "lead_plan_id"),
         (6, "too-precise", "cost"),
     ]
     assert (await session.exec(select(UsageEvent))).all() == []
@@ -117,7 +117,7 @@ async def test_an_account_outside_the_principals_scope_reads_as_unknown(session:
     member = Principal(kind=PrincipalKind.MEMBER, api_key_id=0, account_id=mine.id)
     with pytest.raises(UsageRejected) as rejected:
         await record_usage(session, member, [call(theirs, EARLIER)], now=NOW)
-    assert [(p.field, p.message) for p in rejected.value.problems] == [("accountId", "account not found")]
+    assert [(p.field, p.message) for p in rejected.value.problems] == [("account_id", "account not found")]
 
 
 async def test_funding_state_follows_the_balance(session: AsyncSession) -> None:
