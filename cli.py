@@ -178,7 +178,11 @@ def audit_log(
     """Print an audit trail as JSON lines, newest first, with the domain's field names."""
 
     async def read(session: AsyncSession) -> list[audit.AuditEntry]:
-        return (await audit.audit_log(session, account_id, first=first)).items
+        return (
+            await audit.audit_log(
+                session, Scope.system("the operator reads any trail"), account_id, first=first
+            )
+        ).items
 
     for entry in run_in_session(read):
         typer.echo(json.dumps(dataclasses.asdict(entry), default=str))

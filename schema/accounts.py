@@ -217,7 +217,9 @@ class Account(Node):
 
     @strawberry.field(description="Where the account's webhook events are sent (never their secrets).")
     async def webhook_endpoints(self, info: Info) -> list[WebhookEndpoint]:
-        rows = await info.context.read(lambda session: webhooks_outgoing.endpoints_of(session, self.pk))
+        rows = await info.context.read(
+            lambda session: webhooks_outgoing.endpoints_of(session, Scope.of(info.context.principal), self.pk)
+        )
         return [WebhookEndpoint.from_model(row) for row in rows]
 
     @strawberry.field(
@@ -227,7 +229,9 @@ class Account(Node):
         self, info: Info, first: int = 20, after: str | None = None
     ) -> WebhookDeliveryConnection:
         page = await info.context.read(
-            lambda session: webhooks_outgoing.deliveries_of(session, self.pk, first=first, after=after)
+            lambda session: webhooks_outgoing.deliveries_of(
+                session, Scope.of(info.context.principal), self.pk, first=first, after=after
+            )
         )
         edges = [
             Edge(cursor=webhooks_outgoing.delivery_cursor(row), node=WebhookDelivery.from_model(row))
@@ -241,7 +245,9 @@ class Account(Node):
     )
     async def audit_log(self, info: Info, first: int = 20, after: str | None = None) -> AuditEntryConnection:
         page = await info.context.read(
-            lambda session: audit.audit_log(session, self.pk, first=first, after=after)
+            lambda session: audit.audit_log(
+                session, Scope.of(info.context.principal), self.pk, first=first, after=after
+            )
         )
         edges = [Edge(cursor=audit.audit_cursor(entry), node=AuditEntry.of(entry)) for entry in page.items]
         return AuditEntryConnection.of(edges, has_next=page.has_next, after=after)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.audit.actors import Actor, ActorKind
+from billing.audit.repository import AuditRepository
 from billing.events import service as events
 from billing.pagination import (
     MAX_BIG_ROW_ID,
@@ -29,6 +29,7 @@ from billing.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from billing.scope import Scope
 from models import DomainEventRow
 
 CURSOR_KIND = "audit"
@@ -172,17 +173,16 @@ def _entry(row: DomainEventRow) -> AuditEntry:
 
 
 async def audit_log(
-    session: AsyncSession, account_id: int, *, first: int, after: str | None = None
+    session: AsyncSession, scope: Scope, account_id: int, *, first: int, after: str | None = None
 ) -> Page[AuditEntry]:
     """One page of an account's audit trail, newest first (keyset on the event id, which follows commit
-    order). The caller has already checked the account is visible."""
+    order); an account outside the scope has none."""
     check_page_size(first)
-    statement = select(DomainEventRow).where(
-        DomainEventRow.account_id == account_id, col(DomainEventRow.type).in_(sorted(AUDITED))
-    )
+    before_id = None
     if after is not None:
         (raw_id,) = decode_cursor(after, CURSOR_KIND, 1)
-        statement = statement.where(col(DomainEventRow.id) < cursor_row_id(raw_id, maximum=MAX_BIG_ROW_ID))
-    statement = statement.order_by(col(DomainEventRow.id).desc()).limit(first + 1)
-    rows = (await session.exec(statement)).all()
+        before_id = cursor_row_id(raw_id, maximum=MAX_BIG_ROW_ID)
+    rows = await AuditRepository(session, scope).page(
+        account_id, AUDITED, before_id=before_id, limit=first + 1
+    )
     return Page([_entry(row) for row in rows[:first]], has_next=len(rows) > first)

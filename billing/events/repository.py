@@ -1,15 +1,20 @@
-"""Committed domain events by cursor, within a scope: what live subscriptions read (billing/events/live.py)."""
+"""Domain events' statements, within a scope: committed events by cursor (what live subscriptions read,
+billing/events/live.py), and the commit hook's own (billing/events/service.py), run on the committing sync session."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import BigInteger, Row, Table, func, insert, literal
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.events.service import StoredEvent, from_json
 from billing.scope import Scope
 from billing.sql import among
-from models import DomainEventRow
+from models import AutoRechargeSettings, DomainEventRow
+
+_TABLE: Table = DomainEventRow.__table__  # type: ignore[attr-defined]
 
 
 class DomainEventRepository:
@@ -40,3 +45,33 @@ class DomainEventRepository:
         commits from now on."""
         latest = (await self.session.exec(select(func.max(col(DomainEventRow.id))))).one()
         return latest or 0
+
+
+class CommitRepository:
+    """What the commit hook reads and writes in the committing transaction (a sync session: SQLAlchemy's
+    before_commit hook runs there). Built with the system scope: a commit writes the events of whatever accounts
+    its transaction changed, which the services that changed them already checked."""
+
+    def __init__(self, session: Session, scope: Scope) -> None:
+        self.session = session
+        self.scope = scope
+
+    def auto_recharge_settings(self, account_ids: Iterable[int]) -> dict[int, AutoRechargeSettings]:
+        statement = select(AutoRechargeSettings).where(
+            col(AutoRechargeSettings.account_id).in_(account_ids),
+            self.scope.accounts(col(AutoRechargeSettings.account_id)),
+        )
+        return {s.account_id: s for s in self.session.scalars(statement)}
+
+    def lock_commit_order_and_notify(self, lock_key: int, channel: str, payload: str) -> None:
+        """PostgreSQL only: the transaction-level advisory lock that keeps event ids in commit order, and the
+        NOTIFY delivered at COMMIT (and not at all on rollback)."""
+        lock = func.pg_advisory_xact_lock(literal(lock_key, BigInteger))
+        self.session.connection().execute(select(lock, func.pg_notify(channel, payload)))
+
+    def insert(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[Row[Any]]:
+        """The events' rows written; (id, type, payload, occurred_at) back, in no guaranteed order."""
+        statement = insert(_TABLE).returning(
+            _TABLE.c.id, _TABLE.c.type, _TABLE.c.payload, _TABLE.c.occurred_at
+        )
+        return self.session.connection().execute(statement, rows).all()

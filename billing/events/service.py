@@ -4,7 +4,7 @@ Services call `record(session, event)` (and the ledger `balance_moved`) while th
 written then. When the transaction commits, its events are written by one INSERT just before the COMMIT, in the
 same transaction, so they exist exactly when the change does: a rollback leaves neither. After the commit
 succeeds they are handed to this process's listeners (`subscribe`); a rollback hands them nothing. Other
-processes and reconnecting clients read them by cursor (`events_since`); on PostgreSQL the commit also
+processes and reconnecting clients read them by cursor (billing/events/repository.py); on PostgreSQL the commit also
 NOTIFYs `CHANNEL` with the accounts concerned, so a process that LISTENs learns of it at once.
 
 Ids follow commit order, so a cursor never skips an event: on SQLite a writer holds the write lock until it
@@ -21,23 +21,27 @@ Events are plain dataclasses, serialised to JSON only here (`to_json`, `from_jso
 """
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import TypeAdapter
-from sqlalchemy import BigInteger, Connection, Table, event, func, insert, literal
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts.funding import FundingState, funding_state
 from billing.audit.actors import current_actor
 from billing.config import Settings
 from billing.observability.request import current_request_id
-from models import AutoRechargeSettings, AutoRechargeState, DomainEventRow, TransactionKind, TransactionStatus
+from billing.scope import Scope
+from models import AutoRechargeState, TransactionKind, TransactionStatus
 from models.types import utcnow
+
+if TYPE_CHECKING:
+    from billing.events.repository import CommitRepository
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +59,6 @@ _PENDING_KEY = "billing.events.service.pending"
 _MOVES_KEY = "billing.events.service.balance_moves"
 _WRITTEN_KEY = "billing.events.service.written"
 
-_TABLE: Table = DomainEventRow.__table__  # type: ignore[attr-defined]
 # Before/after values of settings: JSON scalars only.
 Snapshot = Mapping[str, str | int | bool | None]
 
@@ -346,22 +349,6 @@ def balance_moved(
     moves[account_id] = (currency, first_before, after_minor)
 
 
-async def events_since(
-    session: AsyncSession, after_id: int, account_ids: Collection[int], *, limit: int = 100
-) -> list[StoredEvent]:
-    """Committed events of these accounts with ids above `after_id`, oldest first, at most `limit`.
-
-    The caller passes the accounts its principal may see: there is no "every account" here.
-    """
-    statement = (
-        select(_TABLE.c.id, _TABLE.c.type, _TABLE.c.payload, _TABLE.c.occurred_at)
-        .where(_TABLE.c.id > after_id, _TABLE.c.account_id.in_(account_ids))
-        .order_by(_TABLE.c.id)
-        .limit(limit)
-    )
-    return [_stored(row) for row in (await session.exec(statement)).all()]
-
-
 # In-process publish/subscribe: listeners get each commit's events right after the COMMIT succeeded.
 Listener = Callable[[Sequence[StoredEvent]], None]
 
@@ -413,8 +400,15 @@ def _pending(session: Session) -> list[DomainEvent]:
     return pending
 
 
+def _repository(session: Session) -> "CommitRepository":
+    # Imported here: the repository reads StoredEvent from this module.
+    from billing.events.repository import CommitRepository
+
+    return CommitRepository(session, Scope.system("a commit writes the events of the accounts it changed"))
+
+
 def _stored(row: Sequence[Any]) -> StoredEvent:
-    """From (id, type, payload, occurred_at), as both the INSERT and `events_since` return them."""
+    """From (id, type, payload, occurred_at), as the INSERT returns them."""
     event_id, event_type, payload, occurred_at = row
     return StoredEvent(id=event_id, occurred_at=occurred_at, event=from_json(event_type, payload))
 
@@ -425,12 +419,7 @@ def _balance_events(session: Session) -> list[DomainEvent]:
     moved = {account_id: move for account_id, move in moves.items() if move[1] != move[2]}
     if not moved:
         return []
-    settings = {
-        s.account_id: s
-        for s in session.scalars(
-            select(AutoRechargeSettings).where(col(AutoRechargeSettings.account_id).in_(moved))
-        )
-    }
+    settings = _repository(session).auto_recharge_settings(moved)
     default_low = int(
         session.connection()
         .get_execution_options()
@@ -463,8 +452,7 @@ def _write(session: Session) -> None:
     if connection.dialect.name == "postgresql":
         # NOTIFY is delivered at COMMIT, and not at all on rollback.
         payload = _notify_payload({e.account_id for e in events})
-        lock = func.pg_advisory_xact_lock(literal(_COMMIT_ORDER_LOCK, BigInteger))
-        connection.execute(select(lock, func.pg_notify(CHANNEL, payload)))
+        _repository(session).lock_commit_order_and_notify(_COMMIT_ORDER_LOCK, CHANNEL, payload)
     now = utcnow()
     # Who and from where, for the audit trail (billing/audit/service.py): the actor and request the commit runs in.
     actor = current_actor()
@@ -479,8 +467,7 @@ def _write(session: Session) -> None:
         for e in events
     ]
     # Rows come back in no guaranteed order: sorted by id, which is insertion (and commit) order.
-    statement = insert(_TABLE).returning(_TABLE.c.id, _TABLE.c.type, _TABLE.c.payload, _TABLE.c.occurred_at)
-    written = sorted((_stored(row) for row in connection.execute(statement, rows)), key=lambda s: s.id)
+    written = sorted((_stored(row) for row in _repository(session).insert(rows)), key=lambda s: s.id)
     session.info[_WRITTEN_KEY] = written
     for writer in _writers:
         writer(connection, written)

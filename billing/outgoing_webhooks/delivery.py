@@ -28,20 +28,17 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from sqlalchemy import and_, exists, update
-from sqlalchemy.orm import aliased
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
 from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
 from billing.outgoing_webhooks import service as webhooks_outgoing
+from billing.outgoing_webhooks.repository import OutgoingWebhookRepository
 from billing.outgoing_webhooks.service import UnsafeWebhookUrl, resolved_addresses
+from billing.scope import Scope
 from models import (
-    WebhookDelivery,
     WebhookDeliveryStatus,
-    WebhookEndpoint,
     WebhookEndpointStatus,
 )
 from models.types import utcnow
@@ -63,6 +60,8 @@ EXPIRING_CARDS_EVERY = timedelta(hours=1)
 # What is kept of a receiver's answer, for the owner to read in `webhookDeliveries`.
 RESPONSE_BODY_KEPT = 1_000
 _ERROR_KEPT = 500
+# The worker sends and queues for every account: no caller is behind it.
+_SYSTEM = Scope.system("the webhook delivery worker")
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ async def run_worker(factory: SessionFactory, settings: Settings, *, stop_event:
             next_card_check = loop.time() + EXPIRING_CARDS_EVERY.total_seconds()
             try:
                 async with unit_of_work(factory) as session:
-                    await webhooks_outgoing.queue_expiring_cards(session, now=utcnow())
+                    await webhooks_outgoing.queue_expiring_cards(session, _SYSTEM, now=utcnow())
             except Exception:
                 # The database being down must not end the worker; the next check carries on.
                 logger.exception("queueing payment_method.expiring webhooks failed")
@@ -137,32 +136,14 @@ async def run_worker(factory: SessionFactory, settings: Settings, *, stop_event:
                 await asyncio.wait_for(stop_event.wait(), settings.webhook_poll_seconds)
 
 
+def _repository(session: AsyncSession) -> OutgoingWebhookRepository:
+    return OutgoingWebhookRepository(session, _SYSTEM)
+
+
 async def _claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit: int) -> list[_Claimed]:
     """Due deliveries nobody holds, with no earlier delivery of their endpoint still pending, leased here."""
-    earlier = aliased(WebhookDelivery)
-    statement = (
-        select(WebhookDelivery, WebhookEndpoint)
-        .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
-        .where(
-            col(WebhookDelivery.status) == WebhookDeliveryStatus.PENDING,
-            col(WebhookDelivery.next_attempt_at) <= now,
-            (col(WebhookDelivery.locked_until).is_(None)) | (col(WebhookDelivery.locked_until) <= now),
-            col(WebhookEndpoint.status) != WebhookEndpointStatus.DISABLED,
-            ~exists().where(
-                and_(
-                    col(earlier.endpoint_id) == col(WebhookDelivery.endpoint_id),
-                    col(earlier.status) == WebhookDeliveryStatus.PENDING,
-                    col(earlier.id) < col(WebhookDelivery.id),
-                )
-            ),
-        )
-        .order_by(col(WebhookDelivery.next_attempt_at), col(WebhookDelivery.id))
-        .limit(limit)
-        # PostgreSQL: concurrent workers skip each other's rows. SQLite has one writer and ignores this.
-        .with_for_update(skip_locked=True, of=WebhookDelivery)
-    )
     claimed = []
-    for delivery, endpoint in (await session.exec(statement)).all():
+    for delivery, endpoint in await _repository(session).claim_due(now=now, limit=limit):
         assert delivery.id is not None
         delivery.attempts += 1
         delivery.locked_until = now + lease
@@ -242,16 +223,8 @@ async def _record(session: AsyncSession, item: _Claimed, outcome: _Outcome, *, n
         values |= {"status": WebhookDeliveryStatus.FAILED}
     else:
         values |= {"next_attempt_at": now + BACKOFF[retry_index]}
-    statement = (
-        update(WebhookDelivery)
-        .where(
-            col(WebhookDelivery.id) == item.delivery_id,
-            col(WebhookDelivery.attempts) == item.attempt,
-            col(WebhookDelivery.status) == WebhookDeliveryStatus.PENDING,
-        )
-        .values(values)
-    )
-    if (await session.exec(statement)).rowcount == 0:
+    repository = _repository(session)
+    if not await repository.record_attempt(item.delivery_id, item.attempt, values):
         logger.info(
             "webhook delivery %s was taken over; attempt %s not recorded", item.delivery_id, item.attempt
         )
@@ -259,14 +232,6 @@ async def _record(session: AsyncSession, item: _Claimed, outcome: _Outcome, *, n
     if outcome.succeeded or given_up:
         # A receiver that answers again is healthy again; one that exhausted a delivery's retries is failing.
         health = WebhookEndpointStatus.ACTIVE if outcome.succeeded else WebhookEndpointStatus.FAILING
-        await session.exec(
-            update(WebhookEndpoint)
-            .where(
-                col(WebhookEndpoint.id) == item.endpoint_id,
-                col(WebhookEndpoint.status) != WebhookEndpointStatus.DISABLED,
-                col(WebhookEndpoint.status) != health,
-            )
-            .values(status=health, updated_at=now)
-        )
+        await repository.set_health(item.endpoint_id, health, now=now)
     if given_up:
         logger.warning("webhook delivery %s failed after %s attempts", item.delivery_id, item.attempt)

@@ -21,10 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import sqlalchemy
-from sqlalchemy import Connection, String, Table, cast, delete, func, literal, union_all
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, select
+from sqlalchemy import Connection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts import service as accounts
@@ -42,11 +39,11 @@ from billing.events.service import (
 from billing.global_ids import to_global_id
 from billing.keys.service import Principal
 from billing.ledger import service as ledger
+from billing.outgoing_webhooks.repository import OutboxRepository, OutgoingWebhookRepository
 from billing.pagination import Page, check_page_size, cursor_row_id, decode_cursor, encode_cursor
 from billing.scope import Scope
 from models import (
     AutoRechargeState,
-    PaymentMethod,
     PrincipalKind,
     TransactionKind,
     TransactionStatus,
@@ -81,8 +78,6 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 TEST_EVENT = "webhook.test"
 
-_ENDPOINTS: Table = WebhookEndpoint.__table__  # type: ignore[attr-defined]
-_DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _SETTLED_TYPES: Mapping[tuple[TransactionKind, bool], str] = {
     (TransactionKind.TOP_UP, True): TOPUP_SUCCEEDED,
     (TransactionKind.TOP_UP, False): TOPUP_FAILED,
@@ -199,56 +194,17 @@ def _type_and_data(event: DomainEvent, written: Sequence[StoredEvent]) -> tuple[
 def fan_out(connection: Connection, written: Sequence[StoredEvent]) -> None:
     """Queue a delivery of each webhook-worthy event to every endpoint of its account subscribed to its type
     (disabled ones excepted): one INSERT ... SELECT for the whole commit, nothing when no event is worth one."""
-    selects = []
+    worthy = []
     for stored in written:
         mapped = _webhook_event(stored, written)
         if mapped is None:
             continue
-        event_type, data, key = mapped.type, mapped.data, mapped.key
-        selects.append(
-            # Core's select: sqlmodel's has no overload for ten columns.
-            sqlalchemy.select(
-                _ENDPOINTS.c.account_id,
-                _ENDPOINTS.c.id,
-                literal(event_type, String),
-                literal(key, String),
-                literal("msg_", String) + cast(_ENDPOINTS.c.id, String) + literal(f"_{key}", String),
-                literal(payload(event_type, stored.occurred_at, data), _DELIVERIES.c.payload.type),
-                literal(WebhookDeliveryStatus.PENDING.value, String),
-                literal(0),
-                literal(stored.occurred_at, _DELIVERIES.c.next_attempt_at.type),
-                literal(stored.occurred_at, _DELIVERIES.c.created_at.type),
-            ).where(
-                _ENDPOINTS.c.account_id == stored.account_id,
-                _ENDPOINTS.c.status != WebhookEndpointStatus.DISABLED.value,
-                _ENDPOINTS.c.event_types.contains(f",{event_type},", autoescape=True),
-            )
-        )
-    if not selects:
-        return
-    columns = [
-        "account_id",
-        "endpoint_id",
-        "event_type",
-        "event_key",
-        "webhook_id",
-        "payload",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "created_at",
-    ]
-    source = selects[0] if len(selects) == 1 else union_all(*selects)
-    connection.execute(
-        _insert_new(connection.dialect.name).from_select(columns, source).on_conflict_do_nothing()
+        body = payload(mapped.type, stored.occurred_at, mapped.data)
+        worthy.append((stored.account_id, mapped.type, mapped.key, body, stored.occurred_at))
+    # The commit's own events, of the accounts its services already checked: no caller's scope to narrow them.
+    OutboxRepository(connection, Scope.system("a commit queues its events' webhooks")).queue_for_subscribers(
+        worthy
     )
-
-
-def _insert_new(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT of deliveries that skips one whose (endpoint, event key) is already queued."""
-    if dialect_name == "postgresql":
-        return postgresql.insert(_DELIVERIES)
-    return sqlite.insert(_DELIVERIES)
 
 
 events.on_write(fan_out)
@@ -425,13 +381,10 @@ async def create_endpoint(
     _check_may_manage(principal)
     # Locks the account row: concurrent creates count endpoints one after the other.
     await accounts.get_visible(session, principal, account_id)
-    await ledger.lock_account(session, Scope.of(principal), account_id)
-    existing = (
-        await session.exec(
-            select(func.count()).select_from(_ENDPOINTS).where(_ENDPOINTS.c.account_id == account_id)
-        )
-    ).one()
-    if existing >= MAX_ENDPOINTS_PER_ACCOUNT:
+    scope = Scope.of(principal)
+    await ledger.lock_account(session, scope, account_id)
+    repository = OutgoingWebhookRepository(session, scope)
+    if await repository.count_endpoints(account_id) >= MAX_ENDPOINTS_PER_ACCOUNT:
         raise WebhookEndpointLimitReached(
             f"an account has at most {MAX_ENDPOINTS_PER_ACCOUNT} webhook endpoints"
         )
@@ -446,8 +399,7 @@ async def create_endpoint(
         created_at=now,
         updated_at=now,
     )
-    session.add(endpoint)
-    await session.flush()
+    await repository.add(endpoint)
     assert endpoint.id is not None
     events.record(session, events.WebhookEndpointChanged(account_id, endpoint.id, None, _audited(endpoint)))
     return endpoint
@@ -456,15 +408,7 @@ async def create_endpoint(
 async def endpoint_in_scope(session: AsyncSession, principal: Principal, endpoint_id: int) -> WebhookEndpoint:
     """The endpoint, locked, or NotFound whether it is missing or someone else's."""
     _check_may_manage(principal)
-    endpoint = (
-        await session.exec(
-            select(WebhookEndpoint)
-            .where(
-                WebhookEndpoint.id == endpoint_id, principal.account_filter(col(WebhookEndpoint.account_id))
-            )
-            .with_for_update()
-        )
-    ).one_or_none()
+    endpoint = await OutgoingWebhookRepository(session, Scope.of(principal)).endpoint_locked(endpoint_id)
     if endpoint is None:
         raise NotFound("webhook endpoint not found")
     return endpoint
@@ -495,9 +439,7 @@ async def update_endpoint(
 async def delete_endpoint(session: AsyncSession, principal: Principal, endpoint_id: int) -> WebhookEndpoint:
     """Deleted with its deliveries (their history goes with it)."""
     endpoint = await endpoint_in_scope(session, principal, endpoint_id)
-    await session.exec(delete(WebhookDelivery).where(col(WebhookDelivery.endpoint_id) == endpoint_id))
-    await session.delete(endpoint)
-    await session.flush()
+    await OutgoingWebhookRepository(session, Scope.of(principal)).delete_endpoint(endpoint)
     events.record(
         session, events.WebhookEndpointChanged(endpoint.account_id, endpoint_id, _audited(endpoint), None)
     )
@@ -540,8 +482,7 @@ async def send_test(
         next_attempt_at=now,
         created_at=now,
     )
-    session.add(delivery)
-    await session.flush()
+    await OutgoingWebhookRepository(session, Scope.of(principal)).add(delivery)
     return delivery
 
 
@@ -550,14 +491,9 @@ async def send_test(
 _DELIVERY_CURSOR = "webhook_delivery"
 
 
-async def endpoints_of(session: AsyncSession, account_id: int) -> list[WebhookEndpoint]:
-    """The account's endpoints, oldest first (at most MAX_ENDPOINTS_PER_ACCOUNT)."""
-    statement = (
-        select(WebhookEndpoint)
-        .where(col(WebhookEndpoint.account_id) == account_id)
-        .order_by(col(WebhookEndpoint.id))
-    )
-    return list((await session.exec(statement)).all())
+async def endpoints_of(session: AsyncSession, scope: Scope, account_id: int) -> list[WebhookEndpoint]:
+    """The account's endpoints, oldest first (at most MAX_ENDPOINTS_PER_ACCOUNT); none outside the scope."""
+    return await OutgoingWebhookRepository(session, scope).endpoints_of(account_id)
 
 
 def delivery_cursor(delivery: WebhookDelivery) -> str:
@@ -565,16 +501,17 @@ def delivery_cursor(delivery: WebhookDelivery) -> str:
 
 
 async def deliveries_of(
-    session: AsyncSession, account_id: int, *, first: int, after: str | None
+    session: AsyncSession, scope: Scope, account_id: int, *, first: int, after: str | None
 ) -> Page[WebhookDelivery]:
-    """The account's deliveries, newest first, by keyset on the id (index (account_id, id))."""
+    """The account's deliveries, newest first, by keyset on the id (index (account_id, id)); none outside the
+    scope."""
     check_page_size(first)
-    statement = select(WebhookDelivery).where(col(WebhookDelivery.account_id) == account_id)
+    before_id = None
     if after is not None:
         [last_id] = decode_cursor(after, _DELIVERY_CURSOR, 1)
-        statement = statement.where(col(WebhookDelivery.id) < cursor_row_id(last_id))
-    rows = list(
-        (await session.exec(statement.order_by(col(WebhookDelivery.id).desc()).limit(first + 1))).all()
+        before_id = cursor_row_id(last_id)
+    rows = await OutgoingWebhookRepository(session, scope).deliveries_of(
+        account_id, before_id=before_id, limit=first + 1
     )
     return Page(items=rows[:first], has_next=len(rows) > first)
 
@@ -588,7 +525,7 @@ def _month_index(moment: datetime) -> int:
     return moment.year * 12 + moment.month - 1
 
 
-async def queue_expiring_cards(session: AsyncSession, *, now: datetime) -> int:
+async def queue_expiring_cards(session: AsyncSession, scope: Scope, *, now: datetime) -> int:
     """`payment_method.expiring` for every card that expires within 30 days, to its account's subscribed
     endpoints, once per card and month (the event key carries both; a repeat is skipped ON CONFLICT).
 
@@ -597,19 +534,11 @@ async def queue_expiring_cards(session: AsyncSession, *, now: datetime) -> int:
     first, last = _month_index(now), _month_index(now + EXPIRING_WITHIN) - 1
     if last < first:
         return 0
-    card_month = col(PaymentMethod.exp_year) * 12 + col(PaymentMethod.exp_month) - 1
-    statement = (
-        select(PaymentMethod, WebhookEndpoint.id)
-        .join(WebhookEndpoint, col(WebhookEndpoint.account_id) == col(PaymentMethod.account_id))
-        .where(
-            card_month.between(first, last),
-            col(WebhookEndpoint.status) != WebhookEndpointStatus.DISABLED,
-            col(WebhookEndpoint.event_types).contains(f",{PAYMENT_METHOD_EXPIRING},", autoescape=True),
-        )
-        .order_by(col(PaymentMethod.account_id), col(PaymentMethod.id), col(WebhookEndpoint.id))
-    )
+    repository = OutgoingWebhookRepository(session, scope)
     rows = []
-    for card, endpoint_id in (await session.exec(statement)).all():
+    for card, endpoint_id in await repository.cards_expiring_to_subscribers(
+        first, last, PAYMENT_METHOD_EXPIRING
+    ):
         key = f"{PAYMENT_METHOD_EXPIRING}-{card.id}-{now:%Y-%m}"
         assert card.id is not None
         data = {
@@ -636,6 +565,4 @@ async def queue_expiring_cards(session: AsyncSession, *, now: datetime) -> int:
         )
     if not rows:
         return 0
-    new = _insert_new(session.get_bind().dialect.name).on_conflict_do_nothing().returning(_DELIVERIES.c.id)
-    result = await (await session.connection()).execute(new, rows)
-    return len(result.all())
+    return await repository.queue_new(rows)

@@ -21,6 +21,7 @@ from billing.keys import service as auth
 from billing.lead_plans.service import LeadPlanInput, create_lead_plan
 from billing.outgoing_webhooks import service as webhooks_outgoing
 from billing.pagination import encode_cursor
+from billing.scope import Scope
 from models import Account, DomainEventRow, PrincipalKind
 from models.types import utcnow
 from schema.audit import FIELD_NAMES
@@ -115,6 +116,8 @@ COMPANY: dict[str, Any] = {
     "phone": "030 123456",
     "address": {"line1": "Unter den Linden 1", "city": "Berlin", "postalCode": "10117", "country": "DE"},
 }
+
+SYSTEM = Scope.system("the tests read every trail")
 
 
 async def post(
@@ -399,7 +402,7 @@ async def test_what_a_stripe_webhook_changes_is_recorded_as_stripe(
     )
     assert response.status_code == 200, response.text
     async with session_factory() as reader:
-        (entry,) = (await audit.audit_log(reader, account.id, first=10)).items
+        (entry,) = (await audit.audit_log(reader, SYSTEM, account.id, first=10)).items
     assert entry.action is audit.AuditAction.PAYMENT_METHOD_REMOVED
     assert entry.actor == STRIPE and entry.request_id == "req-stripe"
 
@@ -422,11 +425,11 @@ async def test_a_rolled_back_change_leaves_no_entry(
             await auth.create_api_key(work, kind=PrincipalKind.MEMBER, name="doomed", account_id=account.id)
             raise Refused
     async with session_factory() as reader:
-        assert (await audit.audit_log(reader, account.id, first=10)).items == []
+        assert (await audit.audit_log(reader, SYSTEM, account.id, first=10)).items == []
         # The same changes committed are recorded: the test can tell the difference.
         async with unit_of_work(session_factory) as work:
             await create_lead_plan(work, principal, account.id, plan)
-        entries = (await audit.audit_log(reader, account.id, first=10)).items
+        entries = (await audit.audit_log(reader, SYSTEM, account.id, first=10)).items
         assert [entry.action for entry in entries] == [audit.AuditAction.LEAD_PLAN_CHANGED]
 
 
@@ -451,7 +454,9 @@ async def test_api_keys_created_and_revoked_are_recorded_without_their_secret(
             await auth.revoke_api_key(work, key.prefix)
 
     async with session_factory() as reader:
-        revoked, partner_created, created = (await audit.audit_log(reader, account.id, first=10)).items
+        revoked, partner_created, created = (
+            await audit.audit_log(reader, SYSTEM, account.id, first=10)
+        ).items
         assert created.action is audit.AuditAction.API_KEY_CREATED
         assert created.actor == Actor(ActorKind.SYSTEM) and created.request_id is None
         assert {c.field: (c.before, c.after) for c in created.changes} == {
@@ -463,11 +468,11 @@ async def test_api_keys_created_and_revoked_are_recorded_without_their_secret(
         assert revoked.action is audit.AuditAction.API_KEY_REVOKED and revoked.actor == STRIPE
         assert {c.field: (c.before, c.after) for c in revoked.changes}["prefix"] == (key.prefix, None)
         # A partner key acts on each account the partner manages: it is in each one's trail, and nowhere else.
-        managed_entries = (await audit.audit_log(reader, managed.id, first=10)).items
+        managed_entries = (await audit.audit_log(reader, SYSTEM, managed.id, first=10)).items
         assert [(e.action, e.changes) for e in managed_entries] == [
             (partner_created.action, partner_created.changes)
         ]
-        assert (await audit.audit_log(reader, elsewhere.id, first=10)).items == []
+        assert (await audit.audit_log(reader, SYSTEM, elsewhere.id, first=10)).items == []
         stored = (await reader.exec(select(DomainEventRow))).all()
         for row in stored:
             text = json.dumps(row.payload)
@@ -506,8 +511,8 @@ async def test_keys_of_every_kind_made_and_revoked_on_the_command_line_are_recor
             await asyncio.to_thread(cli.audit_log, account_id=audit.OPERATOR_TRAIL, first=100)
             printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
             async with session_factory(engine)() as reader:
-                operators = (await audit.audit_log(reader, audit.OPERATOR_TRAIL, first=100)).items
-                accounts = (await audit.audit_log(reader, account.id, first=100)).items
+                operators = (await audit.audit_log(reader, SYSTEM, audit.OPERATOR_TRAIL, first=100)).items
+                accounts = (await audit.audit_log(reader, SYSTEM, account.id, first=100)).items
                 stored = json.dumps(
                     [row.payload for row in (await reader.exec(select(DomainEventRow))).all()]
                 )
@@ -567,7 +572,7 @@ async def test_webhook_endpoints_are_recorded_and_their_secret_never_is(
             await webhooks_outgoing.delete_endpoint(work, principal, endpoint.id)
 
     async with session_factory() as reader:
-        entries = (await audit.audit_log(reader, account.id, first=10)).items
+        entries = (await audit.audit_log(reader, SYSTEM, account.id, first=10)).items
         stored = [row.payload for row in (await reader.exec(select(DomainEventRow))).all()]
     deleted, rotation, update, creation = entries  # the update that changed nothing left no entry
     subject = audit.Subject("WebhookEndpoint", endpoint.id)

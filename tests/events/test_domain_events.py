@@ -19,6 +19,7 @@ from billing.company.service import CompanyInput, save_company
 from billing.config import Settings
 from billing.db import SessionFactory, read_session, session_factory, unit_of_work
 from billing.events import service as events
+from billing.events.repository import DomainEventRepository
 from billing.events.service import (
     AutoRechargeSettingsChanged,
     BalanceChanged,
@@ -37,6 +38,7 @@ from billing.keys.service import Principal
 from billing.lead_plans.service import LeadPlanInput, create_lead_plan, pause_lead_plan
 from billing.ledger import service as ledger
 from billing.payment_methods import service as payment_methods
+from billing.scope import Scope
 from billing.stripe_gateway import Card, StripeGateway
 from billing.usage.service import record_usage
 from models import Account, PrincipalKind, TransactionKind, TransactionStatus
@@ -63,12 +65,20 @@ class Refused(Exception):
 FAIL_COMMIT = "test.fail_commit"  # session.info flag: the listener test's late COMMIT failure
 
 
+async def events_since(
+    session: AsyncSession, after_id: int, account_ids: Sequence[int], *, limit: int = 100
+) -> list[StoredEvent]:
+    """Committed events of these accounts with ids above `after_id`, as live subscriptions read them."""
+    scope = Scope.system("the tests read every account's events")
+    return await DomainEventRepository(session, scope).since(after_id, account_ids, limit=limit)
+
+
 def ids(*accounts: Account) -> list[int]:
     return [account.id for account in accounts if account.id is not None]
 
 
 async def recorded(session: AsyncSession, *accounts: Account) -> list[DomainEvent]:
-    return [stored.event for stored in await events.events_since(session, 0, ids(*accounts), limit=1_000)]
+    return [stored.event for stored in await events_since(session, 0, ids(*accounts), limit=1_000)]
 
 
 async def top_up(
@@ -355,7 +365,7 @@ async def test_listeners_hear_a_commit_after_it_and_never_a_rollback(session_fac
             assert heard == []  # not before the commit
         assert len(heard) == 1
         async with read_session(session_factory) as session:
-            assert heard[0] == await events.events_since(session, 0, ids(account))
+            assert heard[0] == await events_since(session, 0, ids(account))
         assert [type(stored.event) for stored in heard[0]] == [
             TransactionCreated,
             BalanceChanged,
@@ -387,7 +397,7 @@ async def test_events_since_pages_by_cursor_within_the_accounts_asked_for(sessio
 
     pages: list[list[StoredEvent]] = []
     cursor = 0
-    while page := await events.events_since(session, cursor, ids(mine), limit=2):
+    while page := await events_since(session, cursor, ids(mine), limit=2):
         pages.append(page)
         cursor = page[-1].id
     assert [len(page) for page in pages] == [2, 2, 1]
@@ -396,8 +406,8 @@ async def test_events_since_pages_by_cursor_within_the_accounts_asked_for(sessio
     assert {stored.account_id for stored in read} == {mine.id}
     keys = [e.transaction_id for e in (stored.event for stored in read) if isinstance(e, TransactionCreated)]
     assert len(keys) == 5 and keys == sorted(keys)
-    assert len(await events.events_since(session, 0, ids(mine, theirs))) == 7
-    assert await events.events_since(session, 0, []) == []
+    assert len(await events_since(session, 0, ids(mine, theirs))) == 7
+    assert await events_since(session, 0, []) == []
 
 
 @pytest.mark.postgres_only

@@ -32,6 +32,7 @@ from billing.keys.service import Principal
 from billing.outgoing_webhooks import delivery as webhooks_outgoing_delivery
 from billing.outgoing_webhooks import service as webhooks_outgoing
 from billing.outgoing_webhooks.service import EndpointInput, UnsafeWebhookUrl
+from billing.scope import Scope
 from billing.stripe_gateway import ChargeResult, StripeGateway
 from billing.usage.service import record_usage
 from models import (
@@ -876,7 +877,9 @@ async def test_a_card_expiring_within_30_days_is_told_once_per_card_and_month(
 
     async def queued(at: datetime) -> int:
         async with unit_of_work(session_factory) as check:
-            return await webhooks_outgoing.queue_expiring_cards(check, now=at)
+            return await webhooks_outgoing.queue_expiring_cards(
+                check, Scope.system("the worker's check"), now=at
+            )
 
     assert await queued(datetime(2026, 3, 31, 0, 0, tzinfo=UTC)) == 0  # 31 days before its end
     assert await queued(datetime(2026, 4, 1, 0, 0, tzinfo=UTC)) == 1  # 30 days
