@@ -23,9 +23,6 @@ def is_repository(path: Path) -> bool:
 QUERY_BUILDERS = {"select", "update", "insert", "delete", "upsert_insert", "text"}
 SESSION_QUERIES = {"get", "exec", "execute", "scalar", "scalars", "stream", "merge", "delete", "refresh"}
 
-# Modules whose queries are still being moved into repositories. Must only shrink; empty when the move is done.
-PENDING: set[str] = set()
-
 # The only modules that may act for every account: the worker, Stripe's webhooks, the CLI, the demo seed.
 SYSTEM_SCOPE_USERS: set[str] = {
     "billing/demo.py",
@@ -78,8 +75,7 @@ def test_only_repositories_query() -> None:
         for path in application_modules()
         if not is_repository(path) and (queries := queries_in(path))
     }
-    assert set(offenders) - PENDING == set(), {name: offenders[name] for name in set(offenders) - PENDING}
-    assert PENDING - set(offenders) == set(), "these no longer query: take them off PENDING"
+    assert offenders == {}
 
 
 def test_only_background_paths_act_as_the_system() -> None:
