@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts.repository import AccountRepository
+from billing.auto_recharge.repository import AutoRechargeRepository
 from billing.scope import Scope
 from models import AutoRechargeSettings
 
@@ -37,9 +38,9 @@ async def funding_states(
     session: AsyncSession, principal: "Principal", account_ids: Sequence[int], default_low_minor: int
 ) -> dict[int, FundingState]:
     """States for many accounts in two statements; unknown and invisible ids are left out."""
-    accounts = AccountRepository(session, Scope.of(principal))
-    balances = await accounts.balances(account_ids)
-    settings = await accounts.auto_recharge_settings(balances)
+    scope = Scope.of(principal)
+    balances = await AccountRepository(session, scope).balances(account_ids)
+    settings = await AutoRechargeRepository(session, scope).settings_of(balances)
     return {
         account_id: funding_state(balance, settings.get(account_id), default_low_minor)
         for account_id, balance in balances.items()

@@ -8,7 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.scope import Scope
 from billing.sql import among, upsert_insert
-from models import Account, AutoRechargeSettings, PartnerAccount
+from models import Account, PartnerAccount
 
 
 class OwnedByAccount(Protocol):
@@ -63,14 +63,6 @@ class AccountRepository:
         )
         rows = (await self.session.exec(statement)).all()
         return {account_id: balance for account_id, balance in rows if account_id is not None}
-
-    async def auto_recharge_settings(self, ids: Iterable[int]) -> dict[int, AutoRechargeSettings]:
-        """The auto-recharge settings (what funding state measures against) of the accounts among `ids`."""
-        statement = select(AutoRechargeSettings).where(
-            among(self.session, col(AutoRechargeSettings.account_id), ids),
-            self.scope.accounts(col(AutoRechargeSettings.account_id)),
-        )
-        return {row.account_id: row for row in (await self.session.exec(statement)).all()}
 
     async def grant_partner(self, partner_id: int, account_id: int) -> bool:
         """Let a partner see an account in scope (granting it again changes nothing); False if there is none."""

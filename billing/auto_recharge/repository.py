@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.scope import Scope
-from billing.sql import upsert_insert
+from billing.sql import among, upsert_insert
 from billing.topups.repository import IN_FLIGHT
 from models import Account, AutoRechargeSettings, Recharge, RechargeStatus, Transaction
 
@@ -33,6 +33,14 @@ class AutoRechargeRepository:
             self.scope.accounts(col(AutoRechargeSettings.account_id)),
         )
         return (await self.session.exec(statement)).first()
+
+    async def settings_of(self, account_ids: Iterable[int]) -> dict[int, AutoRechargeSettings]:
+        """The settings (what funding state measures against) of the accounts among `account_ids`."""
+        statement = select(AutoRechargeSettings).where(
+            among(self.session, col(AutoRechargeSettings.account_id), account_ids),
+            self.scope.accounts(col(AutoRechargeSettings.account_id)),
+        )
+        return {row.account_id: row for row in (await self.session.exec(statement)).all()}
 
     def add_settings(self, settings: AutoRechargeSettings) -> None:
         """New settings of an account the caller found (and locked) in this scope."""
