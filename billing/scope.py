@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, true
 from sqlalchemy.orm import Mapped
 
+from billing.keys.repository import accounts_of
+
 if TYPE_CHECKING:  # billing.keys.service -> billing.events.service -> billing.accounts.funding builds repositories: no import cycle
     from billing.keys.service import Principal
 
@@ -30,4 +32,4 @@ class Scope:
         """A WHERE clause limiting the account id `column` (pass `col(X.account_id)`) to this scope."""
         if self.principal is None:
             return true()
-        return self.principal.account_filter(column)
+        return accounts_of(self.principal, column)

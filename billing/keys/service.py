@@ -6,15 +6,13 @@ import secrets
 import string
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement
-from sqlalchemy.orm import Mapped
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.audit.actors import Actor, ActorKind
 from billing.audit.service import OPERATOR_TRAIL
 from billing.errors import DomainError, NotFound
 from billing.events import service as events
-from billing.keys.repository import KeyRepository, accounts_of
+from billing.keys.repository import KeyRepository
 from models import ApiKey, PrincipalKind
 from models.types import utcnow
 
@@ -38,12 +36,6 @@ class Principal:
     @property
     def actor(self) -> Actor:
         return Actor(ActorKind(self.kind.value), self.key_name, self.key_prefix)
-
-    def account_filter(
-        self, column: ColumnElement[int] | Mapped[int] | Mapped[int | None]
-    ) -> ColumnElement[bool]:
-        """A WHERE clause limiting an account id `column` (pass `col(X.account_id)`) to what this principal sees."""
-        return accounts_of(self, column)
 
     @property
     def home_account_id(self) -> int | None:
