@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import Mapped, Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
@@ -17,7 +17,7 @@ def upsert_insert(session: AsyncSession, model: Any) -> postgresql.Insert | sqli
 
 
 def among(
-    session: AsyncSession, column: ColumnElement[Any] | Mapped[Any], values: Iterable[Any]
+    session: AsyncSession | Session, column: ColumnElement[Any] | Mapped[Any], values: Iterable[Any]
 ) -> ColumnElement[bool]:
     """`column IN values`. On PostgreSQL the values are one array parameter (`column = ANY(:values)`), so the
     statement's text, and its prepared plan, is the same for any number of them; SQLite has no arrays."""

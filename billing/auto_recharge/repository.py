@@ -9,13 +9,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, update
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from billing.scope import Scope
 from billing.sql import among, upsert_insert
 from billing.topups.repository import IN_FLIGHT
 from models import Account, AutoRechargeSettings, Recharge, RechargeStatus, Transaction
+
+
+def settings_statement(
+    session: AsyncSession | Session, scope: Scope, account_ids: Iterable[int]
+) -> SelectOfScalar[AutoRechargeSettings]:
+    """The settings of the accounts among `account_ids` in `scope`: `settings_of`'s statement, and the commit
+    hook's (billing/events/repository.py), which runs it on the committing transaction's sync session."""
+    return select(AutoRechargeSettings).where(
+        among(session, col(AutoRechargeSettings.account_id), account_ids),
+        scope.accounts(col(AutoRechargeSettings.account_id)),
+    )
 
 
 class AutoRechargeRepository:
@@ -36,10 +49,7 @@ class AutoRechargeRepository:
 
     async def settings_of(self, account_ids: Iterable[int]) -> dict[int, AutoRechargeSettings]:
         """The settings (what funding state measures against) of the accounts among `account_ids`."""
-        statement = select(AutoRechargeSettings).where(
-            among(self.session, col(AutoRechargeSettings.account_id), account_ids),
-            self.scope.accounts(col(AutoRechargeSettings.account_id)),
-        )
+        statement = settings_statement(self.session, self.scope, account_ids)
         return {row.account_id: row for row in (await self.session.exec(statement)).all()}
 
     def add_settings(self, settings: AutoRechargeSettings) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.auto_recharge.repository import settings_statement
 from billing.events.service import StoredEvent, from_json
 from billing.scope import Scope
 from billing.sql import among
@@ -57,10 +58,8 @@ class CommitRepository:
         self.scope = scope
 
     def auto_recharge_settings(self, account_ids: Iterable[int]) -> dict[int, AutoRechargeSettings]:
-        statement = select(AutoRechargeSettings).where(
-            col(AutoRechargeSettings.account_id).in_(account_ids),
-            self.scope.accounts(col(AutoRechargeSettings.account_id)),
-        )
+        """The auto-recharge repository's `settings_of`, on this sync session."""
+        statement = settings_statement(self.session, self.scope, account_ids)
         return {s.account_id: s for s in self.session.scalars(statement)}
 
     def lock_commit_order_and_notify(self, lock_key: int, channel: str, payload: str) -> None:
