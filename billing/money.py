@@ -8,7 +8,7 @@ digits. Only a plain decimal of bounded length reaches any arithmetic here.
 import re
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
-from functools import cache
+from functools import cache, lru_cache
 
 from babel import Locale
 from babel.numbers import NumberPattern, get_currency_precision
@@ -93,6 +93,10 @@ def _currency_format(locale: str) -> tuple[Locale, NumberPattern]:
     return parsed, parsed.currency_formats["standard"]
 
 
+# A pure function of its arguments, and the same amounts come back on every load of a page (a balance, a plan's
+# budget, a dashboard's hundred accounts): Babel's pattern takes ~35 us an amount, a hit well under 1 us.
+# Bounded: 16,384 short strings are a few MiB.
+@lru_cache(maxsize=16_384)
 def format_money(minor: int, currency: str, locale: str = "en_US") -> str:
     """What Babel's `format_currency(amount, currency, locale=locale)` gives, with the parsed locale and its
     standard currency pattern cached (that function parses both on every call)."""

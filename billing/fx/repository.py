@@ -5,13 +5,15 @@ No scope: a rate belongs to no account (every account reads the same ones), so n
 
 from collections.abc import Iterable
 from datetime import date
+from functools import cache
 
-from sqlalchemy import ColumnElement, and_, func
+from sqlalchemy import ColumnElement, Date, String, and_, any_, bindparam, func
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
-from billing.sql import among
 from models import FxRate
 
 
@@ -35,30 +37,38 @@ class FxRepository:
     ) -> list[tuple[str, date, str, str]]:
         """(currency, day, units per EUR, USD per EUR) for each of `currencies` on the latest day <= `on` that
         has both its rate and USD's: one statement for any number of currencies."""
-        base = aliased(FxRate)
-        usd = aliased(FxRate)
-        same_day_usd = and_(col(usd.currency) == "USD", col(usd.rate_date) == col(base.rate_date))
-
-        conditions: list[ColumnElement[bool]] = [among(self.session, col(base.currency), currencies)]
+        statement = _latest_with_usd(self.session.get_bind().dialect.name, bounded=on is not None)
+        parameters: dict[str, object] = {"currencies": list(currencies)}
         if on is not None:
-            conditions.append(col(base.rate_date) <= on)
-        latest_days = (
-            select(col(base.currency).label("currency"), func.max(col(base.rate_date)).label("rate_date"))
-            .join(usd, same_day_usd)
-            .where(*conditions)
-            .group_by(col(base.currency))
-            .subquery()
-        )
+            parameters["on"] = on
+        return list((await self.session.execute(statement, parameters)).tuples().all())
 
-        statement = (
-            select(col(base.currency), col(base.rate_date), col(base.per_eur), col(usd.per_eur))
-            .join(
-                latest_days,
-                and_(
-                    latest_days.c.currency == col(base.currency),
-                    latest_days.c.rate_date == col(base.rate_date),
-                ),
-            )
-            .join(usd, same_day_usd)
+
+@cache  # built once per database kind: building it took longer than running it (every Billing page asks)
+def _latest_with_usd(dialect: str, *, bounded: bool) -> Select[str, date, str, str]:
+    base = aliased(FxRate)
+    usd = aliased(FxRate)
+    same_day_usd = and_(col(usd.currency) == "USD", col(usd.rate_date) == col(base.rate_date))
+    currency = col(base.currency)
+    if dialect == "postgresql":  # one array parameter: the same text, and prepared plan, for any number
+        wanted = currency == any_(bindparam("currencies", type_=postgresql.ARRAY(String)))
+    else:
+        wanted = currency.in_(bindparam("currencies", expanding=True))
+    conditions: list[ColumnElement[bool]] = [wanted]
+    if bounded:
+        conditions.append(col(base.rate_date) <= bindparam("on", type_=Date))
+    latest_days = (
+        select(currency.label("currency"), func.max(col(base.rate_date)).label("rate_date"))
+        .join(usd, same_day_usd)
+        .where(*conditions)
+        .group_by(currency)
+        .subquery()
+    )
+    return (
+        select(currency, col(base.rate_date), col(base.per_eur), col(usd.per_eur))
+        .join(
+            latest_days,
+            and_(latest_days.c.currency == currency, latest_days.c.rate_date == col(base.rate_date)),
         )
-        return list((await self.session.exec(statement)).all())
+        .join(usd, same_day_usd)
+    )
