@@ -24,8 +24,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 import models  # noqa: F401  (every table in the metadata, for TRUNCATE)
 from billing.config import Environment, Settings
 from billing.db import SessionFactory, create_engine
-from server import create_app
 from tests.support.factories import savepoint_sessions
+from tests.support.gateway import open_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 # A database of its own per test run, so parallel runs on one server never meet.
@@ -160,10 +160,5 @@ def settings() -> Settings:
 @pytest.fixture
 async def client(settings: Settings, session_factory: SessionFactory) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the app, whose requests share the test's rolled-back transaction."""
-    app = create_app(settings, sessions=session_factory)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client,
-    ):
+    async with open_gateway(settings, session_factory) as client:
         yield client

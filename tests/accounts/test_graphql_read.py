@@ -20,7 +20,7 @@ from tests.support.factories import (
     create_payment_method,
     member_key,
 )
-from tests.support.graphql_client import error_messages, execute
+from tests.support.graphql_client import error_messages, execute, post_graphql
 
 ACCOUNT = """
 query {
@@ -219,9 +219,7 @@ async def test_revoked_key_stops_working_at_once(session: AsyncSession, client: 
     key = await member_key(session, account)
     assert "errors" not in await execute(client, key, "{ account { id } }")
     await auth.revoke_api_key(session, key.split("_")[1])
-    response = await client.post(
-        "/graphql", json={"query": "{ account { id } }"}, headers={"Authorization": f"Bearer {key}"}
-    )
+    response = await post_graphql(client, key, "{ account { id } }")
     assert response.status_code == 401
 
 

@@ -34,6 +34,7 @@ from tests.support.factories import (
     member_key,
     partner_key,
 )
+from tests.support.graphql_client import execute, execute_ok
 from tests.support.stripe_server import LocalStripe
 from tests.support.webhook_helpers import event, signature
 
@@ -120,21 +121,8 @@ COMPANY: dict[str, Any] = {
 SYSTEM = Scope.system("the tests read every trail")
 
 
-async def post(
-    client: httpx.AsyncClient, key: str, query: str, request_id: str | None = None, **variables: Any
-) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {key}"}
-    if request_id is not None:
-        headers["X-Request-Id"] = request_id
-    response = await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 async def mutate(client: httpx.AsyncClient, key: str, query: str, request_id: str, **variables: Any) -> Any:
-    body = await post(client, key, query, request_id, **variables)
-    assert "errors" not in body, body
+    body = await execute_ok(client, key, query, variables, headers={"X-Request-Id": request_id})
     (payload,) = body["data"].values()
     assert "Error" not in payload["__typename"], payload
     return payload
@@ -145,8 +133,9 @@ async def trail(client: httpx.AsyncClient, key: str, account: Account) -> list[d
     entries: list[dict[str, Any]] = []
     after = None
     while True:
-        body = await post(client, key, AUDIT_LOG, id=account_id(account), first=100, after=after)
-        assert "errors" not in body, body
+        body = await execute_ok(
+            client, key, AUDIT_LOG, {"id": account_id(account), "first": 100, "after": after}
+        )
         log = body["data"]["account"]["auditLog"]
         entries += [edge["node"] for edge in log["edges"]]
         if not log["pageInfo"]["hasNextPage"]:
@@ -329,7 +318,7 @@ async def test_an_account_trail_is_in_the_account_scope_only(
     for key in (member, manager):
         assert [entry["action"] for entry in await trail(gateway_client, key, mine)] == ["API_KEY_CREATED"]
     for key, foreign in ((member, theirs), (stranger, mine)):
-        body = await post(gateway_client, key, AUDIT_LOG, id=account_id(foreign), first=5)
+        body = await execute(gateway_client, key, AUDIT_LOG, {"id": account_id(foreign), "first": 5})
         assert [error["message"] for error in body["errors"]] == ["id: no such account"]
         assert body["data"] is None
     # The other account's trail is its own: the key made for `mine` is not in it.
@@ -353,7 +342,9 @@ async def test_pages_walk_newest_first_and_cursors_are_parsed_strictly(
     after = None
     pages = 0
     while True:
-        body = await post(gateway_client, member, AUDIT_LOG, id=account_id(account), first=2, after=after)
+        body = await execute(
+            gateway_client, member, AUDIT_LOG, {"id": account_id(account), "first": 2, "after": after}
+        )
         log = body["data"]["account"]["auditLog"]
         assert log["pageInfo"]["hasPreviousPage"] is (after is not None)
         names += [changes(edge["node"])["legalName"][1] for edge in log["edges"]]
@@ -372,16 +363,20 @@ async def test_pages_walk_newest_first_and_cursors_are_parsed_strictly(
         encode_cursor(audit.CURSOR_KIND, "01"): "after: not a valid cursor",
     }
     for cursor, message in refused.items():
-        body = await post(gateway_client, member, AUDIT_LOG, id=account_id(account), first=2, after=cursor)
+        body = await execute(
+            gateway_client, member, AUDIT_LOG, {"id": account_id(account), "first": 2, "after": cursor}
+        )
         assert [error["message"] for error in body["errors"]] == [message], cursor
     for first in (0, 101):
-        body = await post(gateway_client, member, AUDIT_LOG, id=account_id(account), first=first)
+        body = await execute(gateway_client, member, AUDIT_LOG, {"id": account_id(account), "first": first})
         assert [error["message"] for error in body["errors"]] == [
             f"first: must be between 1 and 100, got {first}"
         ]
     # A cursor beyond any 32-bit id still reads (event ids are 64-bit): everything is older than it.
     far = encode_cursor(audit.CURSOR_KIND, str(2**40))
-    body = await post(gateway_client, member, AUDIT_LOG, id=account_id(account), first=100, after=far)
+    body = await execute(
+        gateway_client, member, AUDIT_LOG, {"id": account_id(account), "first": 100, "after": far}
+    )
     assert len(body["data"]["account"]["auditLog"]["edges"]) == 5
 
 

@@ -1,17 +1,18 @@
 """A mutation that fails undoes what it wrote, and only that: earlier mutations of the same request stand."""
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.db import SessionFactory
-from billing.stripe_gateway import StripeGateway
 from devtools.stripe_standin import free_port
 from models import AutoRechargeSettings, LeadPlanSubscription, PaymentMethod
 from schema.node import to_global_id
-from server import create_app
 from tests.support.factories import admin_key, create_account, create_company, create_payment_method
+from tests.support.gateway import open_gateway
 from tests.support.graphql_client import execute
 from tests.support.stripe_server import stripe_settings
 from tests.support.usage_factories import enable_auto_recharge
@@ -29,12 +30,10 @@ mutation($account: ID!, $drop: ID!, $keep: ID!) {
 
 
 @pytest.fixture
-async def stripe_down_client(session_factory: SessionFactory) -> httpx.AsyncClient:
+async def stripe_down_client(session_factory: SessionFactory) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway points at a loopback port nobody listens on: every Stripe call is an outage."""
-    settings = stripe_settings(f"http://127.0.0.1:{free_port()}")
-    app = create_app(settings, sessions=session_factory)
-    app.state.stripe = StripeGateway.from_settings(settings)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test")
+    async with open_gateway(stripe_settings(f"http://127.0.0.1:{free_port()}"), session_factory) as client:
+        yield client
 
 
 async def test_a_failed_mutation_keeps_nothing_of_its_own_and_the_earlier_one(

@@ -19,8 +19,9 @@ from billing.config import Environment
 from billing.db import session_factory, unit_of_work
 from models import Transaction, TransactionStatus
 from schema.node import from_global_id, to_global_id
-from server import create_app
 from tests.support.factories import create_account, create_company, create_payment_method, member_key
+from tests.support.gateway import open_gateway
+from tests.support.graphql_client import post_graphql
 from tests.support.ledger_checks import checked_balance
 from tests.support.payload_unions import union_members
 from tests.support.slow_stripe import slow_stripe
@@ -57,11 +58,7 @@ async def timed_add_funds(
         }
     }
     started = asyncio.get_running_loop().time()
-    response = await client.post(
-        "/graphql",
-        json={"query": ADD_FUNDS, "variables": variables},
-        headers={"Authorization": f"Bearer {key}"},
-    )
+    response = await post_graphql(client, key, ADD_FUNDS, variables)
     return asyncio.get_running_loop().time() - started, response
 
 
@@ -101,13 +98,7 @@ async def test_more_concurrent_top_ups_than_connections_are_answered_or_shed_qui
             db_max_overflow=MAX_OVERFLOW,
             db_pool_timeout_seconds=POOL_TIMEOUT_SECONDS,
         )
-        app = create_app(settings)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://gateway.test", timeout=60
-            ) as client,
-        ):
+        async with open_gateway(settings, request_timeout=60) as client:
             answers = await asyncio.gather(
                 *(
                     timed_add_funds(client, key, card_id, number)

@@ -39,9 +39,10 @@ from models import (
 from models.stripe_webhooks import StripeEventOutcome
 from models.types import utcnow
 from schema.node import to_global_id
-from server import create_app
 from tests.conftest import migrate
 from tests.support.factories import create_account, create_company, create_payment_method, member_key
+from tests.support.gateway import open_gateway
+from tests.support.graphql_client import post_graphql
 from tests.support.ledger_checks import checked_balance
 from tests.support.payload_unions import union_members
 from tests.support.slow_stripe import SlowStripe, slow_stripe
@@ -124,7 +125,7 @@ class Writers:
             for index in range(EVENTS_PER_BATCH)
         ]
         self.usage_events += len(events)
-        response = await self._post(self.reporter, RECORD_USAGE, {"events": events})
+        response = await post_graphql(self.client, self.reporter, RECORD_USAGE, {"events": events})
         payload = answered(response, "RecordUsagePayload")
         assert payload == {"__typename": "RecordUsageSuccess", "recorded": len(events)}, payload
 
@@ -135,7 +136,9 @@ class Writers:
             "amount": f"{TOP_UP_MINOR // 100}.00",
             "idempotencyKey": f"sqlite-{round_}",
         }
-        payload = answered(await self._post(caller.key, ADD_FUNDS, {"input": request}), "AddFundsPayload")
+        payload = answered(
+            await post_graphql(self.client, caller.key, ADD_FUNDS, {"input": request}), "AddFundsPayload"
+        )
         assert payload == {"__typename": "AddFundsSuccess", "status": "SUCCEEDED"}, payload
 
     async def worker_pass(self) -> None:
@@ -152,13 +155,6 @@ class Writers:
             self.delivered.append(body["id"])
             for response in await asyncio.gather(deliver(self.client, body), deliver(self.client, body)):
                 assert response.status_code == 200, response.text
-
-    async def _post(self, key: str, query: str, variables: dict[str, Any]) -> httpx.Response:
-        return await self.client.post(
-            "/graphql",
-            json={"query": query, "variables": variables},
-            headers={"Authorization": f"Bearer {key}"},
-        )
 
 
 async def seed(engine: AsyncEngine) -> tuple[str, list[Caller]]:
@@ -191,14 +187,8 @@ async def test_a_request_the_worker_and_webhooks_writing_at_once_lose_nothing(
             database_url=database_file.url.render_as_string(hide_password=False),
         )
         worker_engine = create_engine(settings.database_url)  # the worker's own, as `cli worker` has
-        app = create_app(settings)
         try:
-            async with (
-                app.router.lifespan_context(app),
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://gateway.test", timeout=60
-                ) as client,
-            ):
+            async with open_gateway(settings, request_timeout=60) as client:
                 writers = Writers(
                     client,
                     stripe,

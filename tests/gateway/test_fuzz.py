@@ -34,10 +34,11 @@ from billing.db import create_engine, session_factory
 from billing.keys import service as auth
 from devtools.stripe_standin import free_port
 from models import PrincipalKind
-from server import create_app
 from tests.conftest import ROOT, migrated_database
 from tests.support.billing_world import World, create_world
 from tests.support.factories import admin_key, create_partner, member_key, partner_key
+from tests.support.gateway import open_gateway
+from tests.support.graphql_client import post_graphql
 from tests.support.stripe_server import stripe_settings
 
 SCHEMA = (ROOT / "schema.graphql").read_text(encoding="utf-8")
@@ -82,12 +83,7 @@ async def gateway(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = stripe_settings(
         f"http://127.0.0.1:{free_port()}", environment=Environment.TEST, database_url=database_url
     )
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client,
-    ):
+    async with open_gateway(settings) as client:
         yield client
 
 
@@ -162,9 +158,7 @@ async def test_generated_operations_never_crash(
     query = data.draw(operations_for(operations, mode, tuple(sorted(world.ids.values()))), label="query")
     key = data.draw(st.sampled_from(keys), label="key")
     try:
-        response = await gateway.post(
-            "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {key}"}
-        )
+        response = await post_graphql(gateway, key, query)
     except asyncio.CancelledError as error:
         # Raised out of the app (a server would send no answer), not a cancellation of this test: as a
         # failure, Hypothesis shrinks the operation and reports it, which it does not for a BaseException.

@@ -32,7 +32,7 @@ from tests.support.factories import (
     member_key,
     partner_key,
 )
-from tests.support.graphql_client import execute
+from tests.support.graphql_client import execute, post_graphql
 from tests.support.usage_factories import create_lead_plan
 
 ADD_FUNDS = """
@@ -118,11 +118,11 @@ NOT_PLAIN = [
 ]
 
 
-async def post(client: httpx.AsyncClient, key: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+async def answer_of(
+    client: httpx.AsyncClient, key: str, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
     """The body of a request that may be refused before execution (400) but must never be a server error."""
-    response = await client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers={"Authorization": f"Bearer {key}"}
-    )
+    response = await post_graphql(client, key, query, variables)
     assert response.status_code in (200, 400), response.text
     body: dict[str, Any] = response.json()
     return body
@@ -234,7 +234,7 @@ async def test_ids_cursors_big_ints_and_dates_are_checked_before_the_database(
         raw_id("Account:0"),
         "x" * 5_000,
     ]:
-        body = await post(client, key, "query($id: ID!) { account(id: $id) { id } }", {"id": bad_id})
+        body = await answer_of(client, key, "query($id: ID!) { account(id: $id) { id } }", {"id": bad_id})
         assert bad_input(body) == [("id", "id: not a valid ID")]
 
     huge = str(2**63)
@@ -245,12 +245,12 @@ async def test_ids_cursors_big_ints_and_dates_are_checked_before_the_database(
         (encode_cursor("transaction", "2026-01-01T00:00:00+00:00", huge), HISTORY),
         ("A" * 10_000, HISTORY),
     ]:
-        assert bad_input(await post(client, key, query, {"after": after})) == [
+        assert bad_input(await answer_of(client, key, query, {"after": after})) == [
             ("after", "after: not a valid cursor")
         ]
 
     naive = {"filter": {"since": "2026-01-01T00:00:00"}}
-    assert bad_input(await post(client, key, HISTORY, naive)) == [
+    assert bad_input(await answer_of(client, key, HISTORY, naive)) == [
         ("filter.since", "filter.since: needs a time zone offset")
     ]
 
@@ -277,11 +277,11 @@ async def test_ids_cursors_big_ints_and_dates_are_checked_before_the_database(
         ({"occurredAt": "0001-01-01T00:00:00+01:00"}, "DateTime"),
     ]:
         event = usage_event(account, "e", **overrides)
-        ((_, message),) = bad_input(await post(client, reporter, RECORD_USAGE, {"events": [event]}))
+        ((_, message),) = bad_input(await answer_of(client, reporter, RECORD_USAGE, {"events": [event]}))
         (field,) = overrides
         assert f"[0].{field}" in message and f"{scalar}: must be" in message, message
         inline = f"mutation {{ recordUsage(events: [{literal(event)}]) {{ __typename }} }}"
-        ((argument, message),) = bad_input(await post(client, reporter, inline, {}))
+        ((argument, message),) = bad_input(await answer_of(client, reporter, inline, {}))
         assert argument == scalar and f"{scalar}: must be" in message, message
     assert await _entries(session, account) == 0
 
@@ -295,23 +295,24 @@ async def test_strings_and_lists_are_bounded_and_never_echoed_whole(
     oversized = "k" * 100_000
 
     top_up = {"paymentMethodId": card, "amount": "50.00", "idempotencyKey": oversized}
-    assert bad_input(await post(client, key, ADD_FUNDS, {"input": top_up})) == [
+    assert bad_input(await answer_of(client, key, ADD_FUNDS, {"input": top_up})) == [
         ("idempotencyKey", "idempotencyKey: must have 1 to 248 characters")
     ]
     top_up["idempotencyKey"] = ""
-    assert bad_input(await post(client, key, ADD_FUNDS, {"input": top_up}))[0][0] == "idempotencyKey"
+    assert bad_input(await answer_of(client, key, ADD_FUNDS, {"input": top_up}))[0][0] == "idempotencyKey"
     assert await _entries(session, account) == 0
 
     attach = (
         "mutation($id: String!) { attachPaymentMethod(input: {stripePaymentMethodId: $id}) { __typename } }"
     )
     assert (
-        bad_input(await post(client, key, attach, {"id": "pm_" + "x" * 253}))[0][0] == "stripePaymentMethodId"
+        bad_input(await answer_of(client, key, attach, {"id": "pm_" + "x" * 253}))[0][0]
+        == "stripePaymentMethodId"
     )
     portal = "mutation($url: String!) { createBillingPortalSession(input: {returnUrl: $url}) { __typename } }"
-    assert bad_input(await post(client, key, portal, {"url": oversized}))[0][0] == "returnUrl"
+    assert bad_input(await answer_of(client, key, portal, {"url": oversized}))[0][0] == "returnUrl"
     kinds = {"filter": {"kinds": ["TOP_UP"] * 1_000}}
-    assert bad_input(await post(client, key, HISTORY, kinds)) == [
+    assert bad_input(await answer_of(client, key, HISTORY, kinds)) == [
         ("filter.kinds", "filter.kinds: must have at most 7 items")  # one per TransactionKind
     ]
 
@@ -320,22 +321,14 @@ async def test_strings_and_lists_are_bounded_and_never_echoed_whole(
         usage_event(account, "c", category=oversized),
         usage_event(account, "d", cost=oversized),
     ]
-    response = await client.post(
-        "/graphql",
-        json={"query": RECORD_USAGE, "variables": {"events": events}},
-        headers={"Authorization": f"Bearer {reporter}"},
-    )
+    response = await post_graphql(client, reporter, RECORD_USAGE, {"events": events})
     assert response.status_code == 200 and len(response.content) < 5_000, response.content[:500]
     problems = response.json()["data"]["recordUsage"]["problems"]
     assert [(p["index"], p["field"]) for p in problems] == [(0, "externalId"), (1, "category"), (2, "cost")]
     assert problems[0]["externalId"] == "k" * 64 + "…"
 
     month = "query($month: String) { account { usage(month: $month) { month } } }"
-    response = await client.post(
-        "/graphql",
-        json={"query": month, "variables": {"month": oversized}},
-        headers={"Authorization": f"Bearer {key}"},
-    )
+    response = await post_graphql(client, key, month, {"month": oversized})
     assert len(response.content) < 5_000
     assert bad_input(response.json()) == [("month", "month: must be a month as YYYY-MM, e.g. 2026-03")]
 

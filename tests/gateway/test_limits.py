@@ -24,8 +24,9 @@ import root.limits
 from billing.config import Environment, Settings
 from billing.db import SessionFactory, engine_from_settings
 from billing.ledger import history as transactions
-from server import create_app
 from tests.support.factories import create_account, member_key
+from tests.support.gateway import open_gateway
+from tests.support.graphql_client import post_graphql
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 PAGE = "{ account { transactions(first: 10) { edges { node { id } } } } }"  # 1 + 1 + 10 x 3 = 32
@@ -42,23 +43,14 @@ async def gateway(session_factory: SessionFactory, **limits: Any) -> AsyncIterat
     settings = Settings(
         environment=Environment.TEST, stripe_secret_key="sk_test_unused", embedded_worker=False, **limits
     )
-    app = create_app(settings, sessions=session_factory)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client,
-    ):
+    async with open_gateway(settings, session_factory) as client:
         yield client
 
 
 async def ask(
     client: httpx.AsyncClient, key: str, query: str, variables: dict[str, object] | None = None
 ) -> tuple[int, dict[str, Any]]:
-    response = await client.post(
-        "/graphql",
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {key}", "Accept": GRAPHQL_RESPONSE},
-    )
+    response = await post_graphql(client, key, query, variables, headers={"Accept": GRAPHQL_RESPONSE})
     return response.status_code, response.json()
 
 

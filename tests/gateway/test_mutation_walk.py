@@ -17,8 +17,8 @@ refusing everything as bad input.
 """
 
 import base64
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +31,10 @@ from billing.db import SessionFactory
 from devtools.stripe_standin import free_port
 from root.schema import sdl
 from schema.node import MAX_PK, parse_global_id, to_global_id
-from server import create_app
 from tests.support.billing_world import World, create_world
 from tests.support.factories import admin_key, create_partner, partner_key
+from tests.support.gateway import open_gateway
+from tests.support.graphql_client import post_graphql
 from tests.support.mutation_requests import (
     Leaf,
     MutationRequest,
@@ -71,19 +72,6 @@ async def walk(session: AsyncSession, session_factory: SessionFactory) -> Walk:
     return Walk(mine, theirs, await admin_key(session), await partner_key(session, partner), session_factory)
 
 
-@asynccontextmanager
-async def gateway_client(
-    session_factory: SessionFactory, stripe_url: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stripe_settings(stripe_url), sessions=session_factory)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client,
-    ):
-        yield client
-
-
 def outage() -> AbstractAsyncContextManager[str]:
     return nullcontext(f"http://127.0.0.1:{free_port()}")
 
@@ -100,11 +88,7 @@ class Outcome:
 async def send(
     client: httpx.AsyncClient, key: str, request: MutationRequest, variables: dict[str, Any]
 ) -> Outcome:
-    response = await client.post(
-        "/graphql",
-        json={"query": request.document, "variables": variables},
-        headers={"Authorization": f"Bearer {key}"},
-    )
+    response = await post_graphql(client, key, request.document, variables)
     assert response.status_code < 500, f"{request.name} {variables}: {response.status_code} {response.text}"
     body = response.json()
     codes = [(error.get("extensions") or {}).get("code", "NO_CODE") for error in body.get("errors") or []]
@@ -129,7 +113,7 @@ Scenario = Callable[[], AbstractAsyncContextManager[str]]
 
 async def answer_valid(walk: Walk, mutation: str, stripe: Scenario) -> Outcome:
     request = build_request(SCHEMA, mutation, walk.mine.values())
-    async with stripe() as url, gateway_client(walk.session_factory, url) as client:
+    async with stripe() as url, open_gateway(stripe_settings(url), walk.session_factory) as client:
         outcome = await send(client, walk.admin, request, request.variables)
     assert_in_union(request, outcome, bad_input=False)
     return outcome
@@ -193,6 +177,6 @@ async def test_bad_input_is_an_error_member_or_bad_user_input(walk: Walk, mutati
             ]
         if leaf.name in AMOUNT_FIELDS:
             spoiled += [(walk.admin, request.with_value(leaf, bad)) for bad in BAD_AMOUNTS]
-    async with outage() as url, gateway_client(walk.session_factory, url) as client:
+    async with outage() as url, open_gateway(stripe_settings(url), walk.session_factory) as client:
         for key, variables in spoiled:
             assert_in_union(request, await send(client, key, request, variables), bad_input=True)

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,8 +14,9 @@ from billing.config import DEVELOPMENT_WEBHOOK_SECRET, Environment, Settings
 from billing.db import SessionFactory
 from billing.keys import service as auth
 from models import Partner, PrincipalKind
-from server import create_app
 from tests.support.factories import create_account, member_key
+from tests.support.gateway import open_gateway
+from tests.support.graphql_client import post_graphql
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,11 +118,9 @@ async def test_the_demo_partners_keys_count_too(
 async def test_the_app_does_not_start_with_all_problems_in_one_message(
     session_factory: SessionFactory,
 ) -> None:
-    app = create_app(
-        production_settings(stripe_secret_key="sk_test_1", graphiql=True), sessions=session_factory
-    )
+    settings = production_settings(stripe_secret_key="sk_test_1", graphiql=True)
     with pytest.raises(production.UnsafeProduction) as refused:
-        async with app.router.lifespan_context(app):
+        async with open_gateway(settings, session_factory):
             pass
     message = str(refused.value)
     assert "test-mode key" in message and "GRAPHIQL=true" in message
@@ -177,17 +175,9 @@ async def test_production_suggests_no_field_names(
     session: AsyncSession, session_factory: SessionFactory, environment: Environment, suggests: bool
 ) -> None:
     key = await member_key(session, await create_account(session))
-    app = create_app(production_settings(environment=environment), sessions=session_factory)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
-    ):
+    async with open_gateway(production_settings(environment=environment), session_factory) as client:
         for query, variables in MISSPELT:
-            response = await client.post(
-                "/graphql",
-                json={"query": query, "variables": variables},
-                headers={"Authorization": f"Bearer {key}"},
-            )
+            response = await post_graphql(client, key, query, variables)
             messages = [error["message"] for error in response.json()["errors"]]
             assert messages, response.text
             assert any("Did you mean" in message for message in messages) is suggests, messages

@@ -51,7 +51,6 @@ from models import (
 from models import UsageEvent as UsageEventRow
 from models.types import utcnow
 from schema.node import to_global_id
-from server import create_app
 from tests.conftest import migrate, migrated_database
 from tests.support.factories import (
     create_account,
@@ -61,6 +60,7 @@ from tests.support.factories import (
     partner_key,
 )
 from tests.support.fake_gateway import FakeGateway
+from tests.support.gateway import open_gateway
 from tests.support.graphql_client import error_messages, execute
 from tests.support.loopback import serving
 from tests.support.payments_helpers import ready_account
@@ -918,13 +918,10 @@ async def test_add_funds_reaches_a_local_receiver_as_topup_succeeded_signed_per_
     account, card = await ready_account(session, stripe_gateway, localstripe)
     key = await member_key(session, account)
     assert card.id is not None
-    app = create_app(stripe_settings(localstripe_url), sessions=session_factory)
-    app.state.stripe = stripe_gateway
     receiver = Receiver()
     async with (
         receiving(receiver) as url,
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as gateway,
+        open_gateway(stripe_settings(localstripe_url), session_factory, stripe=stripe_gateway) as gateway,
     ):
         created = await execute(
             gateway, key, CREATE, {"input": {"url": url, "eventTypes": ["topup.succeeded"]}}

@@ -9,7 +9,7 @@ import httpx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tests.support.factories import create_account, member_key
-from tests.support.graphql_client import execute
+from tests.support.graphql_client import execute_ok
 from tests.support.stripe_server import LocalStripe
 
 ATTACH = """
@@ -20,8 +20,7 @@ mutation ($id: String!) {
 
 
 async def attach(client: httpx.AsyncClient, key: str, stripe_id: str) -> dict[str, Any]:
-    body = await execute(client, key, ATTACH, {"id": stripe_id})
-    assert "errors" not in body, body
+    body = await execute_ok(client, key, ATTACH, {"id": stripe_id})
     return dict(body["data"]["attachPaymentMethod"])
 
 

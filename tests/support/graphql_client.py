@@ -5,17 +5,52 @@ from typing import Any
 
 import httpx
 
+# The query text (sent with its variables), or a whole request body (e.g. `{"documentId": ...}`).
+Operation = str | Mapping[str, object]
+
+
+async def post_graphql(
+    client: httpx.AsyncClient,
+    key: str | None,
+    operation: Operation,
+    variables: Mapping[str, object] | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """POST /graphql with `key` as the Bearer token; the raw response, for tests of status codes and headers."""
+    body = (
+        {"query": operation, "variables": dict(variables or {})} if isinstance(operation, str) else operation
+    )
+    bearer = {"Authorization": f"Bearer {key}"} if key else {}
+    return await client.post("/graphql", json=body, headers=bearer | dict(headers or {}))
+
 
 async def execute(
-    client: httpx.AsyncClient, key: str | None, query: str, variables: Mapping[str, object] | None = None
+    client: httpx.AsyncClient,
+    key: str | None,
+    operation: Operation,
+    variables: Mapping[str, object] | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of a POST /graphql; asserts it is a GraphQL response (200), not a crash."""
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    response = await client.post(
-        "/graphql", json={"query": query, "variables": dict(variables or {})}, headers=headers
-    )
+    response = await post_graphql(client, key, operation, variables, headers=headers)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
+    return body
+
+
+async def execute_ok(
+    client: httpx.AsyncClient,
+    key: str | None,
+    operation: Operation,
+    variables: Mapping[str, object] | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The JSON body of a POST /graphql that answered without top-level errors."""
+    body = await execute(client, key, operation, variables, headers=headers)
+    assert "errors" not in body, body
     return body
 
 

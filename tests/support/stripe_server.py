@@ -13,7 +13,7 @@ from billing.db import SessionFactory
 from billing.stripe_gateway import StripeGateway
 from devtools import stripe_standin
 from devtools.stripe_standin import STRIPE_KEY, WEBHOOK_SECRET, LocalStripe, free_port
-from server import create_app
+from tests.support.gateway import open_gateway
 
 __all__ = ["WEBHOOK_SECRET", "LocalStripe", "free_port", "stripe_settings"]
 
@@ -51,10 +51,7 @@ async def gateway_client(
     session_factory: SessionFactory, localstripe_url: str, stripe_gateway: StripeGateway
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app over HTTP, talking to localstripe, its requests in the test's rolled-back transaction."""
-    app = create_app(stripe_settings(localstripe_url), sessions=session_factory)
-    app.state.stripe = stripe_gateway
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
-    ):
+    async with open_gateway(
+        stripe_settings(localstripe_url), session_factory, stripe=stripe_gateway
+    ) as client:
         yield client

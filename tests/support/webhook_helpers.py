@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing.config import Environment
 from billing.db import SessionFactory
 from models import StripeEvent, Transaction
-from server import create_app
+from tests.support.gateway import open_gateway
 from tests.support.stripe_server import WEBHOOK_SECRET, stripe_settings
 
 _ids = count(1)
@@ -31,12 +31,9 @@ async def app_client(
     session_factory: SessionFactory, stripe_api_base: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway app talking to the Stripe stand-in at `stripe_api_base`, on the test's rolled-back data."""
-    app = create_app(stripe_settings(stripe_api_base, environment=Environment.TEST), sessions=session_factory)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client,
-    ):
+    async with open_gateway(
+        stripe_settings(stripe_api_base, environment=Environment.TEST), session_factory
+    ) as client:
         yield client
 
 

@@ -9,6 +9,7 @@ import httpx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tests.support.factories import create_account, member_key
+from tests.support.graphql_client import execute_ok
 from tests.support.payments_helpers import DECLINED_CARD
 from tests.support.stripe_server import LocalStripe
 
@@ -65,12 +66,7 @@ COMPANY: dict[str, Any] = {
 
 
 async def gql(client: httpx.AsyncClient, key: str, query: str, **variables: Any) -> dict[str, Any]:
-    response = await client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers={"Authorization": f"Bearer {key}"}
-    )
-    body = response.json()
-    assert "errors" not in body, body
-    return dict(body["data"])
+    return dict((await execute_ok(client, key, query, variables))["data"])
 
 
 async def test_the_add_funds_page_flow(
