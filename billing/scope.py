@@ -1,4 +1,15 @@
-"""Which accounts a repository may read or write: a principal's, or (for trusted background paths) all of them."""
+"""Which accounts a repository may read or write: a principal's, or (for trusted background paths) all of them.
+
+A scope has two rules, and each repository statement applies one of them to its account id column:
+
+- `accounts(column)`, what the scope may read: a member's account, a partner's granted accounts, every account for
+  an admin, none for a usage reporter. Every read applies it.
+- `writable(column)`, the accounts a write path may lock and post to, and read what the write itself needs (the
+  ledger's account locks, idempotency check and balance update; a usage batch's lead plan and duplicate checks;
+  the auto-recharge scheduling after a debit). It is the read rule, except for a usage reporter: a trusted
+  service that reports (debits) usage of every account, yet reads none. Every other write path finds its account
+  through the read rule first, so a usage reporter writes nothing else.
+"""
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -7,6 +18,7 @@ from sqlalchemy import ColumnElement, true
 from sqlalchemy.orm import Mapped
 
 from billing.keys.repository import accounts_of
+from models import PrincipalKind
 
 if TYPE_CHECKING:  # billing.keys.service -> billing.events.service -> billing.accounts.funding builds repositories: no import cycle
     from billing.keys.service import Principal
@@ -29,7 +41,14 @@ class Scope:
         return cls(None, why)
 
     def accounts(self, column: ColumnElement[int] | Mapped[int] | Mapped[int | None]) -> ColumnElement[bool]:
-        """A WHERE clause limiting the account id `column` (pass `col(X.account_id)`) to this scope."""
+        """A WHERE clause limiting the account id `column` (pass `col(X.account_id)`) to what this scope reads."""
         if self.principal is None:
             return true()
         return accounts_of(self.principal, column)
+
+    def writable(self, column: ColumnElement[int] | Mapped[int] | Mapped[int | None]) -> ColumnElement[bool]:
+        """A WHERE clause limiting the account id `column` to the accounts this scope's write paths lock and post
+        to: what it reads, and every account for a usage reporter."""
+        if self.principal is not None and self.principal.kind is PrincipalKind.USAGE_REPORTER:
+            return true()
+        return self.accounts(column)

@@ -117,7 +117,7 @@ async def schedule_if_low(
     low = [s for s in armed if by_id[s.account_id].balance_minor < s.threshold_minor]
     if not low:
         return
-    history = await recent_recharges(repository, [s.account_id for s in low], now=now)
+    history = await recent_recharges(repository, [s.account_id for s in low], now=now, scheduling=True)
     rows = []
     for settings in low:
         account = by_id[settings.account_id]
@@ -146,11 +146,13 @@ async def schedule_if_low(
 
 
 async def recent_recharges(
-    recharges: AutoRechargeRepository, account_ids: Sequence[int], *, now: datetime
+    recharges: AutoRechargeRepository, account_ids: Sequence[int], *, now: datetime, scheduling: bool = False
 ) -> dict[int, list[Recharge]]:
-    """Finished recharges recent enough to hold this month's in every time zone (for limits and back-off)."""
+    """Finished recharges recent enough to hold this month's in every time zone (for limits and back-off);
+    `scheduling`: read to schedule one (see `AutoRechargeRepository.finished_since`)."""
     grouped: dict[int, list[Recharge]] = defaultdict(list)
-    for recharge in await recharges.finished_since(account_ids, now - timedelta(days=32)):
+    since = now - timedelta(days=32)
+    for recharge in await recharges.finished_since(account_ids, since, scheduling=scheduling):
         grouped[recharge.account_id].append(recharge)
     return grouped
 

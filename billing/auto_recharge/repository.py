@@ -61,14 +61,14 @@ class AutoRechargeRepository:
 
     async def armed(self, account_ids: Iterable[int]) -> Sequence[AutoRechargeSettings]:
         """The settings among these accounts that may schedule a recharge: on, not waiting for the customer,
-        with a card."""
+        with a card. Read to schedule one after a debit, so among the accounts the scope writes."""
         statement = select(AutoRechargeSettings).where(
             col(AutoRechargeSettings.account_id).in_(account_ids),
             col(AutoRechargeSettings.enabled),
             col(AutoRechargeSettings.suspended_reason).is_(None),
             col(AutoRechargeSettings.action_required_client_secret).is_(None),
             col(AutoRechargeSettings.payment_method_id).is_not(None),
-            self.scope.accounts(col(AutoRechargeSettings.account_id)),
+            self.scope.writable(col(AutoRechargeSettings.account_id)),
         )
         return (await self.session.exec(statement)).all()
 
@@ -122,12 +122,16 @@ class AutoRechargeRepository:
         statement = select(Recharge).where(col(Recharge.id).in_(latest_ids))
         return {recharge.account_id: recharge for recharge in (await self.session.exec(statement)).all()}
 
-    async def finished_since(self, account_ids: Iterable[int], since: datetime) -> Sequence[Recharge]:
-        """The recharges of these accounts finished at or after `since`."""
+    async def finished_since(
+        self, account_ids: Iterable[int], since: datetime, *, scheduling: bool = False
+    ) -> Sequence[Recharge]:
+        """The recharges of these accounts finished at or after `since`; among the accounts the scope writes
+        when `scheduling` a recharge after a debit, else among those it reads."""
+        allowed = self.scope.writable if scheduling else self.scope.accounts
         statement = select(Recharge).where(
             col(Recharge.account_id).in_(account_ids),
             col(Recharge.finished_at) >= since,
-            self.scope.accounts(col(Recharge.account_id)),
+            allowed(col(Recharge.account_id)),
         )
         return (await self.session.exec(statement)).all()
 

@@ -57,10 +57,11 @@ class LeadPlanRepository:
 
     async def owners_and_budgets(self, plan_ids: set[int]) -> dict[int, tuple[int, int]]:
         """Plan id -> (account id, monthly budget) of the plans among `plan_ids`, in one statement (a usage
-        batch's plan check, and the budgets its leads count against)."""
+        batch's plan check, and the budgets its leads count against: part of that write, so among the plans of
+        the accounts the scope writes)."""
         plan = LeadPlanSubscription
         statement = select(plan.id, plan.account_id, plan.monthly_budget_minor).where(
-            col(plan.id).in_(plan_ids), self.scope.accounts(col(plan.account_id))
+            col(plan.id).in_(plan_ids), self.scope.writable(col(plan.account_id))
         )
         return {
             plan_id: (account_id, budget)

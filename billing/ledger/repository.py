@@ -1,7 +1,8 @@
 """The ledger's queries: accounts' balances locked for a posting, entries, and the history's pages.
 
 The ledger service (billing/ledger/service.py) is the only caller that moves a balance; this module only runs its
-statements, each limited to the scope's accounts.
+statements, each limited to the scope's accounts: a posting's (locks, idempotency check, balance update) to those
+it may write, every other read to those it may read (billing/scope.py).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,14 +24,14 @@ class LedgerRepository:
         self.scope = scope
 
     async def lock_accounts(self, account_ids: Iterable[int]) -> dict[int, Account]:
-        """The accounts found (within the scope), locked until the transaction ends, with fresh balances.
+        """The accounts found (among those the scope writes), locked until the transaction ends, with fresh balances.
 
         Locked in id order, the order every writer takes them in, so writers of overlapping accounts never
         deadlock.
         """
         statement = (
             select(Account)
-            .where(col(Account.id).in_(set(account_ids)), self.scope.accounts(col(Account.id)))
+            .where(col(Account.id).in_(set(account_ids)), self.scope.writable(col(Account.id)))
             .order_by(col(Account.id))
             .with_for_update()
             .execution_options(populate_existing=True)
@@ -63,11 +64,12 @@ class LedgerRepository:
         return (await self.session.exec(statement)).first()
 
     async def by_idempotency_keys(self, account_ids: set[int], keys: set[str]) -> Sequence[Transaction]:
-        """Entries of these accounts under any of these keys (the caller picks the pairs it asked for)."""
+        """Entries of these accounts under any of these keys (the caller picks the pairs it asked for): a
+        posting's idempotency check."""
         statement = select(Transaction).where(
             col(Transaction.account_id).in_(account_ids),
             col(Transaction.idempotency_key).in_(keys),
-            self.scope.accounts(col(Transaction.account_id)),
+            self.scope.writable(col(Transaction.account_id)),
         )
         return (await self.session.exec(statement)).all()
 
@@ -84,7 +86,7 @@ class LedgerRepository:
         )
         statement = (
             update(Account)
-            .where(col(Account.id).in_(deltas), self.scope.accounts(col(Account.id)))
+            .where(col(Account.id).in_(deltas), self.scope.writable(col(Account.id)))
             .values(balance_minor=col(Account.balance_minor) + delta)
         )
         await (await self.session.connection()).execute(statement)

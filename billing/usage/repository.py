@@ -25,11 +25,12 @@ class UsageRepository:
 
     async def recorded(self, account_ids: set[int], external_ids: set[str]) -> set[tuple[int, str]]:
         """(account id, external id) of the stored events among these accounts and external ids (a superset
-        of the pairs a batch asks about: the caller keeps the pairs it sent)."""
+        of the pairs a batch asks about: the caller keeps the pairs it sent). A batch's duplicate check, so among
+        the accounts the scope writes."""
         statement = select(UsageEvent.account_id, UsageEvent.external_id).where(
             col(UsageEvent.account_id).in_(account_ids),
             col(UsageEvent.external_id).in_(external_ids),
-            self.scope.accounts(col(UsageEvent.account_id)),
+            self.scope.writable(col(UsageEvent.account_id)),
         )
         return set((await self.session.exec(statement)).all())
 

@@ -36,9 +36,6 @@ from models import Account, Transaction, TransactionKind, UsageCategory
 from models.types import utcnow
 
 MAX_EVENTS_PER_BATCH = 1_000
-# Usage reporters debit every account they report for (`Principal.may_record_usage`), yet read none, which no
-# principal's scope expresses: the ledger posts their batches for the accounts the batch names.
-REPORTERS = Scope.system("usage reporters debit the accounts they report for")
 # Reporting services' clocks drift a little; an event later than this is a bug on their side.
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_EXTERNAL_ID_LENGTH = 255
@@ -118,10 +115,13 @@ async def record_usage(
             [EventProblem(MAX_EVENTS_PER_BATCH, _shown_id(first_over.external_id), "events", too_many)],
             f"{len(events):,} events sent; {too_many}; nothing was recorded",
         )
+    # The statements below apply the scope's write rule: a usage reporter debits every account it reports for,
+    # yet reads none (billing/scope.py).
+    scope = Scope.of(principal)
     # Locked before the duplicate check, so a concurrent copy of this batch waits here and then sees it recorded.
-    visible = {event.account_id for event in events} if principal.may_record_usage else set()
-    accounts = await ledger.lock_accounts(session, REPORTERS, visible)
-    lead_plans = LeadPlanRepository(session, REPORTERS)
+    reported = {event.account_id for event in events} if principal.may_record_usage else set()
+    accounts = await ledger.lock_accounts(session, scope, reported)
+    lead_plans = LeadPlanRepository(session, scope)
     named = {e.lead_plan_id for e in events if e.lead_plan_id is not None}
     plans = await lead_plans.owners_and_budgets(named) if named else {}
     plan_owners = {plan_id: account_id for plan_id, (account_id, _) in plans.items()}
@@ -135,7 +135,7 @@ async def record_usage(
     if problems:
         raise UsageRejected(problems)
 
-    repository = UsageRepository(session, REPORTERS)
+    repository = UsageRepository(session, scope)
     seen = await _already_recorded(repository, events)
     groups: dict[tuple[int, UsageCategory], _Group] = defaultdict(_Group)
     rollups: dict[tuple[int, str], RollupIncrement] = defaultdict(RollupIncrement)
@@ -167,7 +167,7 @@ async def record_usage(
     ordered = sorted(groups.items())
     postings = await ledger.post_many(
         session,
-        REPORTERS,
+        scope,
         [
             ledger.NewEntry(
                 account_id=account_id,
@@ -191,7 +191,7 @@ async def record_usage(
         if reached:
             domain_events.record(session, *reached)
         debited = sorted({account_id for account_id, _ in groups})
-        await recharge_engine.schedule_if_low(session, REPORTERS, [accounts[a] for a in debited], now=now)
+        await recharge_engine.schedule_if_low(session, scope, [accounts[a] for a in debited], now=now)
     return UsageRecorded(
         recorded=len(new_rows),
         duplicates=len(events) - len(new_rows),

@@ -30,7 +30,6 @@ SYSTEM_SCOPE_USERS: set[str] = {
     "billing/production.py",  # the demo's keys, checked before production starts
     "billing/auto_recharge/reconciliation.py",
     "billing/auto_recharge/engine.py",
-    "billing/usage/service.py",  # usage reporters write to every account and read none: no principal scope says so
     "billing/stripe_webhooks/service.py",
     "billing/events/service.py",  # a commit writes the events of whatever accounts its transaction changed
     "billing/outgoing_webhooks/service.py",  # a commit queues its events' webhooks
