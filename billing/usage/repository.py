@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.scope import Scope
-from billing.sql import upsert_insert
+from billing.sql import among, upsert_insert
 from models import UsageEvent, UsageRollup
 
 # The key of a rollup row; every other column of a rollup row given to `add_to_rollups` is an increment.
@@ -26,10 +26,11 @@ class UsageRepository:
     async def recorded(self, account_ids: set[int], external_ids: set[str]) -> set[tuple[int, str]]:
         """(account id, external id) of the stored events among these accounts and external ids (a superset
         of the pairs a batch asks about: the caller keeps the pairs it sent). A batch's duplicate check, so among
-        the accounts the scope writes."""
+        the accounts the scope writes. Arrays on PostgreSQL (`among`): a batch's thousand external ids bound one
+        by one took 25 ms a batch, as one array parameter a few."""
         statement = select(UsageEvent.account_id, UsageEvent.external_id).where(
-            col(UsageEvent.account_id).in_(account_ids),
-            col(UsageEvent.external_id).in_(external_ids),
+            among(self.session, col(UsageEvent.account_id), account_ids),
+            among(self.session, col(UsageEvent.external_id), external_ids),
             self.scope.writable(col(UsageEvent.account_id)),
         )
         return set((await self.session.exec(statement)).all())
