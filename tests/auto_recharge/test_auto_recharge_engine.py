@@ -31,7 +31,6 @@ from billing.stripe_gateway import (
     charge_result,
 )
 from billing.topups import service as payments
-from billing.usage.service import record_usage
 from models import (
     Account,
     AutoRechargeSettings,
@@ -50,31 +49,19 @@ from tests.support.ledger_checks import checked_balance
 from tests.support.payments_helpers import DECLINED_CARD, THREE_D_SECURE_CARD, ready_account
 from tests.support.stripe_server import LocalStripe, stripe_settings
 from tests.support.stripe_stub import stub_gateway
-from tests.support.usage_factories import ADMIN, REPORTER, call, enable_auto_recharge
+from tests.support.usage_factories import ADMIN, credit, enable_auto_recharge, spend
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-async def spend(session: AsyncSession, account: Account, cost: str, at: datetime = NOW) -> None:
-    """A usage debit, flushed into the test's transaction, where the worker's sessions see it.
-
-    Never `session.commit()` here: on SQLite the test's first savepoint is the real transaction (pysqlite
-    begins none of its own), so releasing it would commit for good and leak rows into other tests.
-    """
-    await record_usage(session, REPORTER, [call(account, at - timedelta(minutes=1), cost=cost)], now=at)
-
-
-async def credit(session: AsyncSession, account: Account, amount_minor: int) -> None:
-    assert account.id is not None
-    await ledger.post(
-        session,
-        SYSTEM,
-        account_id=account.id,
-        kind=TransactionKind.ADJUSTMENT,
-        amount_minor=amount_minor,
-        description="Opening credit",
-        idempotency_key="opening",
-    )
+async def below_threshold(
+    session: AsyncSession, account: Account, card: PaymentMethod, *, at: datetime = NOW, **settings: int
+) -> AutoRechargeSettings:
+    """Auto-recharge on for `card` (`settings` as enable_auto_recharge takes them), and a 1.00 debit at `at` that
+    takes the balance below its threshold: a recharge is due."""
+    enabled = await enable_auto_recharge(session, account, card, **settings)
+    await spend(session, account, "1.00", at=at)
+    return enabled
 
 
 async def recharges(session: AsyncSession, account: Account) -> list[Recharge]:
@@ -117,10 +104,10 @@ async def test_a_debit_below_the_threshold_schedules_one_recharge_and_the_worker
     account, card = await ready_account(session, stripe_gateway, localstripe)
     await enable_auto_recharge(session, account, card, threshold_minor=5_000, amount_minor=10_000)
     await credit(session, account, 6_000)
-    await spend(session, account, "8.00")
+    await spend(session, account, "8.00", at=NOW)
     assert await recharges(session, account) == []  # 52.00 left: above the 50.00 threshold
-    await spend(session, account, "3.00")
-    await spend(session, account, "1.00")
+    await spend(session, account, "3.00", at=NOW)
+    await spend(session, account, "1.00", at=NOW)
 
     scheduled = await recharges(session, account)
     assert [(r.status, r.amount_minor) for r in scheduled] == [(RechargeStatus.SCHEDULED, 10_000)]
@@ -144,8 +131,7 @@ async def test_a_decline_backs_off_an_hour_and_three_in_a_row_suspend(
     localstripe: LocalStripe,
 ) -> None:
     account, card = await ready_account(session, stripe_gateway, localstripe, number=DECLINED_CARD)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00")
+    await below_threshold(session, account, card)
 
     assert await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW) == 1
     retry = (await recharges(session, account))[-1]
@@ -182,8 +168,7 @@ async def test_three_d_secure_moves_to_action_required_and_stops_retrying(
     localstripe: LocalStripe,
 ) -> None:
     account, card = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00")
+    await below_threshold(session, account, card)
 
     assert await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW) == 1
     await spend(session, account, "1.00", at=NOW + timedelta(hours=2))
@@ -206,8 +191,7 @@ async def test_once_the_customer_authenticates_the_recharge_is_credited_and_auto
     localstripe: LocalStripe,
 ) -> None:
     account, card = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00")
+    await below_threshold(session, account, card)
     await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW)
     assert account.id is not None
     secret = (await auto_recharge_views(session, ADMIN, [account.id], now=NOW))[
@@ -292,8 +276,7 @@ async def test_a_worker_killed_after_stripe_charged_is_settled_from_that_payment
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     account, card = await ready_account(session, stripe_gateway, localstripe)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00")
+    await below_threshold(session, account, card)
     monkeypatch.setattr(recharge_engine, "_finish", killed)
     with pytest.raises(SystemExit):
         await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW)
@@ -330,8 +313,7 @@ async def test_a_recharge_the_webhook_settled_counts_this_month_and_is_not_cance
     and the recharge must stay succeeded and counted, not canceled with `rechargedThisMonth` at 0.00."""
     now = utcnow()  # the webhook settles at the real time, so the month is the real one
     account, card = await ready_account(session, stripe_gateway, localstripe)
-    await enable_auto_recharge(session, account, card, amount_minor=5_000, monthly_limit_minor=5_000)
-    await spend(session, account, "1.00", at=now)
+    await below_threshold(session, account, card, amount_minor=5_000, monthly_limit_minor=5_000, at=now)
     monkeypatch.setattr(recharge_engine, "_finish", killed)
     with pytest.raises(SystemExit):
         await recharge_engine.run_once(session_factory, stripe_gateway, now=now)
@@ -362,8 +344,7 @@ async def test_a_recharge_whose_card_went_before_anything_reached_stripe_is_canc
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     account, card = await ready_account(session, stripe_gateway, localstripe)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00")
+    await below_threshold(session, account, card)
     monkeypatch.setattr(recharge_engine, "_outcome_at_stripe", killed)  # dies before calling Stripe
     with pytest.raises(SystemExit):
         await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW)
@@ -394,8 +375,7 @@ async def test_a_canceled_recharge_whose_charge_lands_late_is_credited_once_and_
     """The recharge was called off as not charged (card gone, nothing at Stripe); then the dead worker's charge
     lands after all. Reconciliation credits it once and the recharge counts towards the monthly limit."""
     account, card = await ready_account(session, stripe_gateway, localstripe)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00")
+    await below_threshold(session, account, card)
     monkeypatch.setattr(recharge_engine, "_outcome_at_stripe", killed)
     with pytest.raises(SystemExit):
         await recharge_engine.run_once(session_factory, stripe_gateway, now=NOW)
@@ -452,8 +432,7 @@ async def test_off_session_authentication_required_waits_for_the_customer(
     """Stub Stripe over HTTP: localstripe answers requires_action where Stripe fails off-session charges with
     `authentication_required`."""
     account, card = await fake_ready_account(session)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00")
+    await below_threshold(session, account, card)
     async with stub_gateway("authentication_required") as (gateway, stripe):
         assert await recharge_engine.run_once(session_factory, gateway, now=NOW) == 1
         await spend(session, account, "1.00", at=NOW + timedelta(hours=2))
@@ -473,8 +452,7 @@ async def test_an_outage_keeps_the_recharge_and_retries_with_the_same_key(
 ) -> None:
     """FakeGateway: an unreachable Stripe cannot be staged with localstripe running."""
     account, card = await fake_ready_account(session)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00")
+    await below_threshold(session, account, card)
     gateway = FakeGateway(PaymentProviderUnavailable())
 
     assert await recharge_engine.run_once(session_factory, gateway, now=NOW) == 1
@@ -495,8 +473,7 @@ async def test_a_decline_whose_webhook_came_first_is_counted_once_and_still_retr
 ) -> None:
     """FakeGateway: the decline's webhook is applied from inside the charge, before the worker hears back."""
     account, card = await fake_ready_account(session)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00")
+    await below_threshold(session, account, card)
 
     class WebhookFirst(FakeGateway):
         async def charge(self, **kwargs: Any) -> ChargeResult:
@@ -524,8 +501,7 @@ async def test_a_recharge_no_longer_needed_is_canceled_without_charging(
 ) -> None:
     """FakeGateway: nothing may reach Stripe here, which the fake records."""
     account, card = await fake_ready_account(session)
-    settings = await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00")
+    settings = await below_threshold(session, account, card)
     settings.enabled = False
     await session.flush()
     gateway = FakeGateway()
@@ -549,8 +525,7 @@ async def test_the_worker_loop_charges_due_recharges_until_stopped(
     settings = stripe_settings(localstripe_url, worker_poll_seconds=0.01)
     gateway = StopsAfterCharging.from_settings(settings)
     account, card = await ready_account(session, gateway, localstripe)
-    await enable_auto_recharge(session, account, card)
-    await spend(session, account, "1.00", at=utcnow())
+    await below_threshold(session, account, card, at=utcnow())
 
     await asyncio.wait_for(
         recharge_engine.run_worker(session_factory, gateway, stop_event=stop, settings=settings), timeout=30

@@ -37,9 +37,7 @@ from billing.usage.service import record_usage
 from devtools.stripe_standin import STRIPE_KEY, WEBHOOK_SECRET
 from models import Account, DomainEventRow, PartnerAccount, PaymentMethod
 from schema.node import from_global_id, to_global_id
-from server import create_app
 from tests.conftest import migrated_database
-from tests.keys.test_auth_throttle import REDIS_URL, redis_reachable
 from tests.support.factories import (
     SYSTEM,
     create_account,
@@ -48,9 +46,12 @@ from tests.support.factories import (
     member_key,
     partner_key,
 )
+from tests.support.gateway import running_app
 from tests.support.gateway_processes import Processes
+from tests.support.graphql_client import post_graphql
 from tests.support.loopback import serving
 from tests.support.payments_helpers import THREE_D_SECURE_CARD
+from tests.support.redis_server import REDIS_URL, redis_reachable
 from tests.support.stripe_server import LocalStripe, stripe_settings
 from tests.support.usage_factories import REPORTER, call, create_lead_plan, enable_auto_recharge
 from tests.support.webhook_helpers import deliver, event
@@ -127,9 +128,9 @@ class Gateway:
 
 @asynccontextmanager
 async def serve_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    app = create_app(settings)
+    # Served on loopback, not over ASGI: subscriptions need a real WebSocket.
     async with (
-        app.router.lifespan_context(app),
+        running_app(settings) as app,
         serving(app) as url,
         httpx.AsyncClient(base_url=url, timeout=WAIT_SECONDS) as http,
     ):
@@ -220,22 +221,14 @@ async def add_funds(
 ) -> dict[str, Any]:
     """A top-up over HTTP; returns its AddFundsSuccess."""
     variables = {"input": {"paymentMethodId": card, "amount": amount, "idempotencyKey": idempotency}}
-    response = await http.post(
-        "/graphql",
-        json={"query": ADD_FUNDS, "variables": variables},
-        headers={"Authorization": f"Bearer {key}"},
-    )
+    response = await post_graphql(http, key, ADD_FUNDS, variables)
     payload: dict[str, Any] = response.json()["data"]["addFunds"]
     assert payload["__typename"] == "AddFundsSuccess", payload
     return payload
 
 
 async def update_company(http: httpx.AsyncClient, key: str, legal_name: str) -> None:
-    response = await http.post(
-        "/graphql",
-        json={"query": UPDATE_COMPANY, "variables": {"input": company_input(legal_name)}},
-        headers={"Authorization": f"Bearer {key}"},
-    )
+    response = await post_graphql(http, key, UPDATE_COMPANY, {"input": company_input(legal_name)})
     assert response.json()["data"]["updateCompany"]["__typename"] == "UpdateCompanySuccess", response.text
 
 
@@ -369,10 +362,8 @@ async def test_a_subscription_over_http_is_refused(gateway: Gateway, sessions: S
     async with sessions() as session:
         key = await member_key(session, await create_account(session))
         await session.commit()
-    response = await gateway.http.post(
-        "/graphql",
-        json={"query": ACCOUNT_UPDATED},
-        headers={"Authorization": f"Bearer {key}", "Accept": "application/graphql-response+json"},
+    response = await post_graphql(
+        gateway.http, key, ACCOUNT_UPDATED, headers={"Accept": "application/graphql-response+json"}
     )
     assert response.status_code == 400
     assert "WebSocket" in response.json()["errors"][0]["message"]

@@ -8,8 +8,7 @@ an app's own metrics (requests, pool, worker lag) start from nothing with each a
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -35,34 +34,16 @@ from billing.observability.logs import LogFormat, configure_logging
 from billing.observability.metrics import OperationLabels
 from billing.stripe_gateway import PaymentProviderRejected, StripeGateway
 from server import create_app
-from tests.auto_recharge.test_auto_recharge_engine import credit, spend
 from tests.support.factories import admin_key, create_account, create_company, member_key
+from tests.support.gateway import open_gateway
+from tests.support.graphql_client import post_graphql
 from tests.support.payments_helpers import ready_account
 from tests.support.stripe_server import LocalStripe, stripe_settings
-from tests.support.usage_factories import enable_auto_recharge
+from tests.support.usage_factories import credit, enable_auto_recharge, spend
 
 NAMED = "query AccountName { account { name } }"
 BAD_ARGUMENT = "query History { account { transactions(first: 1000) { edges { cursor } } } }"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-@asynccontextmanager
-async def served(
-    settings: Settings, factory: SessionFactory, tracer_provider: TracerProvider | None = None
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, sessions=factory, tracer_provider=tracer_provider)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client,
-    ):
-        yield client
-
-
-async def post(client: httpx.AsyncClient, key: str, query: str, **headers: str) -> httpx.Response:
-    return await client.post(
-        "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {key}", **headers}
-    )
 
 
 async def scrape(client: httpx.AsyncClient, key: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -94,10 +75,10 @@ async def test_requests_are_counted_and_timed_per_operation_name_and_route(
     account = await create_account(session)
     key, admin = await member_key(session, account), await admin_key(session)
     for _ in range(2):
-        assert (await post(client, key, NAMED)).status_code == 200
-    await post(client, key, "{ account { name } }")
-    await post(client, key, "query Broken { account { nope } }")
-    await post(client, "bk_wrong_key", NAMED)
+        assert (await post_graphql(client, key, NAMED)).status_code == 200
+    await post_graphql(client, key, "{ account { name } }")
+    await post_graphql(client, key, "query Broken { account { nope } }")
+    await post_graphql(client, "bk_wrong_key", NAMED)
     await client.get("/healthz")
 
     metrics = await scrape(client, admin)
@@ -207,13 +188,13 @@ async def test_a_sane_request_id_is_echoed_and_any_other_replaced(client: httpx.
 
 async def test_graphql_errors_carry_the_request_id(session: AsyncSession, client: httpx.AsyncClient) -> None:
     key = await member_key(session, await create_account(session))
-    response = await post(client, key, BAD_ARGUMENT, **{"X-Request-Id": "support-1234"})
+    response = await post_graphql(client, key, BAD_ARGUMENT, headers={"X-Request-Id": "support-1234"})
     [error] = response.json()["errors"]
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": "first", "requestId": "support-1234"}
-    generated = await post(client, key, BAD_ARGUMENT)
+    generated = await post_graphql(client, key, BAD_ARGUMENT)
     assert generated.json()["errors"][0]["extensions"]["requestId"] == generated.headers["X-Request-Id"]
     # A validation error comes from a cache shared by requests: each answer still names its own request.
-    answers = [await post(client, key, "{ nope }") for _ in range(2)]
+    answers = [await post_graphql(client, key, "{ nope }") for _ in range(2)]
     ids = [answer.json()["errors"][0]["extensions"]["requestId"] for answer in answers]
     assert ids == [answer.headers["X-Request-Id"] for answer in answers] and ids[0] != ids[1]
 
@@ -244,7 +225,7 @@ async def test_every_log_line_of_a_request_is_json_with_its_id(
         raise RuntimeError("a crash inside a resolver")
 
     monkeypatch.setattr(transactions, "history", broken)
-    response = await post(
+    response = await post_graphql(
         client, key, "query History { account { transactions(first: 5) { edges { cursor } } } }"
     )
     request_id = response.headers["X-Request-Id"]
@@ -290,7 +271,7 @@ def test_tracing_is_off_unless_the_environment_asks(monkeypatch: pytest.MonkeyPa
 
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    app = create_app(Settings())
+    app = create_app(Settings())  # only its middleware is looked at: nothing runs
     assert OpenTelemetryMiddleware.__name__ not in [
         getattr(m.cls, "__name__", "") for m in app.user_middleware
     ]
@@ -317,8 +298,10 @@ async def test_a_request_is_traced_through_sql_and_stripe(
     exporter = InMemorySpanExporter()
     provider = tracing.provider_with(SimpleSpanProcessor(exporter))
 
-    async with served(stripe_settings(localstripe_url), session_factory, provider) as client:
-        response = await post(client, key, "mutation Card { createSetupIntent { __typename } }")
+    async with open_gateway(
+        stripe_settings(localstripe_url), session_factory, tracer_provider=provider
+    ) as client:
+        response = await post_graphql(client, key, "mutation Card { createSetupIntent { __typename } }")
     assert response.json()["data"] == {"createSetupIntent": {"__typename": "CreateSetupIntentSuccess"}}
 
     spans = list(exporter.get_finished_spans())

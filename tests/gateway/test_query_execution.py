@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tests.gateway.test_statement_count import DASHBOARD, partner_with_accounts
+from tests.support.dashboard import DASHBOARD, partner_with_accounts
 from tests.support.factories import (
     create_account,
     create_company,

@@ -5,48 +5,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import Partner
+from tests.support.dashboard import DASHBOARD, partner_with_accounts
 from tests.support.factories import (
     create_account,
-    create_company,
-    create_partner,
-    create_payment_method,
     member_key,
     partner_key,
 )
 from tests.support.graphql_client import execute
 from tests.support.statements import recorded_statements
-
-DASHBOARD = """
-query Dashboard {
-  accounts(first: 100) {
-    edges {
-      node {
-        name
-        company { legalName phone }
-        balance { available { formatted } usdEquivalent { formatted } fxRate { rate } }
-        paymentMethods { last4 isDefault }
-        leadPlans { name }
-        canAddFunds { ready missingCompanyFields }
-        fundingState
-        autoRecharge { enabled state }
-        usage { month leadSpending { spent { amount } remainingBudget { amount } } calling { minutes }
-                aiAgent { totalTokens } }
-      }
-    }
-  }
-}
-"""
-
-
-async def partner_with_accounts(session: AsyncSession, count: int) -> Partner:
-    accounts = []
-    for index in range(count):
-        account = await create_account(session, currency="EUR" if index % 2 == 0 else "USD", country="DE")
-        await create_company(session, account)
-        await create_payment_method(session, account)
-        accounts.append(account)
-    return await create_partner(session, *accounts)
 
 
 async def test_dashboard_statements_do_not_grow_with_accounts(

@@ -24,23 +24,21 @@ from billing.data_version.service import period
 from billing.db import SessionFactory, create_engine, session_factory, unit_of_work
 from billing.keys import service as auth
 from billing.stripe_gateway import StripeGateway
-from billing.topups import service as payments
 from models import Account, Company, FxRate, PartnerAccount, Transaction, TransactionKind, TransactionStatus
-from server import create_app
 from server_cache import ENTRY_OVERHEAD_BYTES, ResponseCache
 from tests.support.factories import (
-    SYSTEM,
     create_account,
     create_company,
     create_partner,
     member_key,
     partner_key,
 )
-from tests.support.payments_helpers import THREE_D_SECURE_CARD, ready_account
+from tests.support.gateway import open_gateway
+from tests.support.graphql_client import execute_ok, post_graphql
+from tests.support.payments_helpers import THREE_D_SECURE_CARD, completed_3ds, ready_account, top_up
 from tests.support.statements import recorded_statements
 from tests.support.stripe_server import LocalStripe
 from tests.support.webhook_helpers import app_client, deliver, event
-from tests.topups.test_payments_add_funds import SETTINGS, request
 
 ROOT = Path(__file__).resolve().parents[2]
 BILLING_PAGE = (ROOT / "schema" / "billing_page.graphql").read_text(encoding="utf-8")
@@ -60,21 +58,6 @@ def settings() -> Settings:
     )
 
 
-async def post(
-    client: httpx.AsyncClient, key: str, body: dict[str, Any], *, accept: str | None = None
-) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {key}"} | ({"Accept": accept} if accept else {})
-    return await client.post("/graphql", json=body, headers=headers)
-
-
-async def data_of(client: httpx.AsyncClient, key: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = await post(client, key, body)
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = response.json()
-    assert "errors" not in answer, answer
-    return answer
-
-
 @contextmanager
 def reads(engine: AsyncEngine) -> Iterator[list[str]]:
     """The statements of the block other than the key check, the data-version read and transaction control:
@@ -92,7 +75,7 @@ async def billing_page(
 ) -> tuple[dict[str, Any], bool]:
     """The Billing page's answer, and whether it came from the cache."""
     with reads(engine) as statements:
-        answer = await data_of(client, key, {"documentId": f"sha256:{BILLING_PAGE_ID}"})
+        answer = await execute_ok(client, key, {"documentId": f"sha256:{BILLING_PAGE_ID}"})
     return answer, not statements
 
 
@@ -105,15 +88,15 @@ async def test_a_registered_document_runs_by_id_in_either_convention_over_post_a
     account = await create_account(session, name="Nordlicht")
     key = await member_key(session, account)
     await session.commit()
-    by_text = await data_of(client, key, {"query": BILLING_PAGE})
+    by_text = await execute_ok(client, key, {"query": BILLING_PAGE})
     assert by_text["data"]["account"]["name"] == "Nordlicht"
     apollo = {"persistedQuery": {"version": 1, "sha256Hash": BILLING_PAGE_ID}}
-    assert await data_of(client, key, {"extensions": apollo}) == by_text
-    assert await data_of(client, key, {"documentId": f"sha256:{BILLING_PAGE_ID}"}) == by_text
-    assert await data_of(client, key, {"documentId": BILLING_PAGE_ID}) == by_text
+    assert await execute_ok(client, key, {"extensions": apollo}) == by_text
+    assert await execute_ok(client, key, {"documentId": f"sha256:{BILLING_PAGE_ID}"}) == by_text
+    assert await execute_ok(client, key, {"documentId": BILLING_PAGE_ID}) == by_text
     # Apollo's persisted-query link hashes the printed document.
     printed = hashlib.sha256(print_ast(parse(BILLING_PAGE)).encode()).hexdigest()
-    assert await data_of(client, key, {"documentId": f"sha256:{printed}"}) == by_text
+    assert await execute_ok(client, key, {"documentId": f"sha256:{printed}"}) == by_text
     for parameters in ({"documentId": f"sha256:{BILLING_PAGE_ID}"}, {"extensions": json.dumps(apollo)}):
         response = await client.get("/graphql", params=parameters, headers={"Authorization": f"Bearer {key}"})
         assert response.status_code == 200 and response.json() == by_text
@@ -126,14 +109,16 @@ async def test_an_unknown_id_is_persisted_query_not_found(
     await session.commit()
     unknown = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}}
     for body in (unknown, {"documentId": "sha256:" + "f" * 64}, {"documentId": "not-a-hash"}):
-        response = await post(client, key, body)
+        response = await post_graphql(client, key, body)
         assert response.status_code == 200
         assert response.json() == {
             "errors": [
                 {"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}
             ]
         }
-        assert (await post(client, key, body, accept=GRAPHQL_RESPONSE)).status_code == 400
+        assert (
+            await post_graphql(client, key, body, headers={"Accept": GRAPHQL_RESPONSE})
+        ).status_code == 400
 
 
 async def test_an_id_and_a_query_that_differ_or_a_bad_id_are_bad_requests(
@@ -147,7 +132,7 @@ async def test_an_id_and_a_query_that_differ_or_a_bad_id_are_bad_requests(
         {"extensions": {"persistedQuery": {"version": 2, "sha256Hash": BILLING_PAGE_ID}}},
         {"extensions": {"persistedQuery": "yes"}},
     ):
-        response = await post(client, key, body)
+        response = await post_graphql(client, key, body)
         assert response.status_code == 400, body
         assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
@@ -160,23 +145,23 @@ async def test_trusted_documents_only_refuses_unregistered_documents_of_member_k
     partner = await partner_key(session, await create_partner(session, account))
     await session.commit()
     settings = Settings(environment=Environment.TEST, embedded_worker=False, trusted_documents_only=True)
-    app = create_app(settings, sessions=session_factory)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
-    ):
-        refused = await post(client, member, {"query": "{ account { name } }"}, accept=GRAPHQL_RESPONSE)
+    async with open_gateway(settings, session_factory) as client:
+        refused = await post_graphql(
+            client, member, {"query": "{ account { name } }"}, headers={"Accept": GRAPHQL_RESPONSE}
+        )
         assert refused.status_code == 400
         [error] = refused.json()["errors"]
         assert error["extensions"] == {"code": "PERSISTED_QUERY_NOT_IN_LIST"}
         assert "data" not in refused.json()
-        assert (await post(client, member, {"query": "{ account { name } }"})).status_code == 200
+        assert (await post_graphql(client, member, {"query": "{ account { name } }"})).status_code == 200
         # Registered documents run, by id or by their text; other keys may still send any document.
-        assert (await data_of(client, member, {"documentId": BILLING_PAGE_ID}))["data"]["account"][
+        assert (await execute_ok(client, member, {"documentId": BILLING_PAGE_ID}))["data"]["account"][
             "name"
         ] == "Only"
-        assert (await data_of(client, member, {"query": BILLING_PAGE}))["data"]["account"]["name"] == "Only"
-        names = await data_of(
+        assert (await execute_ok(client, member, {"query": BILLING_PAGE}))["data"]["account"][
+            "name"
+        ] == "Only"
+        names = await execute_ok(
             client, partner, {"query": "{ accounts(first: 5) { edges { node { name } } } }"}
         )
         assert names["data"]["accounts"]["edges"] == [{"node": {"name": "Only"}}]
@@ -319,7 +304,7 @@ async def test_another_caller_never_gets_a_cached_answer_and_a_revoked_key_none(
     assert prefix is not None
     await auth.revoke_api_key(session, prefix)
     await session.commit()
-    response = await post(client, my_key, {"documentId": BILLING_PAGE_ID})
+    response = await post_graphql(client, my_key, {"documentId": BILLING_PAGE_ID})
     assert response.status_code == 401 and "data" not in response.json()
 
 
@@ -334,7 +319,7 @@ async def test_a_partner_answer_goes_when_a_grant_or_any_of_its_accounts_changes
 
     async def names() -> tuple[list[str], bool]:
         with reads(engine) as statements:
-            answer = await data_of(client, key, body)
+            answer = await execute_ok(client, key, body)
         return sorted(e["node"]["name"] for e in answer["data"]["accounts"]["edges"]), not statements
 
     assert await names() == (["A", "B"], False)
@@ -379,7 +364,7 @@ async def test_answers_with_errors_are_never_cached(session: AsyncSession, clien
     key = await member_key(session, await create_account(session))
     await session.commit()
     body = {"query": HISTORY, "variables": {"first": 5, "after": "not a cursor"}}
-    first, second = [(await post(client, key, body)).json() for _ in range(2)]
+    first, second = [(await post_graphql(client, key, body)).json() for _ in range(2)]
     assert first["errors"] and second["errors"]
     # Each carries its own request's id: the second was executed again, not replayed.
     assert first["errors"][0]["extensions"]["requestId"] != second["errors"][0]["extensions"]["requestId"]
@@ -407,11 +392,7 @@ def test_only_queries_are_cacheable(tmp_path: Path) -> None:
 async def committed_app(
     committing_engine: AsyncEngine, settings: Settings
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, sessions=session_factory(committing_engine))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
-    ):
+    async with open_gateway(settings, session_factory(committing_engine)) as client:
         yield client
 
 
@@ -459,15 +440,10 @@ async def test_a_top_up_settled_by_a_stripe_webhook_in_another_app_invalidates(
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
     key = await member_key(session, account)
     await session.commit()
-    pending = await payments.add_funds(
-        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "cache-3ds")
-    )
-    intent_id = pending.transaction.stripe_payment_intent_id
-    assert pending.client_secret is not None and intent_id is not None
+    pending = await top_up(session_factory, stripe_gateway, account, method, "30")
     before, _ = await billing_page(client, engine, key)
     assert (await billing_page(client, engine, key))[1]
-    await localstripe.complete_3ds(intent_id, pending.client_secret)
-    succeeded = await localstripe.retrieve(f"/v1/payment_intents/{intent_id}")
+    succeeded = await completed_3ds(localstripe, pending)
     async with app_client(session_factory, localstripe_url) as stripe_side:
         assert (await deliver(stripe_side, event("payment_intent.succeeded", succeeded))).status_code == 200
     after, cached = await billing_page(client, engine, key)

@@ -8,17 +8,16 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio
-import redis.exceptions
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.config import Environment, Settings
 from billing.db import SessionFactory
-from server import create_app
 from tests.support.factories import create_account, member_key
+from tests.support.gateway import open_gateway
+from tests.support.graphql_client import post_graphql
+from tests.support.redis_server import REDIS_URL, redis_reachable
 
 QUERY = {"query": "{ account { name } }"}
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 Gateway = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -41,12 +40,9 @@ def gateway(session_factory: SessionFactory) -> Gateway:
     async def serve(
         settings: Settings | None = None, *, address: str = "127.0.0.1"
     ) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(settings or throttled_settings(), sessions=session_factory)
-        transport = httpx.ASGITransport(app=app, client=(address, 50_000))
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client,
-        ):
+        async with open_gateway(
+            settings or throttled_settings(), session_factory, caller=(address, 50_000)
+        ) as client:
             yield client
 
     return serve
@@ -61,10 +57,6 @@ def unknown_key() -> str:
     return f"bk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
 
 
-async def post(client: httpx.AsyncClient, key: str, path: str = "/graphql", **headers: str) -> httpx.Response:
-    return await client.post(path, json=QUERY, headers={"Authorization": f"Bearer {key}", **headers})
-
-
 async def member(session: AsyncSession) -> str:
     return await member_key(session, await create_account(session, name="Throttled GmbH"))
 
@@ -77,7 +69,7 @@ async def test_200_wrong_secrets_on_one_prefix_are_refused_with_429_and_the_owne
     async with gateway() as client:
         statuses = []
         for _ in range(200):
-            response = await post(client, wrong_secret(key))
+            response = await post_graphql(client, wrong_secret(key), QUERY)
             statuses.append(response.status_code)
             if response.status_code == 429:
                 refused = response
@@ -89,7 +81,7 @@ async def test_200_wrong_secrets_on_one_prefix_are_refused_with_429_and_the_owne
         assert error["extensions"]["retryAfter"] == int(refused.headers["Retry-After"])
         assert "data" not in refused.json()
 
-        owner = await post(client, key)
+        owner = await post_graphql(client, key, QUERY)
         assert owner.status_code == 200, owner.text
         assert owner.json()["data"]["account"]["name"] == "Throttled GmbH"
 
@@ -102,13 +94,17 @@ async def test_failures_are_counted_per_client_address_and_x_forwarded_for_is_no
     async with gateway(settings, address="192.0.2.1") as attacker:
         # Another prefix each time, and a made-up forwarded address each time: one client all the same.
         statuses = [
-            (await post(attacker, unknown_key(), **{"X-Forwarded-For": f"198.51.100.{n}"})).status_code
+            (
+                await post_graphql(
+                    attacker, unknown_key(), QUERY, headers={"X-Forwarded-For": f"198.51.100.{n}"}
+                )
+            ).status_code
             for n in range(8)
         ]
         assert statuses == [401] * 5 + [429] * 3
         # Malformed keys name no prefix but still count for their address.
-        assert (await post(attacker, "not-a-key")).status_code == 429
-        assert (await post(attacker, key)).status_code == 200
+        assert (await post_graphql(attacker, "not-a-key", QUERY)).status_code == 429
+        assert (await post_graphql(attacker, key, QUERY)).status_code == 200
 
 
 async def test_another_address_is_not_refused_for_the_first_ones_failures(
@@ -116,9 +112,11 @@ async def test_another_address_is_not_refused_for_the_first_ones_failures(
 ) -> None:
     settings = throttled_settings(auth_failures_per_address="3/minute")
     async with gateway(settings, address="192.0.2.1") as first:
-        assert [(await post(first, unknown_key())).status_code for _ in range(4)] == [401] * 3 + [429]
+        assert [(await post_graphql(first, unknown_key(), QUERY)).status_code for _ in range(4)] == [
+            401
+        ] * 3 + [429]
         async with gateway(settings, address="192.0.2.2") as second:
-            assert (await post(second, unknown_key())).status_code == 401
+            assert (await post_graphql(second, unknown_key(), QUERY)).status_code == 401
 
 
 async def test_metrics_share_the_limit(session: AsyncSession, gateway: Gateway) -> None:
@@ -127,25 +125,15 @@ async def test_metrics_share_the_limit(session: AsyncSession, gateway: Gateway) 
         for _ in range(10):
             headers = {"Authorization": f"Bearer {wrong_secret(key)}"}
             assert (await client.get("/metrics", headers=headers)).status_code == 401
-        assert (await post(client, wrong_secret(key))).status_code == 429
+        assert (await post_graphql(client, wrong_secret(key), QUERY)).status_code == 429
         response = await client.get("/metrics", headers={"Authorization": f"Bearer {wrong_secret(key)}"})
         assert response.status_code == 429 and "Retry-After" in response.headers
 
 
 async def test_a_missing_key_is_a_401_and_not_counted(session: AsyncSession, gateway: Gateway) -> None:
     async with gateway(throttled_settings(auth_failures_per_address="2/minute")) as client:
-        assert [(await client.post("/graphql", json=QUERY)).status_code for _ in range(5)] == [401] * 5
-        assert (await post(client, unknown_key())).status_code == 401
-
-
-async def redis_reachable() -> None:
-    client = redis.asyncio.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except redis.exceptions.ConnectionError as error:
-        pytest.skip(f"Redis at {REDIS_URL} unreachable: {error}")
-    finally:
-        await client.aclose()
+        assert [(await post_graphql(client, None, QUERY)).status_code for _ in range(5)] == [401] * 5
+        assert (await post_graphql(client, unknown_key(), QUERY)).status_code == 401
 
 
 async def test_gateways_sharing_redis_share_one_count(session: AsyncSession, gateway: Gateway) -> None:
@@ -156,12 +144,13 @@ async def test_gateways_sharing_redis_share_one_count(session: AsyncSession, gat
     settings = throttled_settings(redis_url=REDIS_URL, auth_failures_per_address="6/minute")
     async with gateway(settings, address=address) as one, gateway(settings, address=address) as two:
         statuses = [
-            (await post(client, unknown_key())).status_code for client in (one, two, one, two, one, two)
+            (await post_graphql(client, unknown_key(), QUERY)).status_code
+            for client in (one, two, one, two, one, two)
         ]
         assert statuses == [401] * 6
-        assert (await post(one, unknown_key())).status_code == 429
-        assert (await post(two, unknown_key())).status_code == 429
-        assert (await post(two, key)).status_code == 200
+        assert (await post_graphql(one, unknown_key(), QUERY)).status_code == 429
+        assert (await post_graphql(two, unknown_key(), QUERY)).status_code == 429
+        assert (await post_graphql(two, key, QUERY)).status_code == 200
 
 
 async def test_without_redis_failures_are_401s_and_nothing_is_refused(
@@ -171,5 +160,5 @@ async def test_without_redis_failures_are_401s_and_nothing_is_refused(
     key = await member(session)
     settings = throttled_settings(redis_url="redis://127.0.0.1:9/0", auth_failures_per_address="1/minute")
     async with gateway(settings) as client:
-        assert [(await post(client, unknown_key())).status_code for _ in range(3)] == [401] * 3
-        assert (await post(client, key)).status_code == 200
+        assert [(await post_graphql(client, unknown_key(), QUERY)).status_code for _ in range(3)] == [401] * 3
+        assert (await post_graphql(client, key, QUERY)).status_code == 200

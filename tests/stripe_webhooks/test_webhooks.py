@@ -8,13 +8,11 @@ event themselves from objects localstripe returned, signed (or mis-signed) like 
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
 import httpx
-import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
@@ -25,7 +23,6 @@ from billing.auto_recharge import engine as recharge_engine
 from billing.config import Environment
 from billing.db import SessionFactory
 from billing.stripe_gateway import StripeGateway
-from billing.topups import service as payments
 from billing.usage.service import record_usage
 from models import (
     AutoRechargeSettings,
@@ -36,26 +33,16 @@ from models import (
     TransactionKind,
     TransactionStatus,
 )
-from server import create_app
-from tests.support.factories import SYSTEM
+from tests.support.gateway import running_app
 from tests.support.ledger_checks import checked_balance
 from tests.support.loopback import serving
-from tests.support.payments_helpers import THREE_D_SECURE_CARD, ready_account
+from tests.support.payments_helpers import THREE_D_SECURE_CARD, completed_3ds, ready_account, top_up
 from tests.support.stripe_server import LocalStripe, stripe_settings
 from tests.support.usage_factories import REPORTER, call, enable_auto_recharge
-from tests.support.webhook_helpers import app_client, deliver, event, signature, stored_events
-from tests.topups.test_payments_add_funds import SETTINGS, request
+from tests.support.webhook_helpers import deliver, event, signature, stored_events
 
 _ids = count(1)
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def webhook_client(
-    session_factory: SessionFactory, localstripe_url: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(session_factory, localstripe_url) as client:
-        yield client
 
 
 def unknown_intent() -> dict[str, Any]:
@@ -107,21 +94,6 @@ async def test_the_signature_covers_the_exact_bytes(
     assert await stored_events(session) == before
 
 
-async def top_up(
-    session: AsyncSession,
-    session_factory: SessionFactory,
-    gateway: StripeGateway,
-    localstripe: LocalStripe,
-    amount: str = "40",
-) -> Transaction:
-    account, method = await ready_account(session, gateway, localstripe)
-    result = await payments.add_funds(
-        session_factory, SYSTEM, gateway, SETTINGS, request(account.id, method.id, amount, f"t{next(_ids)}")
-    )
-    assert result.status == "succeeded"
-    return result.transaction
-
-
 async def test_refunds_take_only_the_newly_refunded_part_once(
     session: AsyncSession,
     session_factory: SessionFactory,
@@ -129,7 +101,10 @@ async def test_refunds_take_only_the_newly_refunded_part_once(
     localstripe: LocalStripe,
     webhook_client: httpx.AsyncClient,
 ) -> None:
-    entry = await top_up(session, session_factory, stripe_gateway, localstripe)
+    account, method = await ready_account(session, stripe_gateway, localstripe)
+    paid = await top_up(session_factory, stripe_gateway, account, method, "40")
+    assert paid.status == "succeeded"
+    entry = paid.transaction
     assert entry.stripe_payment_intent_id is not None
     intent = await localstripe.retrieve(f"/v1/payment_intents/{entry.stripe_payment_intent_id}")
     charge_id = intent["latest_charge"]["id"]
@@ -171,14 +146,11 @@ async def test_out_of_order_events_only_move_forward(
     webhook_client: httpx.AsyncClient,
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
-    pending = await payments.add_funds(
-        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "ooo")
-    )
+    pending = await top_up(session_factory, stripe_gateway, account, method, "30")
     assert pending.status == "requires_action" and pending.client_secret is not None
     intent_id = pending.transaction.stripe_payment_intent_id
     assert intent_id is not None and account.id is not None
-    await localstripe.complete_3ds(intent_id, pending.client_secret)
-    succeeded = await localstripe.retrieve(f"/v1/payment_intents/{intent_id}")
+    succeeded = await completed_3ds(localstripe, pending)
     failed_earlier = {
         **succeeded,
         "status": "requires_payment_method",
@@ -237,12 +209,9 @@ async def test_three_d_secure_is_settled_by_localstripe_s_own_signed_webhook(
 ) -> None:
     """Real delivery: localstripe signs and POSTs `payment_intent.succeeded` to the app on a loopback port."""
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
-    pending = await payments.add_funds(
-        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "3ds-hook")
-    )
+    pending = await top_up(session_factory, stripe_gateway, account, method, "30")
     intent_id = pending.transaction.stripe_payment_intent_id
     assert intent_id is not None and pending.client_secret is not None and account.id is not None
-    app = create_app(stripe_settings(localstripe_url, environment=Environment.TEST), sessions=session_factory)
     answered: asyncio.Queue[int] = asyncio.Queue()
 
     async def only_this_test(scope: Scope, receive: Receive, send: Send) -> None:
@@ -262,7 +231,11 @@ async def test_three_d_secure_is_settled_by_localstripe_s_own_signed_webhook(
 
         await app(scope, replay, noting_the_status)
 
-    async with serving(only_this_test) as url:
+    # localstripe posts over real HTTP, so the app itself (behind the filter above) is served on loopback.
+    async with (
+        running_app(stripe_settings(localstripe_url, environment=Environment.TEST), session_factory) as app,
+        serving(only_this_test) as url,
+    ):
         await localstripe.deliver_webhooks_to(f"{url}/webhooks/stripe")
         await localstripe.complete_3ds(intent_id, pending.client_secret)
         assert await asyncio.wait_for(answered.get(), timeout=15) == 200

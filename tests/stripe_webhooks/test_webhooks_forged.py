@@ -7,7 +7,6 @@ compared too. Everything runs over HTTP against the app, with real PaymentIntent
 case needs one; the forged events are built and signed here (localstripe only ever sends true ones).
 """
 
-from collections.abc import AsyncIterator
 from itertools import count
 from typing import Any
 
@@ -19,15 +18,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing.db import SessionFactory
 from billing.ledger import service as ledger
 from billing.stripe_gateway import ACCOUNT_ID_KEY, TRANSACTION_ID_KEY, StripeGateway
-from billing.topups import service as payments
 from models import Account, PaymentMethod, Transaction, TransactionKind, TransactionStatus
 from models.stripe_webhooks import StripeEventOutcome
 from tests.support.factories import SYSTEM, create_account
 from tests.support.ledger_checks import checked_balance
-from tests.support.payments_helpers import THREE_D_SECURE_CARD, ready_account
+from tests.support.payments_helpers import THREE_D_SECURE_CARD, completed_3ds, ready_account, top_up
 from tests.support.stripe_server import LocalStripe
 from tests.support.webhook_helpers import (
-    app_client,
     deliver,
     event,
     fresh,
@@ -35,17 +32,8 @@ from tests.support.webhook_helpers import (
     new_event_id,
     recorded,
 )
-from tests.topups.test_payments_add_funds import SETTINGS, request
 
 _keys = count(1)
-
-
-@pytest.fixture
-async def webhook_client(
-    session_factory: SessionFactory, localstripe_url: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(session_factory, localstripe_url) as client:
-        yield client
 
 
 async def pending_top_up(
@@ -184,17 +172,8 @@ async def test_a_real_payment_intent_with_a_forged_amount_or_currency_credits_no
 ) -> None:
     """The PaymentIntent is the one stored on the entry (3-D Secure still to finish); the event misstates it."""
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
-    pending = await payments.add_funds(
-        session_factory,
-        SYSTEM,
-        stripe_gateway,
-        SETTINGS,
-        request(account.id, method.id, "30", "forged-amount"),
-    )
-    intent_id = pending.transaction.stripe_payment_intent_id
-    assert intent_id is not None and pending.client_secret is not None
-    await localstripe.complete_3ds(intent_id, pending.client_secret)
-    true_intent = await localstripe.retrieve(f"/v1/payment_intents/{intent_id}")
+    pending = await top_up(session_factory, stripe_gateway, account, method, "30")
+    true_intent = await completed_3ds(localstripe, pending)
 
     more = event("payment_intent.succeeded", {**true_intent, "amount": 300_000})
     await assert_rejected(session, await deliver(webhook_client, more), more["id"], "for 300000 USD")
@@ -276,13 +255,7 @@ async def test_a_forged_failure_does_not_fail_a_pending_top_up(
     webhook_client: httpx.AsyncClient,
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
-    waiting = await payments.add_funds(
-        session_factory,
-        SYSTEM,
-        stripe_gateway,
-        SETTINGS,
-        request(account.id, method.id, "30", "forged-failure"),
-    )
+    waiting = await top_up(session_factory, stripe_gateway, account, method, "30")
     assert waiting.transaction.stripe_payment_intent_id is not None
     unconfirmed = await pending_top_up(session, account)
     failure = {"last_payment_error": {"code": "card_declined", "message": "declined"}}
@@ -306,13 +279,7 @@ async def test_forged_refunds_take_nothing_back(
     webhook_client: httpx.AsyncClient,
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe)
-    paid = await payments.add_funds(
-        session_factory,
-        SYSTEM,
-        stripe_gateway,
-        SETTINGS,
-        request(account.id, method.id, "40", "refund-target"),
-    )
+    paid = await top_up(session_factory, stripe_gateway, account, method, "40")
     intent_id = paid.transaction.stripe_payment_intent_id
     assert intent_id is not None
 

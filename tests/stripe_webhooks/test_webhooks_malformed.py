@@ -9,7 +9,7 @@ wrong kind of value and requires a typed answer every time.
 import copy
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,12 +17,10 @@ import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.db import SessionFactory
 from billing.stripe_webhooks.events import MAX_BODY_BYTES
 from models import PaymentMethod
 from models.stripe_webhooks import StripeEventOutcome
 from tests.support.webhook_helpers import (
-    app_client,
     deliver,
     event,
     ledger_entries,
@@ -30,14 +28,6 @@ from tests.support.webhook_helpers import (
     recorded,
     stored_events,
 )
-
-
-@pytest.fixture
-async def webhook_client(
-    session_factory: SessionFactory, localstripe_url: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(session_factory, localstripe_url) as client:
-        yield client
 
 
 def intent(**changes: Any) -> dict[str, Any]:

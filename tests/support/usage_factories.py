@@ -1,14 +1,23 @@
 """Factories for usage, lead plan and auto-recharge tests (the shared ones are in tests/support/factories.py)."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import count
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.keys.service import Principal
-from billing.usage.service import UsageEvent
-from models import Account, AutoRechargeSettings, LeadPlanSubscription, PaymentMethod, PrincipalKind
+from billing.ledger import service as ledger
+from billing.usage.service import UsageEvent, record_usage
+from models import (
+    Account,
+    AutoRechargeSettings,
+    LeadPlanSubscription,
+    PaymentMethod,
+    PrincipalKind,
+    TransactionKind,
+)
+from tests.support.factories import SYSTEM
 
 _sequence = count(1)
 
@@ -113,4 +122,28 @@ def ai_request(
         cost=Decimal(cost),
         input_tokens=tokens[0],
         output_tokens=tokens[1],
+    )
+
+
+async def spend(session: AsyncSession, account: Account, cost: str, *, at: datetime) -> None:
+    """A usage debit (one call ending at `at`), flushed into the test's transaction, where the worker's sessions
+    see it.
+
+    Never `session.commit()` here: on SQLite the test's first savepoint is the real transaction (pysqlite
+    begins none of its own), so releasing it would commit for good and leak rows into other tests.
+    """
+    await record_usage(session, REPORTER, [call(account, at - timedelta(minutes=1), cost=cost)], now=at)
+
+
+async def credit(session: AsyncSession, account: Account, amount_minor: int) -> None:
+    """An opening credit (one per account: its idempotency key is fixed)."""
+    assert account.id is not None
+    await ledger.post(
+        session,
+        SYSTEM,
+        account_id=account.id,
+        kind=TransactionKind.ADJUSTMENT,
+        amount_minor=amount_minor,
+        description="Opening credit",
+        idempotency_key="opening",
     )

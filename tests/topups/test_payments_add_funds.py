@@ -9,29 +9,24 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.auto_recharge import reconciliation
-from billing.config import Settings
 from billing.db import SessionFactory, session_factory, unit_of_work
 from billing.ledger import service as ledger
 from billing.money import InvalidAmount
 from billing.stripe_gateway import PaymentProviderUnavailable, StripeGateway
 from billing.topups import service as payments
-from billing.topups.service import AddFundsRequest
 from models import Company, Transaction, TransactionStatus
 from models.types import utcnow
 from tests.support.factories import SYSTEM, create_account, create_company, create_payment_method
 from tests.support.ledger_checks import checked_balance
-from tests.support.payments_helpers import DECLINED_CARD, THREE_D_SECURE_CARD, ready_account
+from tests.support.payments_helpers import (
+    DECLINED_CARD,
+    THREE_D_SECURE_CARD,
+    TOP_UP_SETTINGS,
+    add_funds_request,
+    ready_account,
+)
 from tests.support.stripe_server import LocalStripe
 from tests.support.stripe_stub import stub_gateway
-
-SETTINGS = Settings(min_top_up_minor=500, max_top_up_minor=1_000_000)
-
-
-def request(account_id: int | None, method_id: int | None, amount: str, key: str) -> AddFundsRequest:
-    assert account_id is not None and method_id is not None
-    return AddFundsRequest(
-        account_id=account_id, payment_method_id=method_id, amount=amount, idempotency_key=key
-    )
 
 
 async def test_success_credits_at_once(
@@ -42,7 +37,11 @@ async def test_success_credits_at_once(
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe)
     result = await payments.add_funds(
-        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "25.50", "k1")
+        session_factory,
+        SYSTEM,
+        stripe_gateway,
+        TOP_UP_SETTINGS,
+        add_funds_request(account.id, method.id, "25.50", "k1"),
     )
     assert result.status == "succeeded"
     assert result.balance_minor == 2_550
@@ -63,13 +62,21 @@ async def test_gates_in_order(
     foreign = await create_payment_method(session, other)
     with pytest.raises(payments.CompanyIncomplete) as incomplete:
         await payments.add_funds(
-            session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, foreign.id, "x", "a")
+            session_factory,
+            SYSTEM,
+            stripe_gateway,
+            TOP_UP_SETTINGS,
+            add_funds_request(account.id, foreign.id, "x", "a"),
         )
     assert "phone" in incomplete.value.missing_fields and "legal_name" in incomplete.value.missing_fields
     await create_company(session, account, phone=None)
     with pytest.raises(payments.CompanyIncomplete) as incomplete:
         await payments.add_funds(
-            session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, foreign.id, "x", "a")
+            session_factory,
+            SYSTEM,
+            stripe_gateway,
+            TOP_UP_SETTINGS,
+            add_funds_request(account.id, foreign.id, "x", "a"),
         )
     assert incomplete.value.missing_fields == ["phone"]
     company = await session.get(Company, account.id)
@@ -78,12 +85,20 @@ async def test_gates_in_order(
     await session.flush()
     with pytest.raises(payments.PaymentMethodRequired):
         await payments.add_funds(
-            session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, foreign.id, "x", "a")
+            session_factory,
+            SYSTEM,
+            stripe_gateway,
+            TOP_UP_SETTINGS,
+            add_funds_request(account.id, foreign.id, "x", "a"),
         )
     own = await create_payment_method(session, account)
     with pytest.raises(payments.UnknownPaymentMethod):
         await payments.add_funds(
-            session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, foreign.id, "x", "a")
+            session_factory,
+            SYSTEM,
+            stripe_gateway,
+            TOP_UP_SETTINGS,
+            add_funds_request(account.id, foreign.id, "x", "a"),
         )
     for amount, error in [
         ("x", InvalidAmount),
@@ -95,7 +110,11 @@ async def test_gates_in_order(
     ]:
         with pytest.raises(error):
             await payments.add_funds(
-                session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, own.id, amount, "a")
+                session_factory,
+                SYSTEM,
+                stripe_gateway,
+                TOP_UP_SETTINGS,
+                add_funds_request(account.id, own.id, amount, "a"),
             )
     assert account.id is not None
     assert (await session.exec(select(Transaction).where(Transaction.account_id == account.id))).all() == []
@@ -110,7 +129,11 @@ async def test_decline_fails_the_entry_and_keeps_the_balance(
     account, method = await ready_account(session, stripe_gateway, localstripe, number=DECLINED_CARD)
     with pytest.raises(payments.PaymentDeclined) as declined:
         await payments.add_funds(
-            session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "20", "d")
+            session_factory,
+            SYSTEM,
+            stripe_gateway,
+            TOP_UP_SETTINGS,
+            add_funds_request(account.id, method.id, "20", "d"),
         )
     assert declined.value.code == "card_declined"
     entry = declined.value.transaction
@@ -120,7 +143,11 @@ async def test_decline_fails_the_entry_and_keeps_the_balance(
     # The same key again gives the same answer and charges nothing more.
     with pytest.raises(payments.PaymentDeclined):
         await payments.add_funds(
-            session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "20", "d")
+            session_factory,
+            SYSTEM,
+            stripe_gateway,
+            TOP_UP_SETTINGS,
+            add_funds_request(account.id, method.id, "20", "d"),
         )
     assert account.stripe_customer_id is not None
     assert len(await localstripe.charges(account.stripe_customer_id)) == 1
@@ -134,7 +161,11 @@ async def test_three_d_secure_returns_the_client_secret_and_settles_later(
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
     first = await payments.add_funds(
-        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "3ds")
+        session_factory,
+        SYSTEM,
+        stripe_gateway,
+        TOP_UP_SETTINGS,
+        add_funds_request(account.id, method.id, "30", "3ds"),
     )
     assert first.status == "requires_action" and first.client_secret is not None
     assert first.transaction.status == TransactionStatus.PENDING and first.balance_minor == 0
@@ -143,11 +174,19 @@ async def test_three_d_secure_returns_the_client_secret_and_settles_later(
     await localstripe.complete_3ds(intent_id, first.client_secret)
     # The retry (same key) reads Stripe, sees the payment through and credits it once.
     again = await payments.add_funds(
-        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "3ds")
+        session_factory,
+        SYSTEM,
+        stripe_gateway,
+        TOP_UP_SETTINGS,
+        add_funds_request(account.id, method.id, "30", "3ds"),
     )
     assert again.status == "succeeded" and again.balance_minor == 3_000
     third = await payments.add_funds(
-        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "3ds")
+        session_factory,
+        SYSTEM,
+        stripe_gateway,
+        TOP_UP_SETTINGS,
+        add_funds_request(account.id, method.id, "30", "3ds"),
     )
     assert third.balance_minor == 3_000 and third.transaction.id == first.transaction.id
 
@@ -160,7 +199,11 @@ async def test_a_3d_secure_nobody_finishes_is_canceled_at_stripe_after_a_day(
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
     pending = await payments.add_funds(
-        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "30", "abandoned")
+        session_factory,
+        SYSTEM,
+        stripe_gateway,
+        TOP_UP_SETTINGS,
+        add_funds_request(account.id, method.id, "30", "abandoned"),
     )
     intent_id = pending.transaction.stripe_payment_intent_id
     assert pending.status == "requires_action" and intent_id is not None
@@ -185,15 +228,27 @@ async def test_idempotent_retry_and_conflicting_retry(
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe)
     first = await payments.add_funds(
-        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "10", "same")
+        session_factory,
+        SYSTEM,
+        stripe_gateway,
+        TOP_UP_SETTINGS,
+        add_funds_request(account.id, method.id, "10", "same"),
     )
     second = await payments.add_funds(
-        session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "10.00", "same")
+        session_factory,
+        SYSTEM,
+        stripe_gateway,
+        TOP_UP_SETTINGS,
+        add_funds_request(account.id, method.id, "10.00", "same"),
     )
     assert second.transaction.id == first.transaction.id and second.balance_minor == 1_000
     with pytest.raises(payments.IdempotencyConflict):
         await payments.add_funds(
-            session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "11", "same")
+            session_factory,
+            SYSTEM,
+            stripe_gateway,
+            TOP_UP_SETTINGS,
+            add_funds_request(account.id, method.id, "11", "same"),
         )
     assert account.stripe_customer_id is not None
     assert len(await localstripe.charges(account.stripe_customer_id)) == 1
@@ -215,7 +270,11 @@ async def test_crash_after_stripe_charged_is_healed_by_reconciliation_once(
         patch.setattr(payments, "_finish", crash)
         with pytest.raises(SystemExit):
             await payments.add_funds(
-                session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "40", "c")
+                session_factory,
+                SYSTEM,
+                stripe_gateway,
+                TOP_UP_SETTINGS,
+                add_funds_request(account.id, method.id, "40", "c"),
             )
     assert account.id is not None
     entry = await ledger.find_by_idempotency_key(session, SYSTEM, account.id, "top-up:c")
@@ -256,7 +315,11 @@ async def test_reconciliation_fails_an_entry_stripe_never_charged(
         patch.setattr(stripe_gateway, "charge", unreachable)
         with pytest.raises(PaymentProviderUnavailable):
             await payments.add_funds(
-                session_factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "9", "o")
+                session_factory,
+                SYSTEM,
+                stripe_gateway,
+                TOP_UP_SETTINGS,
+                add_funds_request(account.id, method.id, "9", "o"),
             )
     report = await reconciliation.reconcile(session_factory, stripe_gateway, pending_for=timedelta(0))
     assert account.id is not None
@@ -277,7 +340,11 @@ async def test_fifty_concurrent_top_ups_on_one_account(
     results = await asyncio.gather(
         *(
             payments.add_funds(
-                factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "10", f"c{i}")
+                factory,
+                SYSTEM,
+                stripe_gateway,
+                TOP_UP_SETTINGS,
+                add_funds_request(account.id, method.id, "10", f"c{i}"),
             )
             for i in range(50)
         )
@@ -299,7 +366,11 @@ async def test_concurrent_requests_with_one_key_charge_once(
     results = await asyncio.gather(
         *(
             payments.add_funds(
-                factory, SYSTEM, stripe_gateway, SETTINGS, request(account.id, method.id, "10", "one")
+                factory,
+                SYSTEM,
+                stripe_gateway,
+                TOP_UP_SETTINGS,
+                add_funds_request(account.id, method.id, "10", "one"),
             )
             for _ in range(10)
         )
@@ -322,7 +393,11 @@ async def test_the_charge_carries_an_idempotency_key_from_our_transaction(
     await session.flush()
     async with stub_gateway() as (gateway, stripe):
         top_up = await payments.add_funds(
-            session_factory, SYSTEM, gateway, SETTINGS, request(account.id, method.id, "12.34", "k")
+            session_factory,
+            SYSTEM,
+            gateway,
+            TOP_UP_SETTINGS,
+            add_funds_request(account.id, method.id, "12.34", "k"),
         )
     assert top_up.status == "succeeded" and top_up.transaction.id is not None
     assert stripe.keys == [payments.stripe_idempotency_key(top_up.transaction.id)]
