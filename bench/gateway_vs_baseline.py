@@ -425,6 +425,7 @@ async def main() -> None:
 
     environment = {"BENCH_DATABASE_URL": URL, "DATABASE_URL": URL, "EMBEDDED_WORKER": "false"}
     cached = environment | {"RESPONSE_CACHE_MAX_BYTES": str(CACHE_BYTES)}
+    environment |= {"RESPONSE_CACHE_MAX_BYTES": "0"}  # the uncached gateway (the cache is on by default)
     servers = [
         start(GATEWAY, "server:create_app", factory=True, environment=environment),
         start(CACHED, "server:create_app", factory=True, environment=cached),

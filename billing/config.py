@@ -147,9 +147,10 @@ class Settings(BaseSettings):
     # documents, read and validated at start; with `trusted_documents_only`, member keys may run only those.
     trusted_documents_manifest: Path = _ROOT / "trusted_documents" / "manifest.json"
     trusted_documents_only: bool = False
-    # The response cache of registered queries (server_cache.py): bytes per process, 0 (the default) for none.
-    # Every answer it serves is as fresh as the data versions it is keyed by (billing/data_version/service.py).
-    response_cache_max_bytes: int = Field(default=0, ge=0)
+    # The response cache of registered queries (server_cache.py): bytes per process, 0 for none. On by default:
+    # every answer it serves is as fresh as the data versions it is keyed by (billing/data_version/service.py),
+    # a miss costs one statement more, and 16 MiB keeps a process well under its memory budget.
+    response_cache_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
 
     # Logs go to stderr: JSON lines, or `console` for a person (the default when stderr is a terminal).
     log_format: Literal["json", "console"] | None = None
