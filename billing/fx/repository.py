@@ -41,7 +41,7 @@ class FxRepository:
         parameters: dict[str, object] = {"currencies": list(currencies)}
         if on is not None:
             parameters["on"] = on
-        return list((await self.session.execute(statement, parameters)).all())
+        return list((await (await self.session.connection()).execute(statement, parameters)).all())
 
 
 @cache  # built once per database kind: building it took longer than running it (every Billing page asks)

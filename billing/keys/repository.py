@@ -5,9 +5,10 @@ anything by, and a key's own grants (its account, or its partner's accounts) are
 """
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import ColumnElement, false, true
+import sqlalchemy
+from sqlalchemy import ColumnElement, bindparam, false, true
 from sqlalchemy.orm import Mapped
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -32,12 +33,39 @@ def accounts_of(
     return false()
 
 
+class StoredKey(NamedTuple):
+    """What checking a key needs of its row."""
+
+    id: int | None  # as the model types it; a stored row always has one
+    secret_hash: str
+    kind: str
+    account_id: int | None
+    partner_id: int | None
+    name: str | None
+    prefix: str
+    revoked_at: datetime | None
+
+
+# Every request checks its key: built once, and its columns read without the ORM (half the CPU of an entity).
+_BY_PREFIX = sqlalchemy.select(  # SQLModel's select types at most four columns
+    col(ApiKey.id),
+    col(ApiKey.secret_hash),
+    col(ApiKey.kind),
+    col(ApiKey.account_id),
+    col(ApiKey.partner_id),
+    col(ApiKey.name),
+    col(ApiKey.prefix),
+    col(ApiKey.revoked_at),
+).where(col(ApiKey.prefix) == bindparam("prefix"))
+
+
 class KeyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def by_prefix(self, prefix: str) -> ApiKey | None:
-        return (await self.session.exec(select(ApiKey).where(ApiKey.prefix == prefix))).first()
+    async def by_prefix(self, prefix: str) -> "StoredKey | None":
+        row = (await (await self.session.connection()).execute(_BY_PREFIX, {"prefix": prefix})).first()
+        return None if row is None else StoredKey(*row)
 
     async def add(self, key: ApiKey) -> None:
         self.session.add(key)
