@@ -79,7 +79,8 @@ async def serve(name: str, count: int, profiler: cProfile.Profile, counts: Count
             case for case in scenarios(data, await deep_cursor(data.billing_account_id)) if case.name == name
         ]
         key, bodies = case.key, itertools.repeat(case.body)
-    app = create_app(Settings(database_url=URL, embedded_worker=False))
+    # Uncached (the response cache is on by default): a repeated request would be a hit after the first.
+    app = create_app(Settings(database_url=URL, embedded_worker=False, response_cache_max_bytes=0))
     headers = {"Authorization": f"Bearer {key}"}
     async with (
         app.router.lifespan_context(app),
