@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.graphql_client import post_graphql
+
 MAX_RETRY_AFTER_SECONDS = 5.0
 
 
@@ -49,11 +51,7 @@ class FailoverClient:
         for offset in itertools.count():
             gateway = self.gateways[(start + offset) % len(self.gateways)]
             try:
-                response = await self.http.post(
-                    f"{gateway}/graphql",
-                    json={"query": query, "variables": dict(variables)},
-                    headers={"Authorization": f"Bearer {key}"},
-                )
+                response = await post_graphql(self.http, key, query, variables, url=f"{gateway}/graphql")
             except httpx.TransportError as error:
                 self.attempts.append(Attempt(operation, gateway, None, None, type(error).__name__))
                 dropped_in_a_row += 1

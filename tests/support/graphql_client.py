@@ -16,13 +16,15 @@ async def post_graphql(
     variables: Mapping[str, object] | None = None,
     *,
     headers: Mapping[str, str] | None = None,
+    url: str = "/graphql",
 ) -> httpx.Response:
-    """POST /graphql with `key` as the Bearer token; the raw response, for tests of status codes and headers."""
+    """POST /graphql (of the client's base URL, or another gateway's `url`) with `key` as the Bearer token; the raw
+    response, for tests of status codes and headers."""
     body = (
         {"query": operation, "variables": dict(variables or {})} if isinstance(operation, str) else operation
     )
     bearer = {"Authorization": f"Bearer {key}"} if key else {}
-    return await client.post("/graphql", json=body, headers=bearer | dict(headers or {}))
+    return await client.post(url, json=body, headers=bearer | dict(headers or {}))
 
 
 async def execute(
