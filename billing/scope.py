@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, true
 from sqlalchemy.orm import Mapped
 
-from billing.keys.repository import accounts_of
+from billing.keys.repository import Reach, accounts_of, reach_of, reach_parameters
 from models import PrincipalKind
 
 if TYPE_CHECKING:  # billing.keys.service -> billing.events.service -> billing.accounts.funding builds repositories: no import cycle
@@ -45,6 +45,16 @@ class Scope:
         if self.principal is None:
             return true()
         return accounts_of(self.principal, column)
+
+    @property
+    def reach(self) -> Reach:
+        """Which rule `accounts` applies: the key of a statement built once with `reach_rule` for every scope of
+        this reach, and run with `parameters()`."""
+        return "all" if self.principal is None else reach_of(self.principal)
+
+    def parameters(self) -> dict[str, int]:
+        """The values of the read rule's parameters in a statement built with `reach_rule(self.reach, ...)`."""
+        return {} if self.principal is None else reach_parameters(self.principal)
 
     def writable(self, column: ColumnElement[int] | Mapped[int] | Mapped[int | None]) -> ColumnElement[bool]:
         """A WHERE clause limiting the account id `column` to the accounts this scope's write paths lock and post

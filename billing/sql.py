@@ -26,3 +26,12 @@ def among(
     if session.get_bind().dialect.name == "postgresql":
         return expression == any_(bindparam(None, values, type_=postgresql.ARRAY(expression.type)))
     return expression.in_(values)
+
+
+def among_parameter(dialect: str, column: ColumnElement[Any] | Mapped[Any], name: str) -> ColumnElement[bool]:
+    """`among` for a statement built once per database kind: the values are the parameter `name`, a list (one
+    array on PostgreSQL; an IN list SQLite expands)."""
+    expression: ColumnElement[Any] = column  # type: ignore[assignment]  # a Mapped column is one at runtime
+    if dialect == "postgresql":
+        return expression == any_(bindparam(name, type_=postgresql.ARRAY(expression.type)))
+    return expression.in_(bindparam(name, expanding=True))

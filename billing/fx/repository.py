@@ -7,13 +7,13 @@ from collections.abc import Iterable
 from datetime import date
 from functools import cache
 
-from sqlalchemy import ColumnElement, Date, String, and_, any_, bindparam, func
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import ColumnElement, Date, and_, bindparam, func
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select
 
+from billing.sql import among_parameter
 from models import FxRate
 
 
@@ -50,11 +50,7 @@ def _latest_with_usd(dialect: str, *, bounded: bool) -> Select[str, date, str, s
     usd = aliased(FxRate)
     same_day_usd = and_(col(usd.currency) == "USD", col(usd.rate_date) == col(base.rate_date))
     currency = col(base.currency)
-    if dialect == "postgresql":  # one array parameter: the same text, and prepared plan, for any number
-        wanted = currency == any_(bindparam("currencies", type_=postgresql.ARRAY(String)))
-    else:
-        wanted = currency.in_(bindparam("currencies", expanding=True))
-    conditions: list[ColumnElement[bool]] = [wanted]
+    conditions: list[ColumnElement[bool]] = [among_parameter(dialect, currency, "currencies")]
     if bounded:
         conditions.append(col(base.rate_date) <= bindparam("on", type_=Date))
     latest_days = (

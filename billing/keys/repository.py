@@ -5,10 +5,10 @@ anything by, and a key's own grants (its account, or its partner's accounts) are
 """
 
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import sqlalchemy
-from sqlalchemy import ColumnElement, bindparam, false, true
+from sqlalchemy import BindParameter, ColumnElement, bindparam, false, true
 from sqlalchemy.orm import Mapped
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,12 +23,54 @@ def accounts_of(
     principal: "Principal", column: ColumnElement[int] | Mapped[int] | Mapped[int | None]
 ) -> ColumnElement[bool]:
     """A WHERE clause limiting an account id `column` to the accounts `principal` acts for."""
+    return reach_rule(reach_of(principal), column, principal)
+
+
+# Which rule of `accounts_of` applies to a principal: a statement built once per reach serves every principal
+# of that reach, with `reach_parameters` as the values of its rule's parameters.
+Reach = Literal["all", "account", "partner", "none"]
+
+
+def reach_of(principal: "Principal") -> Reach:
     if principal.kind is PrincipalKind.ADMIN:
-        return true()
+        return "all"
     if principal.kind is PrincipalKind.MEMBER and principal.account_id is not None:
-        return column == principal.account_id
+        return "account"
     if principal.kind is PrincipalKind.PARTNER and principal.partner_id is not None:
-        granted = select(PartnerAccount.account_id).where(PartnerAccount.partner_id == principal.partner_id)
+        return "partner"
+    return "none"
+
+
+def reach_parameters(principal: "Principal") -> dict[str, int]:
+    """The values of `reach_rule(reach_of(principal), ...)`'s parameters when it was built without them."""
+    reach = reach_of(principal)
+    if reach == "account" and principal.account_id is not None:
+        return {"scope_account_id": principal.account_id}
+    if reach == "partner" and principal.partner_id is not None:
+        return {"scope_partner_id": principal.partner_id}
+    return {}
+
+
+def reach_rule(
+    reach: Reach,
+    column: ColumnElement[int] | Mapped[int] | Mapped[int | None],
+    principal: "Principal | None" = None,
+) -> ColumnElement[bool]:
+    """`reach`'s WHERE clause on an account id `column`: with `principal`'s ids in it, or (without one) with the
+    parameters `scope_account_id` / `scope_partner_id` for `reach_parameters` to fill."""
+    values = {} if principal is None else reach_parameters(principal)
+    bound = (
+        principal is not None
+    )  # a value of its own: unique, as any literal, where one statement has two rules
+    if reach == "all":
+        return true()
+    if reach == "account":
+        return column == bindparam("scope_account_id", values.get("scope_account_id"), unique=bound)
+    if reach == "partner":
+        partner: BindParameter[int] = bindparam(
+            "scope_partner_id", values.get("scope_partner_id"), unique=bound
+        )
+        granted = select(PartnerAccount.account_id).where(PartnerAccount.partner_id == partner)
         return column.in_(granted)
     return false()
 

@@ -1,7 +1,7 @@
 """The usage overview of the Billing page: a month's lead spending, calling and AI agent usage per account.
 
-Read from the monthly rollups, never summed over raw events, so it costs the same at any volume: three
-statements for any number of accounts.
+Read from the monthly rollups, never summed over raw events, so it costs the same at any volume: two
+statements (the accounts, their rollups with their active lead plans) for any number of accounts.
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ from billing.accounts.repository import AccountRepository
 from billing.keys.service import Principal
 from billing.months import Month, month_of
 from billing.scope import Scope
-from billing.usage.summary_repository import UsageSummaryRepository
-from models import Account, UsageRollup
+from billing.usage.summary_repository import UsageSummaryRepository, UsageTotals
+from models import Account
 from models.types import utcnow
 
 
@@ -93,10 +93,9 @@ async def summaries_of(
     if not found:
         return {}
     months = {account_id: month or month_of(now, account.time_zone) for account_id, account in found.items()}
-    usage = UsageSummaryRepository(session, scope)
-    rollup_rows = await usage.rollups(found, {str(m) for m in months.values()})
-    rollups = {row.account_id: row for row in rollup_rows if row.month == str(months[row.account_id])}
-    plans = await usage.active_lead_plans(found)
+    totals = await UsageSummaryRepository(session, scope).totals(found, {str(m) for m in months.values()})
+    plans = {row.account_id: (row.active_plans, row.plans_budget_minor) for row in totals}
+    rollups = {row.account_id: row for row in totals if row.month == str(months[row.account_id])}
     return {
         account_id: _summary(
             account, months[account_id], rollups.get(account_id), plans.get(account_id, (0, 0))
@@ -106,10 +105,10 @@ async def summaries_of(
 
 
 def _summary(
-    account: Account, month: Month, rollup: UsageRollup | None, plans: tuple[int, int]
+    account: Account, month: Month, rollup: UsageTotals | None, plans: tuple[int, int]
 ) -> UsageSummary:
     assert account.id is not None
-    row = rollup or UsageRollup(account_id=account.id, month=str(month))
+    row = rollup or UsageTotals(account.id, None)
     active, budget = plans
     return UsageSummary(
         account_id=account.id,

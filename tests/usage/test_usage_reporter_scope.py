@@ -44,7 +44,9 @@ async def reads(session: AsyncSession, scope: Scope, account: Account) -> dict[s
         "history": sorted(entry.amount_minor for entry in page.items),
         "succeeded": await ledger.succeeded_sum(session, scope, account.id),
         "lead plans": [plan.id for plan in await LeadPlanRepository(session, scope).of_accounts(ids)],
-        "rollups": [r.calls for r in await UsageSummaryRepository(session, scope).rollups(ids, [MONTH])],
+        "rollups": [
+            r.calls for r in await UsageSummaryRepository(session, scope).totals(ids, [MONTH]) if r.month
+        ],
         "settings": list(await recharges.settings_of(ids)),
         "recharges": [r.amount_minor for r in await recharges.finished_since(ids, NOW - timedelta(days=32))],
     }
