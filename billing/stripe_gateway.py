@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import stripe
@@ -212,6 +212,19 @@ def _intent_state(intent: dict[str, Any]) -> PaymentIntentState:
         currency=str(intent["currency"]).upper(),
         metadata={str(k): str(v) for k, v in (intent.get("metadata") or {}).items()},
         charge=charge_result(intent, off_session=False),
+    )
+
+
+# The SDK sleeps between retries, at most this long each (stripe._http_client.HTTPClient.MAX_DELAY).
+_RETRY_DELAY_SECONDS = 5.0
+
+
+def longest_call(settings: Settings) -> timedelta:
+    """How long one call may still be on its way to Stripe, retries included: until then, Stripe not knowing
+    of a charge does not mean it will never be made."""
+    attempts = settings.stripe_max_network_retries + 1
+    return timedelta(
+        seconds=attempts * settings.stripe_timeout_seconds + (attempts - 1) * _RETRY_DELAY_SECONDS
     )
 
 

@@ -57,6 +57,7 @@ from billing.stripe_gateway import (
     PaymentIntentState,
     PaymentProviderUnavailable,
     StripeGateway,
+    longest_call,
 )
 from billing.topups import service as payments
 from models import (
@@ -229,7 +230,10 @@ async def run_worker(
             next_reconcile = loop.time() + settings.reconcile_interval_seconds
             try:
                 report = await reconciliation.reconcile(
-                    factory, gateway, pending_for=timedelta(seconds=settings.reconcile_pending_seconds)
+                    factory,
+                    gateway,
+                    pending_for=timedelta(seconds=settings.reconcile_pending_seconds),
+                    in_flight_for=longest_call(settings),
                 )
             except PaymentProviderUnavailable:
                 metrics.RECONCILIATION_RUNS.labels("stripe_unavailable").inc()

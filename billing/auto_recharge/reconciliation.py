@@ -62,13 +62,16 @@ async def reconcile(
     pending_for: timedelta = timedelta(minutes=10),
     abandon_after: timedelta = timedelta(hours=24),
     late_success_within: timedelta = timedelta(hours=24),
+    in_flight_for: timedelta = timedelta(0),
     now: datetime | None = None,
 ) -> ReconcileReport:
     """Settle every top-up and auto-recharge pending for longer than `pending_for`. One still waiting for the
     customer's 3-D Secure after `abandon_after` is canceled at Stripe, so it can never be charged unseen later.
     Then credit, once, each entry failed as not charged within `late_success_within` whose charge landed since.
     Stripe being down raises PaymentProviderUnavailable after the entries before it were settled; a later
-    run carries on."""
+    run carries on. An entry Stripe has no charge for is failed as not charged only once it is older than
+    `in_flight_for` (the longest a request can still be talking to Stripe about it): before that, its charge
+    may yet be created."""
     report = ReconcileReport()
     now = now or utcnow()
     async with unit_of_work(factory) as session:
@@ -86,6 +89,9 @@ async def reconcile(
             except PaymentProviderRejected:
                 # Another reconciler (or the customer) got there first: settle from what Stripe says now.
                 intent = await gateway.retrieve_payment_intent(intent.id)
+        if intent is None and entry.created_at > now - in_flight_for:
+            report.still_pending.append(entry.id)
+            continue
         result = NOT_CHARGED if intent is None else intent.charge
         async with unit_of_work(factory) as session:
             settled = await payments.apply_charge_result(session, SYSTEM, entry.id, result, now=now)

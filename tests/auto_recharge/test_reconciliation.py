@@ -13,11 +13,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.auto_recharge import reconciliation
+from billing.config import Settings
 from billing.db import SessionFactory, session_factory, unit_of_work
 from billing.ledger import service as ledger
-from billing.stripe_gateway import ACCOUNT_ID_KEY, TRANSACTION_ID_KEY, StripeGateway
+from billing.stripe_gateway import ACCOUNT_ID_KEY, TRANSACTION_ID_KEY, StripeGateway, longest_call
 from billing.topups import service as payments
 from models import Account, PaymentMethod, Transaction, TransactionKind, TransactionStatus
+from models.types import utcnow
 from tests.support.factories import SYSTEM
 from tests.support.ledger_checks import checked_balance
 from tests.support.payments_helpers import ready_account
@@ -133,6 +135,35 @@ async def test_an_entry_failed_as_not_charged_that_stripe_never_charged_stays_fa
         (TransactionKind.TOP_UP, TransactionStatus.FAILED)
     ]
     assert await checked_balance(session, account) == 0
+
+
+async def test_no_charge_at_stripe_fails_an_entry_only_once_no_request_can_still_be_making_it(
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    stripe_gateway: StripeGateway,
+    localstripe: LocalStripe,
+) -> None:
+    """The worker passes `in_flight_for=longest_call(settings)`: while the request that wrote the entry may still
+    be on its way to Stripe (a slow or retried call), Stripe knowing nothing of it decides nothing."""
+    account, card = await ready_account(session, stripe_gateway, localstripe)
+    entry = await pending_top_up(session, account, card)
+    in_flight = longest_call(Settings(stripe_timeout_seconds=20, stripe_max_network_retries=2))
+    assert in_flight == timedelta(seconds=3 * 20 + 2 * 5)
+
+    young = await reconciliation.reconcile(
+        session_factory, stripe_gateway, pending_for=IMMEDIATELY, in_flight_for=in_flight
+    )
+    assert (young.still_pending, young.failed) == ([entry.id], [])
+    await session.refresh(entry)
+    assert entry.status == TransactionStatus.PENDING
+
+    later = utcnow() + in_flight + timedelta(seconds=1)
+    old = await reconciliation.reconcile(
+        session_factory, stripe_gateway, pending_for=IMMEDIATELY, in_flight_for=in_flight, now=later
+    )
+    assert (old.still_pending, old.failed) == ([], [entry.id])
+    await session.refresh(entry)
+    assert (entry.status, entry.failure_code) == (TransactionStatus.FAILED, reconciliation.NOT_CHARGED_CODE)
 
 
 @pytest.mark.postgres_only
