@@ -46,6 +46,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
@@ -164,6 +165,17 @@ def _subscribe_request(message: Mapping[str, Any]) -> GraphQLRequest:
         operation_name or None,
         _optional_object(payload, "extensions"),
     )
+
+
+def _socket_error(error: GraphQLError) -> GraphQLError:
+    """A query or mutation sent here is the client's mistake, a request error, not an unexpected one (Strawberry
+    reports it as an exception)."""
+    if isinstance(error.original_error, InvalidOperationTypeError):
+        message = (
+            "Only subscriptions are served over this WebSocket: send queries and mutations with HTTP POST."
+        )
+        return GraphQLError(message, extensions={"code": "GRAPHQL_VALIDATION_FAILED"})
+    return error
 
 
 def _operation_id(message: Mapping[str, Any]) -> str:
@@ -325,7 +337,7 @@ class _Connection:
             )
             async with aclosing(results):
                 async for result in results:
-                    errors = [formatted_error(error) for error in result.errors or []]
+                    errors = [formatted_error(_socket_error(error)) for error in result.errors or []]
                     if isinstance(result, PreExecutionError):  # nothing ran: no `complete` follows
                         await self._send({"id": operation_id, "type": "error", "payload": errors})
                         return
