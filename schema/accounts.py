@@ -8,18 +8,18 @@ import strawberry
 from billing.accounts.funding import FundingState
 from billing.audit import service as audit
 from billing.auto_recharge.service import AutoRechargeView
+from billing.company.repository import CompanyRow
 from billing.errors import InvalidArgument
 from billing.fx import service as fx
+from billing.lead_plans.repository import LeadPlanRow
 from billing.ledger import history as transactions
 from billing.months import InvalidMonth, parse_month
 from billing.outgoing_webhooks import service as webhooks_outgoing
+from billing.payment_methods.repository import PaymentMethodRow
 from billing.scope import Scope
 from billing.topups import service as payments
 from billing.usage import summary as usage_summary
 from models import Account as AccountModel
-from models import Company as CompanyModel
-from models import LeadPlanSubscription
-from models import PaymentMethod as PaymentMethodModel
 from schema.audit import AuditEntry, AuditEntryConnection
 from schema.auto_recharge import AutoRecharge
 from schema.company import Company, company_field_path
@@ -123,7 +123,7 @@ class Account(Node):
 
     @strawberry.field(graphql_type=Company | None)
     def company(self, info: Info) -> NowOrLater[Company | None]:
-        def of(row: CompanyModel | None) -> Company | None:
+        def of(row: CompanyRow | None) -> Company | None:
             return Company.from_model(row) if row is not None else None
 
         return now_or_later(of, info.context.loader(CompanyByAccount).load(self.pk))
@@ -133,7 +133,7 @@ class Account(Node):
         graphql_type=AddFundsReadiness,
     )
     def can_add_funds(self, info: Info) -> NowOrLater[AddFundsReadiness]:
-        def of(company: CompanyModel | None, cards: list[PaymentMethodModel]) -> AddFundsReadiness:
+        def of(company: CompanyRow | None, cards: list[PaymentMethodRow]) -> AddFundsReadiness:
             found = payments.readiness(company, cards)
             return AddFundsReadiness(
                 ready=found.ready,
@@ -165,14 +165,14 @@ class Account(Node):
 
     @strawberry.field(graphql_type=list[PaymentMethod])
     def payment_methods(self, info: Info) -> NowOrLater[list[PaymentMethod]]:
-        def of(rows: list[PaymentMethodModel]) -> list[PaymentMethod]:
+        def of(rows: list[PaymentMethodRow]) -> list[PaymentMethod]:
             return [PaymentMethod.from_model(row) for row in rows]
 
         return now_or_later(of, info.context.loader(PaymentMethodsByAccount).load(self.pk))
 
     @strawberry.field(graphql_type=list[LeadPlan])
     def lead_plans(self, info: Info) -> NowOrLater[list[LeadPlan]]:
-        def of(rows: list[LeadPlanSubscription]) -> list[LeadPlan]:
+        def of(rows: list[LeadPlanRow]) -> list[LeadPlan]:
             return [LeadPlan.from_model(row, self.country) for row in rows]
 
         return now_or_later(of, info.context.loader(LeadPlansByAccount).load(self.pk))

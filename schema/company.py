@@ -6,6 +6,7 @@ from typing import Annotated
 import strawberry
 
 from billing.company import service as company
+from billing.company.repository import CompanyRow
 from billing.stripe_gateway import PaymentProviderRejected, PaymentProviderUnavailable
 from models import Company as CompanyModel
 from schema.errors import (
@@ -57,7 +58,7 @@ class Company:
     updated_at: datetime
 
     @classmethod
-    def from_model(cls, row: CompanyModel) -> "Company":
+    def from_model(cls, row: CompanyModel | CompanyRow) -> "Company":
         return cls(
             legal_name=row.legal_name,
             registration_number=row.registration_number,

@@ -7,6 +7,7 @@ import strawberry
 
 from billing.errors import NotFound
 from billing.lead_plans import service as lead_plans
+from billing.lead_plans.repository import LeadPlanRow
 from models import LeadPlanStatus, LeadPlanSubscription
 from schema.company import FieldError
 from schema.errors import DeclaredErrors, Error, on, with_message
@@ -28,7 +29,7 @@ class LeadPlan(Node):
     canceled_at: datetime | None
 
     @classmethod
-    def from_model(cls, row: LeadPlanSubscription, country: str) -> "LeadPlan":
+    def from_model(cls, row: LeadPlanSubscription | LeadPlanRow, country: str) -> "LeadPlan":
         assert row.id is not None
         return cls(
             id=to_global_id("LeadPlan", row.id),

@@ -16,16 +16,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts.funding import FundingState, funding_states
 from billing.auto_recharge.service import AutoRechargeView, auto_recharge_views
-from billing.company.repository import CompanyRepository
+from billing.company.repository import CompanyRepository, CompanyRow
 from billing.fx import service as fx
 from billing.keys.service import Principal
-from billing.lead_plans.repository import LeadPlanRepository
+from billing.lead_plans.repository import LeadPlanRepository, LeadPlanRow
 from billing.months import Month
-from billing.payment_methods.repository import PaymentMethodRepository
+from billing.payment_methods.repository import PaymentMethodRepository, PaymentMethodRow
 from billing.scope import Scope
 from billing.usage import summary as usage_summary
 from models import Account as AccountModel
-from models import Company, LeadPlanSubscription, PaymentMethod
 from schema.context import Context
 
 K = TypeVar("K", bound=Hashable)
@@ -72,30 +71,30 @@ def group_by_account(rows: Iterable[Any]) -> Mapping[int, list[Any]]:
     return grouped
 
 
-class CompanyByAccount(Loader[int, Company | None]):
+class CompanyByAccount(Loader[int, CompanyRow | None]):
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[int]
-    ) -> Mapping[int, Company]:
+    ) -> Mapping[int, CompanyRow]:
         return await CompanyRepository(session, Scope.of(principal)).of_accounts(keys)
 
 
-class PaymentMethodsByAccount(Loader[int, list[PaymentMethod]]):
-    def missing(self) -> list[PaymentMethod]:
+class PaymentMethodsByAccount(Loader[int, list[PaymentMethodRow]]):
+    def missing(self) -> list[PaymentMethodRow]:
         return []
 
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[int]
-    ) -> Mapping[int, list[PaymentMethod]]:
+    ) -> Mapping[int, list[PaymentMethodRow]]:
         return group_by_account(await PaymentMethodRepository(session, Scope.of(principal)).of_accounts(keys))
 
 
-class LeadPlansByAccount(Loader[int, list[LeadPlanSubscription]]):
-    def missing(self) -> list[LeadPlanSubscription]:
+class LeadPlansByAccount(Loader[int, list[LeadPlanRow]]):
+    def missing(self) -> list[LeadPlanRow]:
         return []
 
     async def fetch(
         self, session: AsyncSession, principal: Principal, keys: Sequence[int]
-    ) -> Mapping[int, list[LeadPlanSubscription]]:
+    ) -> Mapping[int, list[LeadPlanRow]]:
         return group_by_account(await LeadPlanRepository(session, Scope.of(principal)).of_accounts(keys))
 
 

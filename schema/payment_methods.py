@@ -7,6 +7,7 @@ import strawberry
 
 from billing.errors import DomainError, NotFound
 from billing.payment_methods.portal import ReturnUrlNotAllowed
+from billing.payment_methods.repository import PaymentMethodRow
 from billing.payment_methods.service import PaymentMethodInUse, PaymentMethodNotOwned
 from billing.stripe_gateway import CardDeclined, PaymentProviderRejected, PaymentProviderUnavailable
 from models import PaymentMethod as PaymentMethodModel
@@ -35,7 +36,7 @@ class PaymentMethod(Node):
     created_at: datetime
 
     @classmethod
-    def from_model(cls, row: PaymentMethodModel) -> "PaymentMethod":
+    def from_model(cls, row: PaymentMethodModel | PaymentMethodRow) -> "PaymentMethod":
         assert row.id is not None
         return cls(
             id=to_global_id("PaymentMethod", row.id),

@@ -7,7 +7,7 @@ import phonenumbers
 import pycountry
 
 from billing.accounts.repository import AccountRepository
-from billing.company.repository import CompanyRepository
+from billing.company.repository import CompanyRepository, CompanyRow
 from billing.db import SessionFactory, read_session, unit_of_work
 from billing.errors import DomainError, NotFound, as_named_here
 from billing.events import service as events
@@ -57,7 +57,7 @@ class InvalidCompanyInput(DomainError):
         return "; ".join(f"{field_name(name)} {why}" for name, why in self.field_errors)
 
 
-def missing_company_fields(company: Company | None) -> list[str]:
+def missing_company_fields(company: Company | CompanyRow | None) -> list[str]:
     """The required fields still empty, in form order (all of them when there is no profile yet)."""
     if company is None:
         return list(REQUIRED_FIELDS)

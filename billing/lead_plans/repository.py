@@ -1,13 +1,34 @@
 """Lead plan subscriptions of the accounts of the scope."""
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
+from functools import cache
+from typing import Any, NamedTuple
 
+import sqlalchemy
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.keys.repository import Reach, reach_rule
 from billing.scope import Scope
-from billing.sql import among, upsert_insert
+from billing.sql import among_parameter, columns, scoped_rows, upsert_insert
 from models import LeadPlanRollup, LeadPlanStatus, LeadPlanSubscription
+
+
+class LeadPlanRow(NamedTuple):
+    """A lead plan as read for showing it: `LeadPlanSubscription`'s columns, without an ORM entity."""
+
+    id: int
+    account_id: int
+    name: str
+    monthly_budget_minor: int
+    price_per_lead_minor: int
+    currency: str
+    status: str
+    started_at: datetime
+    paused_at: datetime | None
+    canceled_at: datetime | None
+    created_at: datetime
 
 
 class LeadPlanRepository:
@@ -34,17 +55,10 @@ class LeadPlanRepository:
         )
         return (await self.session.exec(statement)).first()
 
-    async def of_accounts(self, account_ids: Iterable[int]) -> list[LeadPlanSubscription]:
+    async def of_accounts(self, account_ids: Iterable[int]) -> list[LeadPlanRow]:
         """The plans of the accounts among `account_ids`, oldest first (one statement: the dataloader's batch)."""
-        statement = (
-            select(LeadPlanSubscription)
-            .where(
-                among(self.session, col(LeadPlanSubscription.account_id), account_ids),
-                self.scope.accounts(col(LeadPlanSubscription.account_id)),
-            )
-            .order_by(col(LeadPlanSubscription.created_at), col(LeadPlanSubscription.id))
-        )
-        return list((await self.session.exec(statement)).all())
+        rows = await scoped_rows(self.session, self.scope, _of_accounts, {"ids": list(account_ids)})
+        return [LeadPlanRow._make(row) for row in rows]
 
     async def has_active(self, account_id: int) -> bool:
         """Whether the account has an active plan."""
@@ -90,3 +104,13 @@ class LeadPlanRepository:
         ]
         result = await (await self.session.connection()).execute(statement, rows)
         return {(account_id, plan_id, month): spent for account_id, plan_id, month, spent in result.all()}
+
+
+@cache  # built once per database kind and scope rule: every Billing page asks
+def _of_accounts(dialect: str, reach: Reach) -> sqlalchemy.Select[Any]:
+    account_id = col(LeadPlanSubscription.account_id)
+    return (
+        sqlalchemy.select(*columns(LeadPlanSubscription, LeadPlanRow._fields))
+        .where(among_parameter(dialect, account_id, "ids"), reach_rule(reach, account_id))
+        .order_by(col(LeadPlanSubscription.created_at), col(LeadPlanSubscription.id))
+    )

@@ -1,13 +1,32 @@
 """Saved cards (the local mirror of Stripe's) and the account's Stripe customer id."""
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any, NamedTuple
 
+import sqlalchemy
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.keys.repository import Reach, reach_rule
 from billing.scope import Scope
-from billing.sql import among
+from billing.sql import among_parameter, columns, scoped_rows
 from models import Account, PaymentMethod
+
+
+class PaymentMethodRow(NamedTuple):
+    """A saved card as read for showing it: `PaymentMethod`'s columns, without an ORM entity."""
+
+    id: int
+    account_id: int
+    stripe_payment_method_id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    is_default: bool
+    created_at: datetime
 
 
 class PaymentMethodRepository:
@@ -24,20 +43,11 @@ class PaymentMethodRepository:
         )
         return list((await self.session.exec(statement)).all())
 
-    async def of_accounts(self, account_ids: Iterable[int]) -> list[PaymentMethod]:
+    async def of_accounts(self, account_ids: Iterable[int]) -> list[PaymentMethodRow]:
         """The cards of the accounts among `account_ids`, each account's default first, then oldest first (one
         statement: the dataloader's batch)."""
-        statement = (
-            select(PaymentMethod)
-            .where(
-                among(self.session, col(PaymentMethod.account_id), account_ids),
-                self.scope.accounts(col(PaymentMethod.account_id)),
-            )
-            .order_by(
-                col(PaymentMethod.is_default).desc(), col(PaymentMethod.created_at), col(PaymentMethod.id)
-            )
-        )
-        return list((await self.session.exec(statement)).all())
+        rows = await scoped_rows(self.session, self.scope, _of_accounts, {"ids": list(account_ids)})
+        return [PaymentMethodRow._make(row) for row in rows]
 
     async def get(self, payment_method_id: int) -> PaymentMethod | None:
         """The card by id, if it belongs to an account of the scope."""
@@ -97,3 +107,13 @@ class PaymentMethodRepository:
             )
             .values(stripe_customer_id=stripe_customer_id)
         )
+
+
+@cache  # built once per database kind and scope rule: every Billing page and dashboard asks
+def _of_accounts(dialect: str, reach: Reach) -> sqlalchemy.Select[Any]:
+    account_id = col(PaymentMethod.account_id)
+    return (
+        sqlalchemy.select(*columns(PaymentMethod, PaymentMethodRow._fields))
+        .where(among_parameter(dialect, account_id, "ids"), reach_rule(reach, account_id))
+        .order_by(col(PaymentMethod.is_default).desc(), col(PaymentMethod.created_at), col(PaymentMethod.id))
+    )

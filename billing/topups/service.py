@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts.repository import AccountRepository
 from billing.auto_recharge import settlement as recharge_settlement
-from billing.company.repository import CompanyRepository
+from billing.company.repository import CompanyRepository, CompanyRow
 from billing.company.service import missing_company_fields
 from billing.config import Settings
 from billing.db import SessionFactory, unit_of_work
@@ -28,6 +28,7 @@ from billing.errors import DomainError, NotFound, as_named_here
 from billing.ledger import service as ledger
 from billing.ledger.repository import LedgerRepository
 from billing.money import InvalidAmount, format_money, to_minor
+from billing.payment_methods.repository import PaymentMethodRow
 from billing.payment_methods.service import account_methods
 from billing.scope import Scope
 from billing.stripe_gateway import (
@@ -105,7 +106,9 @@ class Readiness:
             raise PaymentMethodRequired("add a payment method first")
 
 
-def readiness(company: Company | None, methods: Sequence[PaymentMethod]) -> Readiness:
+def readiness(
+    company: Company | CompanyRow | None, methods: Sequence[PaymentMethod | PaymentMethodRow]
+) -> Readiness:
     return Readiness(missing_company_fields(company), bool(methods))
 
 

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.keys.repository import Reach, reach_rule
 from billing.scope import Scope
-from billing.sql import among_parameter
+from billing.sql import among_parameter, scoped_rows
 from models import LeadPlanStatus, LeadPlanSubscription, UsageRollup
 
 
@@ -43,10 +43,9 @@ class UsageSummaryRepository:
         """The rollups of the accounts among `account_ids` for any of `months` ('YYYY-MM'), each with its
         account's active lead plans, and a row without a month for an account with active plans and none of
         those rollups: one statement."""
-        statement = _totals(self.session.get_bind().dialect.name, self.scope.reach)
-        parameters = {"ids": list(account_ids), "months": list(months), **self.scope.parameters()}
-        rows = (await (await self.session.connection()).execute(statement, parameters)).all()
-        return [UsageTotals(*row) for row in rows]
+        parameters = {"ids": list(account_ids), "months": list(months)}
+        rows = await scoped_rows(self.session, self.scope, _totals, parameters)
+        return [UsageTotals._make(row) for row in rows]
 
 
 @cache  # built once per database kind and scope rule: building it cost more CPU than running it
