@@ -6,6 +6,7 @@ import strawberry
 
 from billing.errors import InvalidArgument
 from billing.ledger.history import HistoryFilter
+from billing.ledger.repository import HistoryEntry
 from models import Transaction as TransactionModel
 from models import TransactionKind, TransactionStatus
 from schema.bounds import BoundedInput, bounded
@@ -30,7 +31,7 @@ class Transaction(Node):
     settled_at: datetime | None
 
     @classmethod
-    def from_model(cls, row: TransactionModel, country: str) -> "Transaction":
+    def from_model(cls, row: TransactionModel | HistoryEntry, country: str) -> "Transaction":
         assert row.id is not None
         return cls(
             id=to_global_id("Transaction", row.id),

@@ -2,12 +2,13 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import sqlalchemy
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from billing.errors import InvalidArgument
-from billing.ledger.repository import LedgerRepository
+from billing.ledger.repository import HistoryEntry, LedgerRepository
 from billing.pagination import (
     Page,
     check_page_size,
@@ -17,7 +18,7 @@ from billing.pagination import (
     encode_cursor,
 )
 from billing.scope import Scope
-from models import Transaction, TransactionKind, TransactionStatus
+from models import TransactionKind, TransactionStatus
 
 CURSOR_KIND = "transaction"
 
@@ -39,7 +40,7 @@ class HistoryFilter:
             raise InvalidArgument("where", "since must be before until")
 
 
-def transaction_cursor(entry: Transaction) -> str:
+def transaction_cursor(entry: HistoryEntry) -> str:
     return encode_cursor(CURSOR_KIND, entry.created_at.isoformat(), str(entry.id))
 
 
@@ -55,7 +56,7 @@ def history_query(
     first: int,
     after: str | None = None,
     where: HistoryFilter = HistoryFilter(),
-) -> SelectOfScalar[Transaction]:
+) -> sqlalchemy.Select[Any]:
     """The statement behind one page: `first + 1` rows, so the caller learns whether another page follows."""
     check_page_size(first)
     return entries.history_statement(
@@ -77,7 +78,7 @@ async def history(
     first: int,
     after: str | None = None,
     where: HistoryFilter = HistoryFilter(),
-) -> Page[Transaction]:
+) -> Page[HistoryEntry]:
     """One page of an account's history: empty for an account outside the scope."""
     entries = LedgerRepository(session, scope)
     rows = await entries.history_rows(

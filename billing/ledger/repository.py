@@ -7,15 +7,36 @@ it may write, every other read to those it may read (billing/scope.py).
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+import sqlalchemy
 from sqlalchemy import BigInteger, case, func, insert, literal, tuple_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from billing.scope import Scope
+from billing.sql import columns
 from models import Account, Transaction, TransactionKind, TransactionStatus
+
+
+class HistoryEntry(NamedTuple):
+    """A history page's entry: the columns of `Transaction` the history shows, without an ORM entity."""
+
+    id: int
+    account_id: int
+    kind: str
+    status: str
+    amount_minor: int
+    currency: str
+    description: str
+    failure_code: str | None
+    failure_message: str | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+# The history's columns: the statement's WHERE differs by filter, its columns never.
+_HISTORY_COLUMNS = columns(Transaction, HistoryEntry._fields)
 
 
 class LedgerRepository:
@@ -122,10 +143,10 @@ class LedgerRepository:
         since: datetime | None = None,
         until: datetime | None = None,
         before: tuple[datetime, int] | None = None,
-    ) -> SelectOfScalar[Transaction]:
+    ) -> sqlalchemy.Select[Any]:
         """Newest first: entries created in [since, until), older than the keyset `before` (created_at, id)."""
-        statement = select(Transaction).where(
-            Transaction.account_id == account_id, self.scope.accounts(col(Transaction.account_id))
+        statement = sqlalchemy.select(*_HISTORY_COLUMNS).where(
+            col(Transaction.account_id) == account_id, self.scope.accounts(col(Transaction.account_id))
         )
         if kinds := sorted(kinds):
             statement = statement.where(col(Transaction.kind).in_(kinds))
@@ -145,6 +166,7 @@ class LedgerRepository:
         statement = statement.order_by(col(Transaction.created_at).desc(), col(Transaction.id).desc())
         return statement.limit(limit)
 
-    async def history_rows(self, statement: SelectOfScalar[Transaction]) -> list[Transaction]:
-        """The entries a statement of `history_statement` selects."""
-        return list((await self.session.exec(statement)).all())
+    async def history_rows(self, statement: sqlalchemy.Select[Any]) -> list[HistoryEntry]:
+        """The entries a statement of `history_statement` selects, as Core rows (half the CPU of entities)."""
+        rows = (await (await self.session.connection()).execute(statement)).all()
+        return [HistoryEntry._make(row) for row in rows]
