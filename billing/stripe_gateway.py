@@ -34,6 +34,18 @@ _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 # The decline code of a charge whose PaymentIntent was canceled rather than refused.
 CANCELED_CODE = "canceled"
 
+# What the client is told. Stripe documents the `message` of a `card_error` as fit to show the customer
+# (https://docs.stripe.com/api/errors: "For card errors, these messages can be shown to your users"), so a decline
+# keeps it; any other Stripe text can name customer and card ids, parameters or Stripe's URLs, so it is replaced by
+# a fixed text per kind of refusal and logged in full, with Stripe's request id, at WARNING.
+DECLINED_MESSAGE = "The card was declined; try another card, or ask your bank why."
+REFUSED_MISSING = (
+    "it has no record of the customer or card this needs (removed in Stripe?); reload the page and add the card "
+    "again if it is gone."
+)
+REFUSED_CARD = "it cannot use this card for that; try another card."
+REFUSED_OTHER = "retrying it unchanged will not help; contact support if it persists."
+
 
 class PaymentProviderUnavailable(DomainError):
     """Stripe could not be reached, timed out, rate-limited us or failed on its side: try again later."""
@@ -132,10 +144,11 @@ def _as_domain_errors(operation: str) -> Iterator[None]:
     except stripe.CardError as error:
         detail = error.error
         intent = detail.payment_intent if detail is not None else None
+        logger.info("stripe %s: declined: %s", operation, _detail(error))
         raise CardDeclined(
             error.code or "card_declined",
             detail.decline_code if detail is not None else None,
-            error.user_message or "Your card was declined.",
+            _decline_message(detail.type if detail is not None else None, error.user_message),
             payment_intent_id=_id_of(intent),
             client_secret=intent.client_secret if intent is not None else None,
         ) from None
@@ -150,10 +163,35 @@ def _as_domain_errors(operation: str) -> Iterator[None]:
         if error.http_status is None or error.http_status >= 500:
             logger.warning("stripe %s: server error %s: %s", operation, error.http_status, error)
             raise PaymentProviderUnavailable() from error
-        logger.info("stripe %s: rejected (%s): %s", operation, error.http_status, error)
+        logger.warning("stripe %s: refused: %s", operation, _detail(error))
         raise PaymentProviderRejected(
-            error.user_message or f"the payment provider refused to {operation}"
+            f"The payment provider refused to {operation}: {_refusal_reason(error)}"
         ) from None
+
+
+def _detail(error: stripe.StripeError) -> str:
+    """Everything Stripe said about a failed request, for the log only."""
+    detail = error.error
+    return (
+        f"HTTP {error.http_status}, type {detail.type if detail is not None else None}, code {error.code}, "
+        f"decline code {detail.decline_code if detail is not None else None}, "
+        f"param {detail.param if detail is not None else None}, request {error.request_id}: {error.user_message}"
+    )
+
+
+def _refusal_reason(error: stripe.StripeError) -> str:
+    """The fixed text for this kind of refusal (Stripe's own text stays in the log)."""
+    code = error.code or ""
+    if code == "resource_missing" or error.http_status == 404:
+        return REFUSED_MISSING
+    if code.startswith("payment_method_"):  # e.g. payment_method_unactivated, payment_method_not_available
+        return REFUSED_CARD
+    return REFUSED_OTHER
+
+
+def _decline_message(error_type: str | None, message: str | None) -> str:
+    """Stripe's text for a card error, which it writes for the customer; a fixed text for anything else."""
+    return message if error_type == "card_error" and message else DECLINED_MESSAGE
 
 
 def _id_of(value: Any) -> str | None:
@@ -191,7 +229,9 @@ def charge_result(intent: dict[str, Any], *, off_session: bool) -> ChargeResult:
         return ChargeResult("declined", intent_id, None, CANCELED_CODE, "The payment was canceled.")
     error = intent.get("last_payment_error") or {}
     code = error.get("decline_code") or error.get("code") or status
-    return ChargeResult("declined", intent_id, None, code, error.get("message") or "The payment failed.")
+    return ChargeResult(
+        "declined", intent_id, None, code, _decline_message(error.get("type"), error.get("message"))
+    )
 
 
 def _declined(declined: CardDeclined) -> ChargeResult:

@@ -1,8 +1,7 @@
 """localstripe, a Stripe stand-in, for tests and for `make run` without Stripe keys.
 
-localstripe's own `localstripe --from-scratch` binds every interface and pickles its store to a shared
-`/tmp/localstripe.pickle` on each write; the launcher here serves the same aiohttp app on loopback only,
-starts empty (what `--from-scratch` means) and keeps the store in memory, so parallel runs never meet.
+The process runs devtools/stripe_standin_app.py: localstripe's aiohttp app on loopback, its store in memory,
+plus a development billing portal (localstripe has none).
 """
 
 import socket
@@ -11,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,14 +20,8 @@ from billing.config import DEVELOPMENT_WEBHOOK_SECRET
 STRIPE_KEY = "sk_test_localstripe"
 WEBHOOK_SECRET = DEVELOPMENT_WEBHOOK_SECRET
 
-_LAUNCHER = """
-import sys
-from aiohttp import web
-from localstripe.resources import Store
-from localstripe.server import app
-Store.dump_to_disk = lambda self: None
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
-"""
+# The stand-in runs as `python -m devtools.stripe_standin_app`, from the repository's root whatever our own cwd.
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -55,7 +49,10 @@ def running() -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [sys.executable, "-c", _LAUNCHER, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "devtools.stripe_standin_app", str(port)],
+        cwd=_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_until_listening(url, process)

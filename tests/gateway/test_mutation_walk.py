@@ -5,7 +5,8 @@ never with INTERNAL_SERVER_ERROR or a 5xx:
 - a Stripe outage (the gateway points at a loopback port nobody listens on): a mutation whose union has
   PaymentProviderUnavailableError answers exactly that;
 - a Stripe that rejects every request (400 invalid_request_error; a stub over HTTP, see tests/support/stripe_refusals.py,
-  because localstripe cannot be made to refuse everything);
+  because localstripe cannot be made to refuse everything), with a text naming a customer id and an internal URL
+  that no answer may repeat;
 - a bank that declines every card (402 card_error, the same stub), for mutations whose union has a member with
   a `declineCode`: they answer such a member;
 - bad input: each ID in turn unknown, malformed, or another account's (asked by a partner who cannot see that
@@ -17,6 +18,7 @@ refusing everything as bad input.
 """
 
 import base64
+import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
@@ -44,7 +46,7 @@ from tests.support.mutation_requests import (
     members_with_field,
     mutations,
 )
-from tests.support.stripe_refusals import declining, rejecting
+from tests.support.stripe_refusals import LEAKS, declining, rejecting
 from tests.support.stripe_server import stripe_settings
 
 # The schema the code serves now (the committed schema.graphql is checked against it elsewhere).
@@ -128,7 +130,9 @@ async def test_a_stripe_outage_is_the_unavailable_member(walk: Walk, mutation: s
 
 @pytest.mark.parametrize("mutation", MUTATIONS)
 async def test_a_stripe_rejection_is_a_member_of_the_union(walk: Walk, mutation: str) -> None:
-    await answer_valid(walk, mutation, rejecting)
+    outcome = await answer_valid(walk, mutation, rejecting)
+    answer = json.dumps(outcome.body)
+    assert not [leak for leak in LEAKS if leak in answer], answer
 
 
 DECLINING = [name for name in MUTATIONS if members_with_field(SCHEMA, name, "declineCode")]

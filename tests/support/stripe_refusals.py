@@ -1,7 +1,8 @@
 """Stripe APIs that refuse, spoken to over HTTP by the real SDK and gateway: what localstripe cannot be made to do
 for every request (see tests/support/stripe_stub.py for the idempotency and off-session stub).
 
-- `rejecting`: every request answers 400 `invalid_request_error` (an unknown id, a bad parameter).
+- `rejecting`: every request answers 400 `invalid_request_error` (an unknown id, a bad parameter), its text
+  naming a customer id and an internal URL as Stripe's own texts can (`LEAKS`: none may reach a client).
 - `declining`: the bank declines every card: saving one (`attach`) and charging one (a PaymentIntent) answer
   402 `card_error`, as Stripe does; reading a card answers a card no customer has yet, so attaching is tried.
 """
@@ -16,7 +17,13 @@ from starlette.routing import Route
 
 from tests.support.loopback import serving
 
-INVALID_REQUEST = {"type": "invalid_request_error", "message": "No such object."}
+LEAKS = ("cus_ABC123", "https://internal.stripe.example/")
+INVALID_REQUEST = {
+    "type": "invalid_request_error",
+    "message": f"No such object on customer '{LEAKS[0]}'; see {LEAKS[1]}logs/1",
+}
+# The header Stripe names each request with (the SDK's `request_id`), logged with a refusal.
+REQUEST_ID = {"Request-Id": "req_stub_refusal"}
 CARD_DECLINED = {
     "type": "card_error",
     "code": "card_declined",
@@ -26,7 +33,7 @@ CARD_DECLINED = {
 
 
 async def _reject(_: Request) -> JSONResponse:
-    return JSONResponse({"error": INVALID_REQUEST}, 400)
+    return JSONResponse({"error": INVALID_REQUEST}, 400, headers=REQUEST_ID)
 
 
 async def _decline(_: Request) -> JSONResponse:
