@@ -51,5 +51,11 @@ def from_global_id(global_id: str, type_name: str, argument: str) -> int:
     """The pk of a global ID that must name a `type_name`."""
     found_type, pk = parse_global_id(global_id, argument)
     if found_type != type_name:
-        raise InvalidArgument(argument, f"not a {type_name} ID")
+        raise InvalidArgument(argument, f"not {_article(type_name)} {type_name} ID")
     return pk
+
+
+def _article(type_name: str) -> str:
+    """'an' before a vowel sound. The API's type names that start with a vowel letter start with its sound
+    ("an Account", "an AutoRecharge"); a U (as in "Usage") would not, and no type name starts with one."""
+    return "an" if type_name.startswith(("A", "E", "I", "O")) else "a"

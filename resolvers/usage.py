@@ -11,7 +11,11 @@ from schema.usage import RECORD_USAGE_ERRORS, RecordUsagePayload, RecordUsageSuc
 
 @strawberry.type
 class UsageMutation:
-    @strawberry.mutation(description=f"Record up to {usage.MAX_EVENTS_PER_BATCH} usage events.")
+    @strawberry.mutation(
+        description=f"Record up to {usage.MAX_EVENTS_PER_BATCH:,} usage events, each costing at most"
+        f" {usage.MAX_COST_PER_EVENT:,} in its account's currency and dated from the start of the previous month"
+        " (in its account's time zone) until now."
+    )
     async def record_usage(self, info: Info, events: list[UsageEventInput]) -> RecordUsagePayload:
         # Before anything else: a key that may not record usage learns nothing about the batch or the accounts.
         if not info.context.principal.may_record_usage:

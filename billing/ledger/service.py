@@ -3,7 +3,7 @@
 Every posting locks its accounts' rows (`SELECT ... FOR UPDATE` on PostgreSQL, in id order; SQLite serialises
 writers), appends its entries and moves the stored balances in the same transaction. Entries never change
 amount; a pending entry is settled once, and a settled one never moves again. Balance == sum of succeeded
-entries, always.
+entries, always. A posting never takes a balance beyond ±MAX_BALANCE_MINOR (BalanceOutOfRange, nothing written).
 
 Each posting records its domain events in the same transaction (billing/events/service.py): every entry created and
 settled, and every balance it moves (turned at commit into one balance event per account, and a funding-state
@@ -19,12 +19,36 @@ from datetime import datetime
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.errors import NotFound
+from billing.errors import DomainError, NotFound
 from billing.events import service as events
 from billing.ledger.repository import LedgerRepository
+from billing.money import format_money
 from billing.scope import Scope
 from models import Account, Transaction, TransactionKind, TransactionStatus
 from models.types import utcnow
+
+# The widest a stored balance may get, either way: 10^13 units of a two-decimal currency is beyond any account,
+# and far enough inside the 64-bit columns (9.2 x 10^18) that sums of balances and rollups cannot overflow. The
+# inputs keep real postings far from it (a top-up is at most Settings.max_top_up_minor, a usage event at most
+# usage.MAX_COST_PER_EVENT); this stops what they add up to over time.
+MAX_BALANCE_MINOR = 10**15
+
+
+class BalanceOutOfRange(DomainError):
+    """A posting would take a balance beyond ±MAX_BALANCE_MINOR; nothing of it was written."""
+
+    def __init__(self, currency: str, after: int) -> None:
+        side, bound = ("above", MAX_BALANCE_MINOR) if after > 0 else ("below", -MAX_BALANCE_MINOR)
+        super().__init__(
+            f"this would take the balance {side} {format_money(bound, currency)}, beyond what an account may"
+            " hold; nothing was posted"
+        )
+
+
+def leaves_range(before: int, after: int) -> bool:
+    """Whether moving a balance from `before` to `after` takes it beyond ±MAX_BALANCE_MINOR, or further beyond.
+    A balance stored out of range before this bound existed may still move back towards it."""
+    return abs(after) > MAX_BALANCE_MINOR and abs(after) > abs(before)
 
 
 @dataclass(frozen=True)
@@ -116,6 +140,7 @@ async def post_many(session: AsyncSession, scope: Scope, entries: Sequence[NewEn
     for entry in entries:
         if _key(entry) not in existing:
             fresh.setdefault(_key(entry), entry)
+    _check_ranges(accounts, fresh.values())
     created = await _insert(repository, list(fresh.values()), accounts, utcnow())
     await _move_balances(repository, accounts, created.values())
     postings = []
@@ -127,6 +152,17 @@ async def post_many(session: AsyncSession, scope: Scope, entries: Sequence[NewEn
         else:
             postings.append(Posting(existing[key], created=False))
     return postings
+
+
+def _check_ranges(accounts: dict[int, Account], entries: Iterable[NewEntry]) -> None:
+    """Each balance after each new entry, in order; a pending entry counts as if it succeeded, so a top-up
+    that could not be credited is refused before its card is charged."""
+    balances = {account_id: account.balance_minor for account_id, account in accounts.items()}
+    for entry in entries:
+        before = balances[entry.account_id]
+        after = balances[entry.account_id] = before + entry.amount_minor
+        if leaves_range(before, after):
+            raise BalanceOutOfRange(accounts[entry.account_id].currency, after)
 
 
 def _key(entry: NewEntry | Transaction) -> tuple[int, str]:
@@ -225,6 +261,9 @@ async def settle(
     await repository.reread(entry)  # under the lock: another process may have settled it meanwhile
     if entry.status != TransactionStatus.PENDING:
         return entry
+    after = account.balance_minor + entry.amount_minor
+    if status is TransactionStatus.SUCCEEDED and leaves_range(account.balance_minor, after):
+        raise BalanceOutOfRange(account.currency, after)
     entry.status = status
     entry.settled_at = utcnow()
     entry.failure_code = failure_code

@@ -4,7 +4,12 @@ A batch is all or nothing: when any event is invalid the whole batch is rejected
 event and nothing is written, so a client fixes and resends the same batch; events already recorded (same
 account and external id) are skipped, so resending is always safe. Every accepted event is debited, even
 past a zero balance: usage has happened and is never dropped; the account's funding state tells lead
-delivery to stop.
+delivery to stop. Only the ledger's own bound stops debits (an account at -MAX_BALANCE_MINOR), as a problem of
+the first event that would cross it.
+
+An event is dated from the start of the previous month (in its account's time zone) until now: a late reporter
+has at least a month to send a month's events, and a month's usage overview is final once the month after it
+has ended.
 
 A batch of 1,000 events costs the same few statements however many accounts it spans: one lock of the batch's
 accounts, one lead-plan check, one duplicate check, the ledger's bulk posting (one entry per account and
@@ -28,7 +33,7 @@ from billing.events import service as domain_events  # `events` is what record_u
 from billing.keys.service import Principal
 from billing.lead_plans.repository import LeadPlanRepository
 from billing.ledger import service as ledger
-from billing.months import month_of
+from billing.months import Month, month_of
 from billing.scope import Scope
 from billing.usage.repository import UsageRepository
 from billing.usage.rollups import RollupIncrement, add_to_rollups
@@ -43,6 +48,9 @@ MAX_EXTERNAL_ID_LENGTH = 255
 SHOWN_ID_LENGTH = 64
 # Far beyond any one model request, and small enough that a month of batches adds up inside a 64-bit rollup.
 MAX_TOKENS_PER_EVENT = 10**12
+# The most one event may cost, in whole units of its account's currency: far beyond any lead, call or model
+# request, and a full batch of them (10^9 units) stays far inside the ledger's bound (10^13 in EUR).
+MAX_COST_PER_EVENT = 1_000_000
 
 _KIND = {
     UsageCategory.LEAD: TransactionKind.USAGE_LEADS,
@@ -125,10 +133,12 @@ async def record_usage(
     named = {e.lead_plan_id for e in events if e.lead_plan_id is not None}
     plans = await lead_plans.owners_and_budgets(named) if named else {}
     plan_owners = {plan_id: account_id for plan_id, (account_id, _) in plans.items()}
+    earliest = {account_id: _earliest(account, now) for account_id, account in accounts.items()}
     problems: list[EventProblem] = []
     costs: list[int] = []
     for index, event in enumerate(events):
-        found = list(_problems(event, accounts.get(event.account_id), plan_owners, now))
+        account = accounts.get(event.account_id)
+        found = list(_problems(event, account, earliest.get(event.account_id), plan_owners, now))
         shown_id = _shown_id(event.external_id)
         problems.extend(EventProblem(index, shown_id, name, message) for name, message in found)
         costs.append(0 if found else money.to_minor(event.cost, accounts[event.account_id].currency))
@@ -141,12 +151,20 @@ async def record_usage(
     rollups: dict[tuple[int, str], RollupIncrement] = defaultdict(RollupIncrement)
     # (account id, lead plan id, month) -> what the batch's leads add to that month of the plan
     plan_months: dict[tuple[int, int, str], int] = defaultdict(int)
-    for event, cost_minor in zip(events, costs, strict=True):
+    balances = {account_id: account.balance_minor for account_id, account in accounts.items()}
+    beyond: set[int] = set()
+    for index, (event, cost_minor) in enumerate(zip(events, costs, strict=True)):
         key = (event.account_id, event.external_id)
         if key in seen:
             continue
         seen.add(key)
         account = accounts[event.account_id]
+        before = balances[event.account_id]
+        after = balances[event.account_id] = before - cost_minor
+        # The batch's sum, checked here so the event that crosses the ledger's bound is named (once per account).
+        if ledger.leaves_range(before, after) and event.account_id not in beyond:
+            beyond.add(event.account_id)
+            problems.append(EventProblem(index, _shown_id(event.external_id), "cost", _beyond(account)))
         category = UsageCategory(event.category)
         group = groups[(event.account_id, category)]
         group.rows.append(_row(event, cost_minor, account.currency, now))
@@ -163,6 +181,8 @@ async def record_usage(
             input_tokens=event.input_tokens or 0,
             output_tokens=event.output_tokens or 0,
         )
+    if problems:
+        raise UsageRejected(problems)
 
     ordered = sorted(groups.items())
     postings = await ledger.post_many(
@@ -219,9 +239,13 @@ def _budgets_reached(
 
 
 def _problems(
-    event: UsageEvent, account: Account | None, plan_owners: dict[int, int], now: datetime
+    event: UsageEvent,
+    account: Account | None,
+    earliest: datetime | None,
+    plan_owners: dict[int, int],
+    now: datetime,
 ) -> Iterable[tuple[str, str]]:
-    """(field, message) for everything wrong with one event."""
+    """(field, message) for everything wrong with one event. `earliest` is the account's `_earliest`."""
     if not event.external_id or len(event.external_id) > MAX_EXTERNAL_ID_LENGTH:
         yield "external_id", f"must be 1 to {MAX_EXTERNAL_ID_LENGTH} characters"
     if account is None:
@@ -231,15 +255,40 @@ def _problems(
         yield "occurred_at", "needs a UTC offset"
     elif event.occurred_at > now + CLOCK_SKEW:
         yield "occurred_at", "is in the future"
+    elif earliest is not None and event.occurred_at < earliest:
+        yield (
+            "occurred_at",
+            f"must not be before {earliest.isoformat()}, the start of the previous month in the account's time"
+            " zone; earlier months are closed",
+        )
     if event.category not in _KIND:
         yield "category", "must be one of " + ", ".join(f"'{category}'" for category in _KIND)
     if account is not None:
         try:
-            if money.to_minor(event.cost, account.currency) < 0:
-                yield "cost", "must not be negative"
+            cost_minor = money.to_minor(event.cost, account.currency)
         except money.InvalidAmount as error:
             yield "cost", error.problem
+        else:
+            ceiling = MAX_COST_PER_EVENT * 10 ** money.exponent(account.currency)
+            if cost_minor < 0:
+                yield "cost", "must not be negative"
+            elif cost_minor > ceiling:
+                yield "cost", f"must be at most {money.format_money(ceiling, account.currency)}"
     yield from _category_problems(event, plan_owners)
+
+
+def _earliest(account: Account, now: datetime) -> datetime:
+    """The first instant an event of the account may be dated: the start of the previous month in its zone."""
+    this = month_of(now, account.time_zone)
+    previous = Month(this.year - 1, 12) if this.month == 1 else Month(this.year, this.month - 1)
+    start, _ = previous.bounds(account.time_zone)
+    return start
+
+
+def _beyond(account: Account) -> str:
+    """The problem of the event whose debit would take its account's balance beyond the ledger's bound."""
+    bound = money.format_money(-ledger.MAX_BALANCE_MINOR, account.currency)
+    return f"would take the account's balance below {bound}, the lowest an account may hold; add funds first"
 
 
 def _shown_id(external_id: str) -> str:

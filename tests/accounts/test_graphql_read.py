@@ -191,7 +191,7 @@ async def test_bad_arguments_are_named_errors_not_crashes(
 
     for query, message in [
         ('{ account(id: "garbage!") { id } }', "id: not a valid ID"),
-        (f'{{ account(id: "{to_global_id("Transaction", 1)}") {{ id }} }}', "id: not a Account ID"),
+        (f'{{ account(id: "{to_global_id("Transaction", 1)}") {{ id }} }}', "id: not an Account ID"),
         (f'{{ account(id: "{to_global_id("Account", 999_999)}") {{ id }} }}', "id: no such account"),
         ("{ accounts(first: 500) { edges { cursor } } }", "first: must be between 1 and 100, got 500"),
     ]:

@@ -255,3 +255,53 @@ async def test_concurrent_post_many_over_overlapping_accounts_keep_the_invariant
         for account_id in ids:
             expected = sum(2 * (10 + n) for n in range(30) if account_id in {e.account_id for e in batch(n)})
             assert await checked_balance(session, account_id) == expected
+
+
+async def test_no_posting_takes_a_balance_beyond_the_ledgers_bound(session: AsyncSession) -> None:
+    top, bottom, settling = [await create_account(session) for _ in range(3)]
+    near = ledger.MAX_BALANCE_MINOR - 100
+    await ledger.post_many(session, SYSTEM, [top_up(top, near, "near"), top_up(bottom, -near, "near")])
+    pending = await post_top_up(session, settling, 200, "pending", status=TransactionStatus.PENDING)
+    await post_top_up(session, settling, near, "near")
+
+    refused = [
+        ([top_up(top, 101, "over")], "above $10,000,000,000,000.00"),
+        # Each entry fits alone; their sum does not.
+        ([top_up(bottom, -60, "a"), top_up(bottom, -60, "b")], "below -$10,000,000,000,000.00"),
+        # Refused before its card is charged, not when it would settle.
+        ([top_up(top, 101, "card", status=TransactionStatus.PENDING)], "above $10,000,000,000,000.00"),
+        # One account's entry refuses the whole posting, the other account's too.
+        ([top_up(top, 1, "fits"), top_up(bottom, -101, "over")], "below -$10,000,000,000,000.00"),
+    ]
+    for entries, side in refused:
+        with pytest.raises(ledger.BalanceOutOfRange) as error:
+            await ledger.post_many(session, SYSTEM, entries)
+        assert error.value.message == (
+            f"this would take the balance {side}, beyond what an account may hold; nothing was posted"
+        )
+    assert (await checked_balance(session, top), await checked_balance(session, bottom)) == (near, -near)
+    assert await ledger.find_by_idempotency_key(session, SYSTEM, top.id or 0, "fits") is None
+
+    assert pending.transaction.id is not None
+    with pytest.raises(ledger.BalanceOutOfRange):
+        await ledger.settle(session, SYSTEM, pending.transaction.id, TransactionStatus.SUCCEEDED)
+    assert pending.transaction.status == TransactionStatus.PENDING
+    assert await checked_balance(session, settling) == near
+
+    # Up to the bound itself.
+    await ledger.post_many(session, SYSTEM, [top_up(top, 100, "edge"), top_up(bottom, -100, "edge")])
+    assert (await checked_balance(session, top), await checked_balance(session, bottom)) == (
+        ledger.MAX_BALANCE_MINOR,
+        -ledger.MAX_BALANCE_MINOR,
+    )
+
+
+async def test_a_balance_stored_beyond_the_bound_may_only_move_back(session: AsyncSession) -> None:
+    account = await create_account(session)
+    account.balance_minor = -2 * 10**16  # as usage left it before there was a bound
+    await session.flush()
+
+    await post_top_up(session, account, 1_000, "back")
+    with pytest.raises(ledger.BalanceOutOfRange):
+        await post_top_up(session, account, -1, "further")
+    assert account.balance_minor == -2 * 10**16 + 1_000

@@ -112,6 +112,95 @@ async def test_a_batch_over_the_limit_is_rejected(session: AsyncSession) -> None
     assert [(p.index, p.field) for p in rejected.value.problems] == [(MAX_EVENTS_PER_BATCH, "events")]
 
 
+async def test_an_events_cost_is_at_most_a_million_in_its_accounts_currency(session: AsyncSession) -> None:
+    dollars, yen = await create_account(session), await create_account(session, currency="JPY")
+    events = [
+        call(dollars, EARLIER, cost="1000000.00", key="ceiling"),
+        call(dollars, EARLIER, cost="1000000.01", key="over"),
+        call(dollars, EARLIER, cost="9999999999999999", key="overflowed-the-ledger"),
+        call(yen, EARLIER, cost="1000000", key="yen-ceiling"),
+        call(yen, EARLIER, cost="1000001", key="yen-over"),
+    ]
+    with pytest.raises(UsageRejected) as rejected:
+        await record_usage(session, REPORTER, events, now=NOW)
+    assert [(p.index, p.field, p.message) for p in rejected.value.problems] == [
+        (1, "cost", "must be at most $1,000,000.00"),
+        (2, "cost", "must be at most $1,000,000.00"),
+        (4, "cost", "must be at most ¥1,000,000"),
+    ]
+
+    assert (await record_usage(session, REPORTER, [events[0], events[3]], now=NOW)).recorded == 2
+    assert (dollars.balance_minor, yen.balance_minor) == (-100_000_000, -1_000_000)
+
+
+async def test_a_batch_that_would_take_a_balance_beyond_the_ledgers_bound_names_the_event_crossing_it(
+    session: AsyncSession,
+) -> None:
+    deep, other = await create_account(session), await create_account(session)
+    assert deep.id is not None
+    await ledger.post(
+        session,
+        SYSTEM,
+        account_id=deep.id,
+        kind=TransactionKind.ADJUSTMENT,
+        amount_minor=-(ledger.MAX_BALANCE_MINOR - 150),
+        description="Years of usage",
+        idempotency_key="deep",
+    )
+    events = [
+        call(deep, EARLIER, cost="1.00", key="fits"),
+        call(other, EARLIER, cost="1.00", key="other"),
+        call(deep, EARLIER, cost="1.00", key="fits"),  # a repeat moves nothing
+        call(deep, EARLIER, cost="1.00", key="crosses"),
+        call(deep, EARLIER, cost="1.00", key="beyond"),
+    ]
+    with pytest.raises(UsageRejected) as rejected:
+        await record_usage(session, REPORTER, events, now=NOW)
+
+    assert [(p.index, p.external_id, p.field, p.message) for p in rejected.value.problems] == [
+        (
+            3,
+            "crosses",
+            "cost",
+            "would take the account's balance below -$10,000,000,000,000.00, the lowest an account may hold;"
+            " add funds first",
+        )
+    ]
+    assert (await session.exec(select(UsageEvent))).all() == []
+    assert await checked_balance(session, deep) == 150 - ledger.MAX_BALANCE_MINOR
+    assert await checked_balance(session, other) == 0
+    assert (await record_usage(session, REPORTER, events[:3], now=NOW)).recorded == 2
+    assert await checked_balance(session, deep) == 50 - ledger.MAX_BALANCE_MINOR
+
+
+async def test_an_event_is_dated_from_the_start_of_the_previous_month_in_its_accounts_time_zone(
+    session: AsyncSession,
+) -> None:
+    account = await create_account(session, time_zone="America/New_York")
+    february = datetime(2026, 2, 1, 5, tzinfo=UTC)  # its first instant in New York (EST, UTC-5)
+    events = [
+        call(account, february, key="first-instant"),
+        call(account, february - timedelta(seconds=1), key="closed-month"),
+        call(account, datetime(1, 1, 1, tzinfo=UTC), key="year-one"),
+    ]
+    with pytest.raises(UsageRejected) as rejected:
+        await record_usage(session, REPORTER, events, now=NOW)
+
+    closed = (
+        "must not be before 2026-02-01T05:00:00+00:00, the start of the previous month in the account's time"
+        " zone; earlier months are closed"
+    )
+    assert [(p.index, p.field, p.message) for p in rejected.value.problems] == [
+        (1, "occurred_at", closed),
+        (2, "occurred_at", closed),
+    ]
+    assert (await record_usage(session, REPORTER, events[:1], now=NOW)).recorded == 1
+    # In January the previous month is last year's December.
+    december = datetime(2025, 12, 1, 5, tzinfo=UTC)
+    january = datetime(2026, 1, 10, tzinfo=UTC)
+    assert (await record_usage(session, REPORTER, [call(account, december)], now=january)).recorded == 1
+
+
 async def test_an_account_outside_the_principals_scope_reads_as_unknown(session: AsyncSession) -> None:
     mine, theirs = await create_account(session), await create_account(session)
     member = Principal(kind=PrincipalKind.MEMBER, api_key_id=0, account_id=mine.id)

@@ -127,6 +127,24 @@ async def test_invalid_events_reject_the_batch_and_members_may_not_report(
     assert denied["__typename"] == "PermissionDeniedError"
 
 
+async def test_costs_beyond_an_events_ceiling_and_dates_of_closed_months_are_problems_not_errors(
+    session: AsyncSession, client: httpx.AsyncClient
+) -> None:
+    account = await create_account(session)
+    reporter = await reporter_key(session)
+    # What overflowed the 64-bit balance on both databases (an INTERNAL_SERVER_ERROR).
+    events = [call_event(account, f"huge-{index}", cost="9999999999999999") for index in range(10)]
+    events.append({**call_event(account, "year-one"), "occurredAt": "0001-01-01T00:00:00Z"})
+
+    rejected = (await execute(client, reporter, RECORD_USAGE, {"events": events}))["data"]["recordUsage"]
+    assert rejected["__typename"] == "UsageRejectedError"
+    assert [(p["index"], p["field"], p["message"]) for p in rejected["problems"]] == [
+        *((index, "cost", "must be at most $1,000,000.00") for index in range(10)),
+        (10, "occurredAt", rejected["problems"][10]["message"]),
+    ]
+    assert rejected["problems"][10]["message"].startswith("must not be before ")
+
+
 async def test_auto_recharge_needs_an_active_lead_plan_then_saves(
     session: AsyncSession, client: httpx.AsyncClient
 ) -> None:

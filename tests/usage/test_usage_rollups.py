@@ -4,6 +4,7 @@ Hypothesis runs every example inside the one rolled-back transaction of this tes
 own account: examples never see each other's rows.
 """
 
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -29,9 +30,10 @@ ZONES = [
     "America/New_York",
     "Asia/Kolkata",
 ]
-NOW = datetime(2027, 1, 1, tzinfo=UTC)
 # Month starts in UTC; events cluster within 30 hours of them, where time zones disagree about the month.
 BOUNDARIES = [datetime(2026, month, 1, tzinfo=UTC) for month in range(1, 13)]
+# Each boundary's events are reported just after the last of them, while both their months still take events.
+REPORTED_AFTER = timedelta(hours=31)
 
 event_spec = st.tuples(
     st.sampled_from(list(UsageCategory)),
@@ -58,22 +60,25 @@ async def test_rollups_equal_the_raw_sums(
     account = await create_account(session, time_zone=zone)
     plan = await create_lead_plan(session, account)
     assert account.id is not None
-    events = [
-        UsageEvent(
-            external_id=f"e{index}",
-            account_id=account.id,
-            occurred_at=boundary + timedelta(minutes=minutes),
-            category=category,
-            cost=Decimal(cents).scaleb(-2),
-            lead_plan_id=plan.id if category is UsageCategory.LEAD else None,
-            duration_seconds=seconds if category is UsageCategory.CALL else None,
-            input_tokens=tokens[0] if category is UsageCategory.AI_AGENT else None,
-            output_tokens=tokens[1] if category is UsageCategory.AI_AGENT else None,
+    by_boundary: dict[datetime, list[UsageEvent]] = defaultdict(list)
+    for index, (category, boundary, minutes, cents, seconds, tokens) in enumerate(specs):
+        by_boundary[boundary].append(
+            UsageEvent(
+                external_id=f"e{index}",
+                account_id=account.id,
+                occurred_at=boundary + timedelta(minutes=minutes),
+                category=category,
+                cost=Decimal(cents).scaleb(-2),
+                lead_plan_id=plan.id if category is UsageCategory.LEAD else None,
+                duration_seconds=seconds if category is UsageCategory.CALL else None,
+                input_tokens=tokens[0] if category is UsageCategory.AI_AGENT else None,
+                output_tokens=tokens[1] if category is UsageCategory.AI_AGENT else None,
+            )
         )
-        for index, (category, boundary, minutes, cents, seconds, tokens) in enumerate(specs)
-    ]
-    for start in range(batches):
-        await record_usage(session, REPORTER, events[start::batches], now=NOW)
+    for boundary, reported in sorted(by_boundary.items()):
+        for start in range(batches):
+            await record_usage(session, REPORTER, reported[start::batches], now=boundary + REPORTED_AFTER)
+    events = [event for reported in by_boundary.values() for event in reported]
 
     rollups = (await session.exec(select(UsageRollup).where(UsageRollup.account_id == account.id))).all()
     assert {r.month for r in rollups} == {str(month_of(e.occurred_at, zone)) for e in events}
