@@ -33,7 +33,7 @@ from billing.config import Settings
 from billing.db import SessionFactory, create_engine, session_factory, unit_of_work
 from billing.keys import service as auth
 from billing.keys.service import Principal
-from billing.months import Month
+from billing.months import month_of
 from billing.usage.service import UsageEvent, record_usage
 from billing.usage.summary import monthly_summaries
 from models import Account, LeadPlanSubscription, PrincipalKind
@@ -45,10 +45,9 @@ URL = os.environ.get(
 )
 REPORTER = Principal(kind=PrincipalKind.USAGE_REPORTER, api_key_id=0)
 ADMIN = Principal(kind=PrincipalKind.ADMIN, api_key_id=0)
-MONTH = Month(2026, 3)
-AT = datetime(
-    2026, 3, 14, 12, tzinfo=UTC
-)  # in the past, so the mutation (which uses the real clock) accepts it
+# An hour ago: in the past, as the mutation (which uses the real clock) requires, and in a month it still takes.
+AT = datetime.now(UTC) - timedelta(hours=1)
+MONTH = month_of(AT, "UTC")
 BATCHES = 10  # timed batches per measurement, after one warm-up batch
 RECORD_USAGE = """
 mutation Record($events: [UsageEventInput!]!) {
