@@ -148,6 +148,7 @@ class BillingGraphQL(GraphQLView):
             max_depth=settings.graphql_max_depth,
             max_aliases=settings.graphql_max_aliases,
             max_root_fields=settings.graphql_max_root_fields,
+            max_repeated_fields=settings.graphql_max_repeated_fields,
             max_cost=settings.graphql_max_cost,
             statement_timeout_seconds=settings.db_statement_timeout_seconds,
         )

@@ -40,6 +40,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from billing.errors import DomainError
+from billing.observability.request import current_request_id
 from root.limits import limit_error
 from server_cache import ResponseCache
 from server_trusted_documents import TrustedDocument, TrustedDocuments, document_id
@@ -292,6 +293,8 @@ def clipped(message: str) -> str:
 
 
 def formatted_error(error: GraphQLError) -> dict[str, Any]:
+    """An error as a response carries it, over HTTP and over the WebSocket: clipped, masked if it is a crash,
+    with the request's id (also in the X-Request-Id header and on its log lines) for support to find it."""
     original = error.original_error
     if original is not None and not isinstance(original, GraphQLError | DomainError):
         # Raised outside any resolver (Strawberry turns it into an error without the ErrorPolicy's masking).
@@ -299,6 +302,9 @@ def formatted_error(error: GraphQLError) -> dict[str, Any]:
         error = GraphQLError("Unexpected error.", extensions={"code": "INTERNAL_SERVER_ERROR"})
     formatted = dict(error.formatted)
     formatted["message"] = clipped(error.message)
+    request_id = current_request_id()
+    if request_id is not None:
+        formatted["extensions"] = {**(error.extensions or {}), "requestId": request_id}
     return formatted
 
 

@@ -29,7 +29,9 @@ as fatal), reason "Pong timeout".
 
 Only subscriptions are served here (queries and mutations go over HTTP POST): any other operation is answered
 with an `error` message, as are request errors (parse, validation, limits). A connection runs at most
-SUBSCRIPTION_MAX_PER_CONNECTION subscriptions; one more is answered with an `error` message.
+SUBSCRIPTION_MAX_PER_CONNECTION subscriptions; one more is answered with an `error` message. Errors are shaped
+as over HTTP (schema/errors.py: codes, `argument`, masking, SERVICE_UNAVAILABLE), and each subscription is a
+request of its own: a new id, its errors' `extensions.requestId` and its log lines' `request_id`.
 """
 
 import asyncio
@@ -46,12 +48,13 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from billing.events.connections import CountUnavailable, SubscriptionConnections
 from billing.keys.service import Principal
+from billing.observability.request import observed_request
 from resolvers.events import SubscriptionContext
 from server_graphql import GraphQLRequest, formatted_error
 
@@ -168,14 +171,17 @@ def _subscribe_request(message: Mapping[str, Any]) -> GraphQLRequest:
 
 
 def _socket_error(error: GraphQLError) -> GraphQLError:
-    """A query or mutation sent here is the client's mistake, a request error, not an unexpected one (Strawberry
-    reports it as an exception)."""
+    """A query or mutation sent here, or an operation name the document does not have, is the client's mistake,
+    a request error, not an unexpected one (Strawberry reports it as an exception)."""
     if isinstance(error.original_error, InvalidOperationTypeError):
         message = (
             "Only subscriptions are served over this WebSocket: send queries and mutations with HTTP POST."
         )
-        return GraphQLError(message, extensions={"code": "GRAPHQL_VALIDATION_FAILED"})
-    return error
+    elif isinstance(error.original_error, CannotGetOperationTypeError):
+        message = error.message
+    else:
+        return error
+    return GraphQLError(message, extensions={"code": "GRAPHQL_VALIDATION_FAILED"})
 
 
 def _operation_id(message: Mapping[str, Any]) -> str:
@@ -325,6 +331,13 @@ class _Connection:
         task.add_done_callback(self._tasks.discard)
 
     async def _operate(
+        self, operation_id: str, request: GraphQLRequest, context: SubscriptionContext
+    ) -> None:
+        # Each subscription is a request of its own: its errors and log lines carry its id.
+        with observed_request(uuid.uuid4().hex):
+            await self._run_subscription(operation_id, request, context)
+
+    async def _run_subscription(
         self, operation_id: str, request: GraphQLRequest, context: SubscriptionContext
     ) -> None:
         try:

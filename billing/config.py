@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(default=12, gt=0)
     graphql_max_aliases: int = Field(default=30, ge=0)
     graphql_max_root_fields: int = Field(default=20, gt=0)
+    # Fields under a response name selected twice in one selection set (with the fields below them):
+    # validation compares each two, so `{ account { name name … } }` would take time quadratic in them.
+    graphql_max_repeated_fields: int = Field(default=50, ge=0)
     # Every field costs 1; a connection costs 1 plus `first` times what it selects (root/limits.py).
     graphql_max_cost: int = Field(default=20_000, gt=0)
     # A request still running after this long is cancelled and answered REQUEST_TIMEOUT. Longer than one

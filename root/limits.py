@@ -1,7 +1,7 @@
 """Bounded cost, decided before any resolver runs (README "Limits").
 
-A document is parsed with a token limit, then its shape is measured (depth, aliases, root fields, fields once
-fragments are expanded), then graphql-core validates it, then the cost of the operation to run is estimated
+A document is parsed with a token limit, then its shape is measured (depth, aliases, root fields, repeated
+fields, fields once fragments are expanded), then graphql-core validates it, then the cost of the operation to run is estimated
 with its variables. Each refusal is a request error naming its limit: `extensions: {code, limit, actual}`.
 
 The first three steps depend on the query text alone, so they are cached by that text. This replaces
@@ -48,9 +48,10 @@ from graphql import (
     specified_rules,
 )
 from graphql.language.parser import Parser
-from sqlalchemy.exc import DBAPIError
-from strawberry.extensions import AddValidationRules, SchemaExtension
+from strawberry.extensions import AddValidationRules
 from strawberry.schema.schema import validate_document
+
+from schema.errors import Result, ResultShaping, is_statement_timeout
 
 logger = logging.getLogger("billing.graphql")
 
@@ -68,6 +69,7 @@ class OperationLimits:
     max_depth: int = 12
     max_aliases: int = 30
     max_root_fields: int = 20
+    max_repeated_fields: int = 50
     max_cost: int = 20_000
     # PostgreSQL's statement_timeout (DB_STATEMENT_TIMEOUT_SECONDS), named when it ends a statement.
     statement_timeout_seconds: float | None = None
@@ -144,14 +146,16 @@ class Shape:
     fields: int = 0  # field selections
     aliases: int = 0
     top_fields: int = 0  # field selections at its own level
+    # Its own level's response names: how many selections have each, and how many fields they hold in all.
+    top_names: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    nested_repeats: int = 0  # `repeats` of the selection sets below its own level
 
-    def __add__(self, other: "Shape") -> "Shape":
-        return Shape(
-            max(self.height, other.height),
-            self.fields + other.fields,
-            self.aliases + other.aliases,
-            self.top_fields + other.top_fields,
-        )
+    @property
+    def repeats(self) -> int:
+        """The fields (each with those below it) under a response name selected more than once in their
+        selection set: validation compares every two selections of one name, and then what they select."""
+        own = sum(fields for count, fields in self.top_names.values() if count > 1)
+        return self.nested_repeats + own
 
 
 def _spreads(selection_set: SelectionSetNode) -> Iterator[str]:
@@ -191,18 +195,34 @@ def _fragment_order(fragments: Mapping[str, FragmentDefinitionNode]) -> tuple[li
 
 def _shape(selection_set: SelectionSetNode, fragments: Mapping[str, Shape]) -> Shape:
     """Recursion follows the document's own nesting, which the parser bounds; fragments are looked up."""
-    shape = Shape()
+    height = fields = aliases = top_fields = nested_repeats = 0
+    names: dict[str, tuple[int, int]] = {}
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
             below = _shape(selection.selection_set, fragments) if selection.selection_set else Shape()
-            introspection = selection.name.value.startswith("__")
-            height = 0 if introspection or selection.selection_set is None else 1 + below.height
-            shape += Shape(height, 1 + below.fields, below.aliases + (selection.alias is not None), 1)
+            if not selection.name.value.startswith("__") and selection.selection_set is not None:
+                height = max(height, 1 + below.height)  # introspection is not counted
+            part = Shape(
+                fields=1 + below.fields,
+                aliases=below.aliases + (selection.alias is not None),
+                top_fields=1,
+                top_names={(selection.alias or selection.name).value: (1, 1 + below.fields)},
+                nested_repeats=below.repeats,
+            )
         elif isinstance(selection, InlineFragmentNode):
-            shape += _shape(selection.selection_set, fragments)
-        elif isinstance(selection, FragmentSpreadNode):
-            shape += fragments.get(selection.name.value, Shape())
-    return shape
+            part = _shape(selection.selection_set, fragments)
+        else:
+            assert isinstance(selection, FragmentSpreadNode)  # the only other kind of selection
+            part = fragments.get(selection.name.value, Shape())
+        height = max(height, part.height)
+        fields += part.fields
+        aliases += part.aliases
+        top_fields += part.top_fields
+        nested_repeats += part.nested_repeats
+        for name, (count, held) in part.top_names.items():
+            known_count, known_held = names.get(name, (0, 0))
+            names[name] = (known_count + count, known_held + held)
+    return Shape(height, fields, aliases, top_fields, names, nested_repeats)
 
 
 def _refusal(
@@ -236,6 +256,14 @@ def shape_errors(document: DocumentNode, limits: OperationLimits) -> list[GraphQ
             ("QUERY_TOO_DEEP", "nests {} levels deep", shape.height, limits.max_depth),
             ("TOO_MANY_ALIASES", "uses {} aliases", shape.aliases, limits.max_aliases),
             ("TOO_MANY_ROOT_FIELDS", "selects {} root fields", shape.top_fields, limits.max_root_fields),
+            # Validation (OverlappingFieldsCanBeMerged) compares every two selections of one response name
+            # in a set, then what they select: `{ account { name name … } }` takes time quadratic in them.
+            (
+                "TOO_MANY_REPEATED_FIELDS",
+                "selects {} fields under response names selected more than once in one selection set",
+                shape.repeats,
+                limits.max_repeated_fields,
+            ),
             # Every field costs at least 1: a lower bound of the cost, known before validation.
             (
                 "QUERY_TOO_COSTLY",
@@ -436,15 +464,15 @@ class DocumentChecks:
         return checked.plans[name]
 
 
-class OperationLimitsExtension(SchemaExtension):
+class OperationLimitsExtension(ResultShaping):
     """Parses, checks and validates through `DocumentChecks`, estimates the cost, and reports it on every
     response as `extensions.cost = {requested, limit}` so a client sees how close it is.
 
     Variable coercion errors (a wrong type, a missing or null required value, an unknown enum value) are
-    request errors too: graphql-core chains its own error to them, which the ErrorPolicy would take for a
-    crash, so they leave here as plain BAD_USER_INPUT errors. A statement PostgreSQL ended at its
-    statement_timeout leaves as STATEMENT_TIMEOUT, not as a crash. List this extension after ErrorPolicy:
-    hooks exit in reverse order, so this one's `on_operation` ends first.
+    request errors too: graphql-core chains its own error to them, so they leave here as plain BAD_USER_INPUT
+    errors. A statement PostgreSQL ended at its statement_timeout leaves as STATEMENT_TIMEOUT, not as a
+    crash. The ErrorPolicy leaves both to this extension, whichever of the two shapes a result first (over
+    HTTP this one, over the WebSocket the ErrorPolicy: see ResultShaping).
     """
 
     def __init__(self, checks: DocumentChecks) -> None:
@@ -453,15 +481,13 @@ class OperationLimitsExtension(SchemaExtension):
         self.checked: CheckedDocument | None = None
         self.requested: int | None = None
 
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
+    def shape(self, result: Result) -> None:
+        if result.errors:
             nothing_ran = result.data is None
             result.errors = [self._shaped(error, nothing_ran) for error in result.errors]
 
     def _shaped(self, error: GraphQLError, nothing_ran: bool) -> GraphQLError:
-        if _is_statement_timeout(error.original_error):
+        if is_statement_timeout(error.original_error):
             logger.warning("statement timeout in %s", error.path)
             seconds = self.checks.limits.statement_timeout_seconds
             message = "A database statement took too long and was cancelled."
@@ -509,11 +535,6 @@ class OperationLimitsExtension(SchemaExtension):
         if self.requested is None:
             return {}
         return {"cost": {"requested": self.requested, "limit": self.checks.limits.max_cost}}
-
-
-def _is_statement_timeout(error: Exception | None) -> bool:
-    # SQLSTATE 57014 (query_canceled): what PostgreSQL raises when statement_timeout ends a statement.
-    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) == "57014"
 
 
 def _as_request_error(error: GraphQLError) -> GraphQLError:

@@ -3,7 +3,8 @@
 Expected failures raised as domain errors (a bad argument, something not found) stay visible, with a
 machine-readable `extensions.code` (and `argument` where one is to blame). Anything else is logged and
 masked (the mutation's own unit of work has already been rolled back). A database too busy to serve the
-operation marks the context, and the HTTP edge answers 503 with Retry-After.
+operation marks the context, and the HTTP edge answers 503 with Retry-After. Subscription results over the
+WebSocket are shaped the same, as each is sent (`ResultShaping`).
 """
 
 import logging
@@ -12,12 +13,15 @@ from collections.abc import Callable, Iterator
 from typing import Generic, Protocol, TypeVar
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import FieldNode, GraphQLError, OperationType, get_operation_ast
+from sqlalchemy.exc import DBAPIError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionContext, ExecutionResult, StreamExecutionResult
 
 from billing.db import is_busy
 from billing.errors import DomainError, InvalidArgument, NotFound
-from billing.observability.request import current_request_id
 
 logger = logging.getLogger("billing.graphql")
 
@@ -98,34 +102,78 @@ def error_code(error: DomainError) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).upper()
 
 
-class ErrorPolicy(SchemaExtension):
+# graphql-core's while the operation runs (HTTP), Strawberry's once it is handed out (each streamed result).
+Result = GraphQLExecutionResult | ExecutionResult
+
+
+class ResultShaping(SchemaExtension):
+    """An extension that reshapes the errors of every result a client gets, whatever carries it: over HTTP the
+    operation's result when it ends, over the WebSocket each result of a subscription before it is sent. Hooks
+    run in the order of the schema's extensions here, in reverse in `on_operation`: a `shape` must not depend
+    on another extension's having run first."""
+
+    def __init__(self, *, execution_context: ExecutionContext | None = None) -> None:
+        super().__init__(execution_context=execution_context)
+        self._streamed = False
+
+    def shape(self, result: Result) -> None:
+        raise NotImplementedError
+
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if result is not None and errors:
-            result.errors = [self._with_request_id(self._shape(error)) for error in errors]
+        if not self._streamed and isinstance(result, Result):  # a stream's were shaped as sent
+            self.shape(result)
 
-    @staticmethod
-    def _with_request_id(error: GraphQLError) -> GraphQLError:
-        """The request's id (also in the X-Request-Id header and on its log lines), for support to find it."""
-        request_id = current_request_id()
-        if request_id is None:
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        self._streamed = True
+        if isinstance(result, Result):
+            self.shape(result)
+        yield
+
+
+def is_statement_timeout(error: BaseException | None) -> bool:
+    # SQLSTATE 57014 (query_canceled): what PostgreSQL raises when statement_timeout ends a statement.
+    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) == "57014"
+
+
+def _is_request_error(error: GraphQLError) -> bool:
+    """About the request, safe to show: a parse or validation error, a variable graphql-core could not coerce
+    (its error chained), an operation Strawberry would not run (the transport words it), or a statement
+    cancelled at its timeout (which the limits name)."""
+    original = error.original_error
+    return (
+        original is None
+        or (error.path is None and isinstance(original, GraphQLError))
+        or isinstance(original, InvalidOperationTypeError | CannotGetOperationTypeError)
+        or is_statement_timeout(original)
+    )
+
+
+class ErrorPolicy(ResultShaping):
+    def shape(self, result: Result) -> None:
+        if result.errors:
+            result.errors = [self._shape(self._located(error)) for error in result.errors]
+
+    def _located(self, error: GraphQLError) -> GraphQLError:
+        """An error a subscription's event stream raised (graphql-core leaves it without a location), at the
+        subscription's root field, as a resolver's error is."""
+        if error.path is not None or _is_request_error(error):
             return error
-        # A new error: parse and validation errors are cached per query text and shared between requests.
-        return GraphQLError(
-            error.message,
-            error.nodes,
-            error.source,
-            error.positions,
-            error.path,
-            error.original_error,
-            extensions={**(error.extensions or {}), "requestId": request_id},
-        )
+        context = self.execution_context
+        document = context.graphql_document
+        operation = get_operation_ast(document, context.operation_name) if document is not None else None
+        if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
+            return error
+        field = operation.selection_set.selections[0]  # a subscription selects one root field
+        if not isinstance(field, FieldNode):
+            return error
+        name = (field.alias or field.name).value
+        return GraphQLError(error.message, field, path=[name], original_error=error.original_error)
 
     def _shape(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
-        if original is None:  # a validation or parse error: about the request, safe to show
+        if original is None or _is_request_error(error):
             return error
         if isinstance(original, DomainError):
             extensions = {**(error.extensions or {}), "code": error_code(original)}

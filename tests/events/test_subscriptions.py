@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -26,9 +27,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+import resolvers.events
 from billing.accounts.repository import AccountRepository
 from billing.config import Environment, Settings
-from billing.db import SessionFactory, create_engine, session_factory
+from billing.db import DatabaseBusy, SessionFactory, create_engine, session_factory
 from billing.events import live as live_events
 from billing.keys import service as auth
 from billing.payment_methods import service as payment_methods
@@ -356,6 +358,55 @@ async def test_errors_and_limits_answer_the_operation(gateway: Gateway, sessions
         init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {other_key}"}}
         await fourth.send(init)
         assert (await fourth.closed_with())[0] == 1013
+
+
+async def test_errors_of_a_subscription_are_shaped_as_over_http(
+    gateway: Gateway, sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same error policy as HTTP: a located error with its code, argument and request id (one per
+    subscription); a busy database is SERVICE_UNAVAILABLE, not a masked crash; a wrongly typed variable is
+    BAD_USER_INPUT; an unknown operation name a request error."""
+    async with sessions() as session:
+        key = await member_key(session, await create_account(session))
+        await session.commit()
+    async with client(gateway.ws_url, key) as c:
+        await c.subscribe("bad id", ACCOUNT_UPDATED, id="garbage")
+        errored = await c.receive()
+        assert errored["type"] == "next" and errored["payload"]["data"] is None, errored
+        [error] = errored["payload"]["errors"]
+        assert error == {
+            "message": "id: not a valid ID",
+            "locations": [{"line": 3, "column": 3}],
+            "path": ["accountUpdated"],
+            "extensions": {"code": "BAD_USER_INPUT", "argument": "id", "requestId": ANY},
+        }
+        assert await c.receive() == {"id": "bad id", "type": "complete"}
+        await c.subscribe("again", ACCOUNT_UPDATED, id="garbage")
+        again = (await c.receive())["payload"]["errors"][0]["extensions"]["requestId"]
+        assert again != error["extensions"]["requestId"]
+        assert await c.receive() == {"id": "again", "type": "complete"}
+
+        await c.subscribe("variable", ACCOUNT_UPDATED, id=["not", "an", "id"])
+        refused = await c.receive()
+        assert refused["type"] == "error", refused
+        assert [e["extensions"]["code"] for e in refused["payload"]] == ["BAD_USER_INPUT"]
+
+        unknown = {"query": ACCOUNT_UPDATED, "operationName": "Nope"}
+        await c.send({"id": "unknown", "type": "subscribe", "payload": unknown})
+        refused = await c.receive()
+        assert refused["type"] == "error", refused
+        assert [e["extensions"]["code"] for e in refused["payload"]] == ["GRAPHQL_VALIDATION_FAILED"]
+
+        async def busy(*args: object, **kwargs: object) -> None:
+            raise DatabaseBusy("pool exhausted")
+
+        monkeypatch.setattr(resolvers.events, "visible_account", busy)
+        await c.subscribe("busy", ACCOUNT_UPDATED, id=to_global_id("Account", 1))
+        shed = (await c.receive())["payload"]["errors"]
+        assert [(e["message"], e["extensions"]["code"]) for e in shed] == [
+            ("The service is busy; retry shortly.", "SERVICE_UNAVAILABLE")
+        ]
+        assert await c.receive() == {"id": "busy", "type": "complete"}
 
 
 async def test_a_subscription_over_http_is_refused(gateway: Gateway, sessions: SessionFactory) -> None:

@@ -100,6 +100,19 @@ def resolvers_never_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     assert calls == []
 
 
+@pytest.fixture
+def validated(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The documents graphql-core validates (after the parse and shape checks, on a cache miss)."""
+    documents: list[object] = []
+
+    def counted(*args: Any) -> Any:
+        documents.append(args[1])
+        return validate_document(*args)
+
+    monkeypatch.setattr(root.limits, "validate_document", counted)
+    return documents
+
+
 # ------------------------------------------------------------------------------------------ body size
 
 
@@ -250,7 +263,41 @@ async def test_a_fragment_bomb_is_measured_without_expanding_it(client: httpx.As
     """Each of 12 fragments spreads the next twice: 2^11 root fields, counted from one summary per fragment."""
     fragments = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(1, 12))
     query = f"{{ ...F1 }} {fragments} fragment F12 on Query {{ __typename }}"
-    assert_refused(await ask(client, key, query), "TOO_MANY_ROOT_FIELDS", 20, 2_048)
+    status, body = await ask(client, key, query)
+    assert status == 400
+    # 2,048 times the same root field: each is also a repeated one.
+    assert [{k: v for k, v in e["extensions"].items() if k != "requestId"} for e in body["errors"]] == [
+        {"code": "TOO_MANY_ROOT_FIELDS", "limit": 20, "actual": 2_048},
+        {"code": "TOO_MANY_REPEATED_FIELDS", "limit": 50, "actual": 2_048},
+    ]
+
+
+# ------------------------------------------------------------------------------------- repeated fields
+
+
+async def test_repeated_fields_are_limited_and_counted_with_what_they_select_and_where_fragments_repeat_them(
+    session_factory: SessionFactory, key: str, resolvers_never_run: list[str]
+) -> None:
+    async with gateway(session_factory, graphql_max_repeated_fields=4) as client:
+        # `name` twice (2) and `id` aliased twice to `x` (2): 4.
+        assert_accepted(await ask(client, key, "{ account { name name x: id x: id company { vatId } } }"))
+        five = "{ account { name name name name name } }"
+        assert_refused(await ask(client, key, five), "TOO_MANY_REPEATED_FIELDS", 4, 5)
+        # Each `company` counts with the field below it (2 + 2), and `name` twice (2).
+        spread = "{ account { ...F ...F } } fragment F on Account { name company { legalName } }"
+        assert_refused(await ask(client, key, spread), "TOO_MANY_REPEATED_FIELDS", 4, 6)
+        # Repeats within repeats count at each level: `legalName` three times, then both `company`s (4 + 2).
+        nested = "{ account { company { legalName legalName legalName } company { vatId } } }"
+        assert_refused(await ask(client, key, nested), "TOO_MANY_REPEATED_FIELDS", 4, 9)
+
+
+async def test_a_thousand_repeated_fields_are_refused_before_validation(
+    client: httpx.AsyncClient, key: str, validated: list[object]
+) -> None:
+    """Within the token limit, but graphql-core's OverlappingFieldsCanBeMerged would compare each two of them."""
+    query = "{ account { " + "name " * 1_000 + "} }"
+    assert_refused(await ask(client, key, query), "TOO_MANY_REPEATED_FIELDS", 50, 1_000)
+    assert validated == []
 
 
 # ------------------------------------------------------------------------------------------------- cost
@@ -370,7 +417,7 @@ async def test_a_request_over_its_time_budget_is_cancelled_while_healthz_keeps_a
         "errors": [
             {
                 "message": "The request took longer than 0.5 s and was cancelled.",
-                "extensions": {"code": "REQUEST_TIMEOUT", "limit": 0.5},
+                "extensions": {"code": "REQUEST_TIMEOUT", "limit": 0.5, "requestId": ANY},
             }
         ]
     }
@@ -420,15 +467,8 @@ async def test_a_statement_ended_by_postgresql_is_a_statement_timeout_error(
 
 
 async def test_a_query_text_is_parsed_and_validated_once(
-    client: httpx.AsyncClient, key: str, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, key: str, validated: list[object]
 ) -> None:
-    validated: list[object] = []
-
-    def counted(*args: Any) -> Any:
-        validated.append(args[1])
-        return validate_document(*args)
-
-    monkeypatch.setattr(root.limits, "validate_document", counted)
     query = "query ($n: Int!) { account { transactions(first: $n) { edges { node { id } } } } }"
     for n in (1, 2, 3):
         assert_accepted(await ask(client, key, query, {"n": n}))

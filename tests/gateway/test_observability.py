@@ -199,6 +199,31 @@ async def test_graphql_errors_carry_the_request_id(session: AsyncSession, client
     assert ids == [answer.headers["X-Request-Id"] for answer in answers] and ids[0] != ids[1]
 
 
+REQUEST_ERRORS_OF_THE_HTTP_LAYER = {
+    "unknown operation name": (
+        {"query": "query A { __typename }", "operationName": "B"},
+        "GRAPHQL_VALIDATION_FAILED",
+    ),
+    "a subscription over HTTP": ("subscription { accountUpdated { id } }", "GRAPHQL_VALIDATION_FAILED"),
+    "an unknown persisted document": ({"documentId": "sha256:" + "0" * 64}, "PERSISTED_QUERY_NOT_FOUND"),
+    "a NUL character": ('{ account { name(x: "\\u0000") } }', "BAD_USER_INPUT"),
+    "an empty document": ("", "GRAPHQL_PARSE_FAILED"),
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"), REQUEST_ERRORS_OF_THE_HTTP_LAYER.values(), ids=REQUEST_ERRORS_OF_THE_HTTP_LAYER.keys()
+)
+async def test_request_errors_of_the_http_layer_carry_the_request_id(
+    session: AsyncSession, client: httpx.AsyncClient, body: str | dict[str, object], code: str
+) -> None:
+    """Answered before or around the schema (server_graphql.py), not by the error policy: the id all the same."""
+    key = await member_key(session, await create_account(session))
+    response = await post_graphql(client, key, body, headers={"X-Request-Id": "support-5678"})
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": code, "requestId": "support-5678"}, error
+
+
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
     stream = io.StringIO()

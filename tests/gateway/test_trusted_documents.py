@@ -111,10 +111,10 @@ async def test_an_unknown_id_is_persisted_query_not_found(
     for body in (unknown, {"documentId": "sha256:" + "f" * 64}, {"documentId": "not-a-hash"}):
         response = await post_graphql(client, key, body)
         assert response.status_code == 200
+        request_id = response.headers["X-Request-Id"]
+        extensions = {"code": "PERSISTED_QUERY_NOT_FOUND", "requestId": request_id}
         assert response.json() == {
-            "errors": [
-                {"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}
-            ]
+            "errors": [{"message": "PersistedQueryNotFound", "extensions": extensions}]
         }
         assert (
             await post_graphql(client, key, body, headers={"Accept": GRAPHQL_RESPONSE})
@@ -151,7 +151,8 @@ async def test_trusted_documents_only_refuses_unregistered_documents_of_member_k
         )
         assert refused.status_code == 400
         [error] = refused.json()["errors"]
-        assert error["extensions"] == {"code": "PERSISTED_QUERY_NOT_IN_LIST"}
+        request_id = refused.headers["X-Request-Id"]
+        assert error["extensions"] == {"code": "PERSISTED_QUERY_NOT_IN_LIST", "requestId": request_id}
         assert "data" not in refused.json()
         assert (await post_graphql(client, member, {"query": "{ account { name } }"})).status_code == 200
         # Registered documents run, by id or by their text; other keys may still send any document.
