@@ -41,7 +41,7 @@ Subscription = merge_types("Subscription", (AccountSubscription,))
 def build_schema(*, introspection: bool = True, limits: OperationLimits | None = None) -> strawberry.Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
         ErrorPolicy,
-        # After ErrorPolicy (see OperationLimitsExtension); it also caches parsing and validation.
+        # Parses, validates and checks the operation limits, caching all three per document.
         limits_extension(limits or OperationLimits()),
         ObservedOperation,
     ]
