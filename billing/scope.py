@@ -11,11 +11,13 @@ A scope has two rules, and each repository statement applies one of them to its 
   through the read rule first, so a usage reporter writes nothing else.
 """
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement, Executable, Row, true
 from sqlalchemy.orm import Mapped
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.keys.repository import Reach, accounts_of, reach_of, reach_parameters
 from models import PrincipalKind
@@ -55,6 +57,19 @@ class Scope:
     def parameters(self) -> dict[str, int]:
         """The values of the read rule's parameters in a statement built with `reach_rule(self.reach, ...)`."""
         return {} if self.principal is None else reach_parameters(self.principal)
+
+    async def rows(
+        self,
+        session: AsyncSession,
+        statement_for: Callable[[str, Reach], Executable],
+        parameters: dict[str, Any],
+    ) -> Sequence[Row[Any]]:
+        """The rows of a repository's statement built once per database kind and scope rule (`statement_for`,
+        cached, building its WHERE with `billing.sql.among_parameter` and `reach_rule`), run with `parameters`
+        and this scope's: Core rows, no ORM entities, about half the CPU of reading the rows as entities."""
+        statement = statement_for(session.get_bind().dialect.name, self.reach)
+        connection = await session.connection()
+        return (await connection.execute(statement, {**parameters, **self.parameters()})).all()
 
     def writable(self, column: ColumnElement[int] | Mapped[int] | Mapped[int | None]) -> ColumnElement[bool]:
         """A WHERE clause limiting the account id `column` to the accounts this scope's write paths lock and post

@@ -1,16 +1,12 @@
 """SQL that SQLite and PostgreSQL both speak, through each dialect's own constructs: ON CONFLICT, and id lists."""
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Executable, Row, any_, bindparam
+from sqlalchemy import Column, ColumnElement, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session
 from sqlmodel.ext.asyncio.session import AsyncSession
-
-if TYPE_CHECKING:  # billing.scope imports billing.keys.repository, which needs nothing of this module
-    from billing.keys.repository import Reach
-    from billing.scope import Scope
 
 
 def upsert_insert(session: AsyncSession, model: Any) -> postgresql.Insert | sqlite.Insert:
@@ -46,17 +42,3 @@ def columns(model: Any, names: Sequence[str]) -> list[Column[Any]]:
     fields (a NamedTuple's `_fields`)."""
     table = model.__table__
     return [table.c[name] for name in names]
-
-
-async def scoped_rows(
-    session: AsyncSession,
-    scope: "Scope",
-    statement_for: "Callable[[str, Reach], Executable]",
-    parameters: dict[str, Any],
-) -> Sequence[Row[Any]]:
-    """The Core rows of the statement `statement_for(database kind, scope.reach)` (built once per pair: build it
-    with `among_parameter` and `reach_rule`) run with `parameters` and the scope's: no ORM entities, about half
-    the CPU of reading the same rows as entities."""
-    statement = statement_for(session.get_bind().dialect.name, scope.reach)
-    connection = await session.connection()
-    return (await connection.execute(statement, {**parameters, **scope.parameters()})).all()

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.keys.repository import Reach, reach_rule
 from billing.scope import Scope
-from billing.sql import among_parameter, columns, scoped_rows
+from billing.sql import among_parameter, columns
 from models import Company
 
 
@@ -50,7 +50,7 @@ class CompanyRepository:
 
     async def of_accounts(self, account_ids: Iterable[int]) -> dict[int, CompanyRow]:
         """The company profiles of the accounts among `account_ids` (one statement: the dataloader's batch)."""
-        rows = await scoped_rows(self.session, self.scope, _of_accounts, {"ids": list(account_ids)})
+        rows = await self.scope.rows(self.session, _of_accounts, {"ids": list(account_ids)})
         return {row.account_id: CompanyRow._make(row) for row in rows}
 
 

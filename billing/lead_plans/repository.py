@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.keys.repository import Reach, reach_rule
 from billing.scope import Scope
-from billing.sql import among_parameter, columns, scoped_rows, upsert_insert
+from billing.sql import among_parameter, columns, upsert_insert
 from models import LeadPlanRollup, LeadPlanStatus, LeadPlanSubscription
 
 
@@ -57,7 +57,7 @@ class LeadPlanRepository:
 
     async def of_accounts(self, account_ids: Iterable[int]) -> list[LeadPlanRow]:
         """The plans of the accounts among `account_ids`, oldest first (one statement: the dataloader's batch)."""
-        rows = await scoped_rows(self.session, self.scope, _of_accounts, {"ids": list(account_ids)})
+        rows = await self.scope.rows(self.session, _of_accounts, {"ids": list(account_ids)})
         return [LeadPlanRow._make(row) for row in rows]
 
     async def has_active(self, account_id: int) -> bool:

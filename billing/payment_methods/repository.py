@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.keys.repository import Reach, reach_rule
 from billing.scope import Scope
-from billing.sql import among_parameter, columns, scoped_rows
+from billing.sql import among_parameter, columns
 from models import Account, PaymentMethod
 
 
@@ -46,7 +46,7 @@ class PaymentMethodRepository:
     async def of_accounts(self, account_ids: Iterable[int]) -> list[PaymentMethodRow]:
         """The cards of the accounts among `account_ids`, each account's default first, then oldest first (one
         statement: the dataloader's batch)."""
-        rows = await scoped_rows(self.session, self.scope, _of_accounts, {"ids": list(account_ids)})
+        rows = await self.scope.rows(self.session, _of_accounts, {"ids": list(account_ids)})
         return [PaymentMethodRow._make(row) for row in rows]
 
     async def get(self, payment_method_id: int) -> PaymentMethod | None:

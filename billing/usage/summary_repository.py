@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.keys.repository import Reach, reach_rule
 from billing.scope import Scope
-from billing.sql import among_parameter, scoped_rows
+from billing.sql import among_parameter
 from models import LeadPlanStatus, LeadPlanSubscription, UsageRollup
 
 
@@ -44,7 +44,7 @@ class UsageSummaryRepository:
         account's active lead plans, and a row without a month for an account with active plans and none of
         those rollups: one statement."""
         parameters = {"ids": list(account_ids), "months": list(months)}
-        rows = await scoped_rows(self.session, self.scope, _totals, parameters)
+        rows = await self.scope.rows(self.session, _totals, parameters)
         return [UsageTotals._make(row) for row in rows]
 
 
