@@ -7,9 +7,9 @@ import strawberry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts import service as accounts
+from billing.accounts.repository import AccountRow, ShownAccount
 from billing.errors import InvalidArgument, NotFound
 from billing.pagination import Page
-from models import Account as AccountModel
 from models import LeadPlanSubscription
 from models import PaymentMethod as PaymentMethodModel
 from models import Transaction as TransactionModel
@@ -71,7 +71,7 @@ class AccountQuery:
         principal = info.context.principal
         wanted = wanted_parts(info, ("edges", "node"))
 
-        async def work(session: AsyncSession) -> Page[AccountModel]:
+        async def work(session: AsyncSession) -> Page[AccountRow]:
             page = await accounts.list_visible(session, principal, first=first, after=after)
             await prefetch(info, session, page.items, wanted)
             return page
@@ -102,7 +102,7 @@ class AccountQuery:
 
 
 # Objects that belong to an account, by global ID type: their table and how to show one.
-OWNED_NODES: dict[str, tuple[Any, Callable[[Any, AccountModel], Node]]] = {
+OWNED_NODES: dict[str, tuple[Any, Callable[[Any, ShownAccount], Node]]] = {
     "Transaction": (TransactionModel, lambda row, account: Transaction.from_model(row, account.country)),
     "PaymentMethod": (PaymentMethodModel, lambda row, _: PaymentMethod.from_model(row)),
     "LeadPlan": (LeadPlanSubscription, lambda row, account: LeadPlan.from_model(row, account.country)),

@@ -6,6 +6,7 @@ from decimal import Decimal
 import strawberry
 
 from billing.accounts.funding import FundingState
+from billing.accounts.repository import ShownAccount
 from billing.audit import service as audit
 from billing.auto_recharge.service import AutoRechargeView
 from billing.company.repository import CompanyRow
@@ -19,7 +20,6 @@ from billing.payment_methods.repository import PaymentMethodRow
 from billing.scope import Scope
 from billing.topups import service as payments
 from billing.usage import summary as usage_summary
-from models import Account as AccountModel
 from schema.audit import AuditEntry, AuditEntryConnection
 from schema.auto_recharge import AutoRecharge
 from schema.company import Company, company_field_path
@@ -78,10 +78,10 @@ class Account(Node):
     country: str
     time_zone: str
     created_at: datetime
-    model: strawberry.Private[AccountModel]
+    model: strawberry.Private[ShownAccount]
 
     @classmethod
-    def from_model(cls, row: AccountModel) -> "Account":
+    def from_model(cls, row: ShownAccount) -> "Account":
         assert row.id is not None
         return cls(
             id=to_global_id("Account", row.id),

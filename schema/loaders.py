@@ -15,6 +15,7 @@ from aiodataloader import DataLoader
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts.funding import FundingState, funding_states
+from billing.accounts.repository import ShownAccount
 from billing.auto_recharge.service import AutoRechargeView, auto_recharge_views
 from billing.company.repository import CompanyRepository, CompanyRow
 from billing.fx import service as fx
@@ -24,7 +25,6 @@ from billing.months import Month
 from billing.payment_methods.repository import PaymentMethodRepository, PaymentMethodRow
 from billing.scope import Scope
 from billing.usage import summary as usage_summary
-from models import Account as AccountModel
 from schema.context import Context
 
 K = TypeVar("K", bound=Hashable)
@@ -117,10 +117,10 @@ class UsageByAccountMonth(Loader[tuple[int, Month | None], usage_summary.UsageSu
 
     def __init__(self, context: Context) -> None:
         super().__init__(context)
-        self.accounts: dict[int, AccountModel] = {}
+        self.accounts: dict[int, ShownAccount] = {}
 
     def load_for(
-        self, account: AccountModel, month: Month | None
+        self, account: ShownAccount, month: Month | None
     ) -> "asyncio.Future[usage_summary.UsageSummary | None]":
         assert account.id is not None
         self.accounts[account.id] = account

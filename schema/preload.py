@@ -14,7 +14,7 @@ from typing import Any, TypeAlias, TypeVar
 from sqlmodel.ext.asyncio.session import AsyncSession
 from strawberry.types.nodes import SelectedField, Selection
 
-from models import Account as AccountModel
+from billing.accounts.repository import ShownAccount
 from schema.context import Info
 from schema.loaders import (
     AutoRechargeByAccount,
@@ -46,19 +46,19 @@ def now_or_later(convert: Callable[..., R], *futures: "asyncio.Future[Any]") -> 
     return later()
 
 
-def _account_id(row: AccountModel) -> int | None:
+def _account_id(row: ShownAccount) -> int | None:
     return row.id
 
 
-def _usd_rate_key(row: AccountModel) -> str | None:
+def _usd_rate_key(row: ShownAccount) -> str | None:
     return None if row.currency == "USD" else row.currency  # Account.balance asks no rate for USD
 
 
-def _this_month(row: AccountModel) -> tuple[int, None] | None:
+def _this_month(row: ShownAccount) -> tuple[int, None] | None:
     return None if row.id is None else (row.id, None)
 
 
-KeyOf = Callable[[AccountModel], Hashable | None]
+KeyOf = Callable[[ShownAccount], Hashable | None]
 # Account's fields answered by loaders, with the loaders each asks and its key for an account row.
 PARTS: dict[str, tuple[tuple[type[Loader[Any, Any]], KeyOf], ...]] = {
     "balance": ((UsdRateByCurrency, _usd_rate_key),),
@@ -117,7 +117,7 @@ def wanted_parts(info: Info, path: Sequence[str]) -> dict[type[Loader[Any, Any]]
 async def prefetch(
     info: Info,
     session: AsyncSession,
-    rows: Sequence[AccountModel],
+    rows: Sequence[ShownAccount],
     wanted: dict[type[Loader[Any, Any]], KeyOf],
 ) -> None:
     """Fetch, in the caller's read, the parts `wanted` (see `wanted_parts`) of these accounts."""

@@ -1,14 +1,37 @@
 """Accounts within a scope: by id, a page of them, a row that belongs to one, partner grants, funding inputs."""
 
 from collections.abc import Iterable
-from typing import Any, Protocol, TypeVar
+from datetime import datetime
+from functools import cache
+from typing import Any, NamedTuple, Protocol, TypeAlias, TypeVar
 
+import sqlalchemy
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.keys.repository import Reach, reach_rule
 from billing.scope import Scope
-from billing.sql import among, upsert_insert
+from billing.sql import among, among_parameter, columns, upsert_insert
 from models import Account, PartnerAccount
+
+
+class AccountRow(NamedTuple):
+    """An account as read for showing it: `Account`'s columns, without an ORM entity (write paths, which change
+    the row, read it through `by_ids`)."""
+
+    id: int
+    name: str
+    currency: str
+    country: str
+    time_zone: str
+    stripe_customer_id: str | None
+    balance_minor: int
+    created_at: datetime
+
+
+# An account to show: a row read for it, or the entity a path that also reads a row of the account holds.
+ShownAccount: TypeAlias = Account | AccountRow
 
 
 class OwnedByAccount(Protocol):
@@ -35,12 +58,15 @@ class AccountRepository:
             if account.id is not None
         }
 
-    async def page(self, *, first: int, after_id: int | None) -> list[Account]:
+    async def rows_by_ids(self, ids: Iterable[int]) -> dict[int, AccountRow]:
+        """`by_ids` as rows, for reading only."""
+        rows = await self.scope.rows(self.session, _by_ids, {"ids": list(ids)})
+        return {row.id: AccountRow._make(row) for row in rows}
+
+    async def page(self, *, first: int, after_id: int | None) -> list[AccountRow]:
         """Up to `first` accounts in scope by id, after `after_id`: one more when there is a next page."""
-        statement = select(Account).where(self.scope.accounts(col(Account.id)))
-        if after_id is not None:
-            statement = statement.where(col(Account.id) > after_id)
-        return list((await self.session.exec(statement.order_by(col(Account.id)).limit(first + 1))).all())
+        parameters = {"after_id": 0 if after_id is None else after_id, "limit": first + 1}  # ids start at 1
+        return [AccountRow._make(row) for row in await self.scope.rows(self.session, _page, parameters)]
 
     async def owned(self, model: type[OwnedT], pk: int) -> tuple[OwnedT, Account] | None:
         """A row that belongs to an account (a card, a transaction, a lead plan) with its account, if in scope."""
@@ -73,3 +99,23 @@ class AccountRepository:
             grant, {"partner_id": partner_id, "account_id": account_id}
         )
         return True
+
+
+# Built once per database kind and scope rule: every query of an account reads it first.
+@cache
+def _by_ids(dialect: str, reach: Reach) -> sqlalchemy.Select[Any]:
+    account_id = col(Account.id)
+    return sqlalchemy.select(*columns(Account, AccountRow._fields)).where(
+        among_parameter(dialect, account_id, "ids"), reach_rule(reach, account_id)
+    )
+
+
+@cache
+def _page(dialect: str, reach: Reach) -> sqlalchemy.Select[Any]:
+    account_id = col(Account.id)
+    return (
+        sqlalchemy.select(*columns(Account, AccountRow._fields))
+        .where(reach_rule(reach, account_id), account_id > bindparam("after_id"))
+        .order_by(account_id)
+        .limit(bindparam("limit"))
+    )

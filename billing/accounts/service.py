@@ -1,10 +1,8 @@
 """Accounts as a principal may see them, read through the accounts repository built for the principal's scope."""
 
-from collections.abc import Iterable
-
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.accounts.repository import AccountRepository, OwnedT
+from billing.accounts.repository import AccountRepository, AccountRow, OwnedT
 from billing.errors import NotFound
 from billing.keys.service import Principal
 from billing.pagination import Page, check_page_size, cursor_row_id, decode_cursor, encode_cursor
@@ -18,27 +16,21 @@ def _repository(session: AsyncSession, principal: Principal) -> AccountRepositor
     return AccountRepository(session, Scope.of(principal))
 
 
-async def visible_by_ids(
-    session: AsyncSession, principal: Principal, ids: Iterable[int]
-) -> dict[int, Account]:
-    return await _repository(session, principal).by_ids(ids)
-
-
-async def get_visible(session: AsyncSession, principal: Principal, account_id: int) -> Account:
+async def get_visible(session: AsyncSession, principal: Principal, account_id: int) -> AccountRow:
     """The account, or NotFound whether it is missing or someone else's."""
-    account = (await visible_by_ids(session, principal, [account_id])).get(account_id)
+    account = (await _repository(session, principal).rows_by_ids([account_id])).get(account_id)
     if account is None:
         raise NotFound("account not found")
     return account
 
 
-def account_cursor(account: Account) -> str:
+def account_cursor(account: AccountRow) -> str:
     return encode_cursor(CURSOR_KIND, str(account.id))
 
 
 async def list_visible(
     session: AsyncSession, principal: Principal, *, first: int, after: str | None
-) -> Page[Account]:
+) -> Page[AccountRow]:
     check_page_size(first)
     after_id = None
     if after is not None:

@@ -10,12 +10,11 @@ from datetime import datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.accounts.repository import AccountRepository
+from billing.accounts.repository import AccountRepository, ShownAccount
 from billing.keys.service import Principal
 from billing.months import Month, month_of
 from billing.scope import Scope
 from billing.usage.summary_repository import UsageSummaryRepository, UsageTotals
-from models import Account
 from models.types import utcnow
 
 
@@ -74,14 +73,14 @@ async def monthly_summaries(
     the principal may see; others are left out. Active subscriptions and remaining budget use today's plans.
     """
     scope = Scope.of(principal)
-    accounts = await AccountRepository(session, scope).by_ids(account_ids)
+    accounts = await AccountRepository(session, scope).rows_by_ids(account_ids)
     return await summaries_of(session, scope, list(accounts.values()), month, now=now)
 
 
 async def summaries_of(
     session: AsyncSession,
     scope: Scope,
-    accounts: Sequence[Account],
+    accounts: Sequence[ShownAccount],
     month: Month | None = None,
     *,
     now: datetime | None = None,
@@ -105,7 +104,7 @@ async def summaries_of(
 
 
 def _summary(
-    account: Account, month: Month, rollup: UsageTotals | None, plans: tuple[int, int]
+    account: ShownAccount, month: Month, rollup: UsageTotals | None, plans: tuple[int, int]
 ) -> UsageSummary:
     assert account.id is not None
     row = rollup or UsageTotals(account.id, None)
