@@ -16,6 +16,7 @@ from resolvers.outgoing_webhooks import WebhookEndpointMutation
 from resolvers.payment_methods import PaymentMethodMutation
 from resolvers.topups import TopUpMutation
 from resolvers.usage import UsageMutation
+from root.execution import LeanExecutionContext
 from root.limits import OperationLimits, limits_extension
 from root.observability import ObservedOperation
 from root.suggestions import HideSuggestions
@@ -54,6 +55,7 @@ def build_schema(*, introspection: bool = True, limits: OperationLimits | None =
         subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALARS),
         extensions=extensions,
+        execution_context_class=LeanExecutionContext.for_schema(),
     )
 
 
