@@ -9,16 +9,22 @@ dashboard such fields are most of the ~5,000 fields of a page of 100 accounts. T
 directly and leaves every other field (resolvers, lists, interfaces and unions), and every value that would be
 an error (a null in a non-null field, a value the scalar refuses), to graphql-core, so errors and their
 locations stay exactly as they were.
+
+`call_resolvers_directly` does the same for the resolvers that take no arguments (an account's balance, company,
+payment methods and usage): Strawberry's wrapper converts arguments, threads field extensions and handles
+exceptions for every call, none of which such a resolver has.
 """
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+import strawberry
 from graphql import (
     GraphQLEnumType,
     GraphQLField,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfo,
     GraphQLScalarType,
     Undefined,
     get_nullable_type,
@@ -135,3 +141,45 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         except Exception as error:
             self.handle_field_error(error, plain.type, field_details_list, path)
             return None
+
+
+def _direct_call(
+    definition: StrawberryField, info_class: type[strawberry.Info[Any, Any]]
+) -> Callable[..., Any]:
+    """The resolver of `definition` called as Strawberry calls it (the source as `self`, `root` or `parent`, and
+    its Info), without Strawberry's per-call wrapper."""
+    resolver = definition.base_resolver
+    assert resolver is not None
+    function: Callable[..., Any] = resolver.wrapped_func  # type: ignore[assignment]  # a function here
+    as_self = resolver.self_parameter is not None
+    source_names = [p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None]
+    info_name = None if resolver.info_parameter is None else resolver.info_parameter.name
+
+    def resolve(source: Any, info: GraphQLResolveInfo[Any]) -> Any:
+        arguments = dict.fromkeys(source_names, source)
+        if info_name is not None:
+            arguments[info_name] = info_class(_raw_info=info, _field=definition)
+        return function(source, **arguments) if as_self else function(**arguments)
+
+    return resolve
+
+
+def call_resolvers_directly(schema: strawberry.Schema) -> None:
+    """Call directly the synchronous resolvers that have no arguments and no field extensions, when the schema
+    has no exception handlers (which Strawberry's wrapper would apply)."""
+    if schema.exception_handlers:
+        return
+    for named in schema._schema.type_map.values():
+        if not isinstance(named, GraphQLObjectType) or named.name.startswith("__"):
+            continue
+        for field in named.fields.values():
+            definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            if (
+                isinstance(definition, StrawberryField)
+                and definition.base_resolver is not None
+                and not definition.extensions
+                and not definition.is_async
+                and not definition.arguments
+                and not field.args
+            ):
+                field.resolve = _direct_call(definition, schema.config.info_class)

@@ -16,7 +16,7 @@ from resolvers.outgoing_webhooks import WebhookEndpointMutation
 from resolvers.payment_methods import PaymentMethodMutation
 from resolvers.topups import TopUpMutation
 from resolvers.usage import UsageMutation
-from root.execution import LeanExecutionContext
+from root.execution import LeanExecutionContext, call_resolvers_directly
 from root.limits import OperationLimits, limits_extension
 from root.observability import ObservedOperation
 from root.suggestions import HideSuggestions
@@ -49,7 +49,7 @@ def build_schema(*, introspection: bool = True, limits: OperationLimits | None =
     if not introspection:
         # Suggestions would rebuild the hidden schema a name at a time.
         extensions += [DisableIntrospection, HideSuggestions]
-    return strawberry.Schema(
+    schema = strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -57,6 +57,8 @@ def build_schema(*, introspection: bool = True, limits: OperationLimits | None =
         extensions=extensions,
         execution_context_class=LeanExecutionContext.for_schema(),
     )
+    call_resolvers_directly(schema)
+    return schema
 
 
 def sdl() -> str:

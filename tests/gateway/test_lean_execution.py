@@ -1,4 +1,4 @@
-"""root/execution.py's short path answers plain fields exactly as graphql-core's full path: same data, same
+"""root/execution.py's short paths answer exactly as graphql-core's and Strawberry's full paths: same data, same
 errors at the same paths, and null propagation from a failing non-null field."""
 
 from enum import Enum
@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 import strawberry
 from graphql import GraphQLObjectType
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.execution import ExecutionResult
 
-from root.execution import LeanExecutionContext, PlainField
+from root.execution import LeanExecutionContext, PlainField, call_resolvers_directly
 
 
 @strawberry.enum
@@ -35,6 +34,18 @@ class Holder:
     @strawberry.field
     def computed(self) -> str:
         return self.leaf.text.upper()
+
+    @strawberry.field
+    def named(self, info: strawberry.Info) -> str:
+        return f"{info.field_name} of {self.leaf.text}"
+
+    @strawberry.field
+    def rooted(root: "Holder") -> int:  # Strawberry passes the source as `root`
+        return root.leaf.count + 1
+
+    @strawberry.field
+    def failing(self) -> str | None:
+        raise ValueError("no")
 
 
 def holder(**leaf: Any) -> Holder:
@@ -69,7 +80,7 @@ class Query:
 
 
 DOCUMENTS = [
-    "{ holders { computed leaf { text maybe count colour } maybeLeaf { text count } leaves { text colour } } }",
+    "{ holders { computed named rooted failing leaf { text maybe count colour } maybeLeaf { text count } leaves { text colour } } }",
     "{ holders { maybeLeaf { maybe colour } } }",
     '{ strict(case: "null in non-null") { leaf { text } } }',
     '{ strict(case: "refused by Int") { maybeLeaf { count } } }',
@@ -78,16 +89,17 @@ DOCUMENTS = [
 ]
 
 
-def run(document: str, context: type[StrawberryGraphQLCoreExecutionContext]) -> ExecutionResult:
-    return strawberry.Schema(query=Query, execution_context_class=context).execute_sync(document)
+def run(document: str, *, lean: bool) -> ExecutionResult:
+    if not lean:
+        return strawberry.Schema(query=Query).execute_sync(document)
+    schema = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext.for_schema())
+    call_resolvers_directly(schema)
+    return schema.execute_sync(document)
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_same_answer_as_graphql_core(document: str) -> None:
-    lean, full = (
-        run(document, LeanExecutionContext.for_schema()),
-        run(document, StrawberryGraphQLCoreExecutionContext),
-    )
+    lean, full = run(document, lean=True), run(document, lean=False)
     assert lean.data == full.data
     assert [(e.message, e.path, e.locations) for e in lean.errors or []] == [
         (e.message, e.path, e.locations) for e in full.errors or []
@@ -101,3 +113,21 @@ def test_the_short_path_takes_plain_fields_only() -> None:
     assert all(PlainField.of(field) is not None for field in leaf.fields.values())
     plain = {name for name, field in holder_type.fields.items() if PlainField.of(field) is not None}
     assert plain == {"leaf", "maybeLeaf"}  # not the list, not the field with a resolver
+
+
+def test_resolvers_without_arguments_are_called_directly() -> None:
+    schema = strawberry.Schema(query=Query)
+    fields = {
+        (named.name, name): field
+        for named in schema._schema.type_map.values()
+        if isinstance(named, GraphQLObjectType) and named.name in {"Query", "Holder"}
+        for name, field in named.fields.items()
+    }
+    before = {key: field.resolve for key, field in fields.items()}
+    call_resolvers_directly(schema)
+    replaced = {key for key, field in fields.items() if field.resolve is not before[key]}
+    # Not `strict` (it takes an argument), nor the fields without a resolver.
+    assert replaced == {("Holder", name) for name in ("computed", "named", "rooted", "failing")} | {
+        ("Query", "holders"),
+        ("Query", "broken"),
+    }
