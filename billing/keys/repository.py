@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing import prepared
 from models import ApiKey, PartnerAccount, PrincipalKind
 
 if TYPE_CHECKING:  # billing.keys.service builds this repository
@@ -106,8 +107,12 @@ class KeyRepository:
         self.session = session
 
     async def by_prefix(self, prefix: str) -> "StoredKey | None":
-        row = (await (await self.session.connection()).execute(_BY_PREFIX, {"prefix": prefix})).first()
-        return None if row is None else StoredKey(*row)
+        connection = await self.session.connection()
+        parameters = {"prefix": prefix}
+        rows = await prepared.rows(connection, _BY_PREFIX, parameters)
+        if rows is None:
+            rows = (await connection.execute(_BY_PREFIX, parameters)).all()
+        return StoredKey(*rows[0]) if rows else None
 
     async def add(self, key: ApiKey) -> None:
         self.session.add(key)

@@ -8,7 +8,7 @@ import sqlalchemy
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.errors import InvalidArgument
-from billing.ledger.repository import HistoryEntry, LedgerRepository
+from billing.ledger.repository import HistoryEntry, HistoryPage, LedgerRepository
 from billing.pagination import (
     Page,
     check_page_size,
@@ -49,17 +49,12 @@ def _decode(after: str) -> tuple[datetime, int]:
     return cursor_moment(created), cursor_row_id(raw_id)
 
 
-def history_query(
-    entries: LedgerRepository,
-    account_id: int,
-    *,
-    first: int,
-    after: str | None = None,
-    where: HistoryFilter = HistoryFilter(),
-) -> sqlalchemy.Select[Any]:
-    """The statement behind one page: `first + 1` rows, so the caller learns whether another page follows."""
+def history_page(
+    account_id: int, *, first: int, after: str | None = None, where: HistoryFilter = HistoryFilter()
+) -> HistoryPage:
+    """What one page reads: `first + 1` rows, so the caller learns whether another page follows."""
     check_page_size(first)
-    return entries.history_statement(
+    return HistoryPage(
         account_id,
         limit=first + 1,
         kinds=where.kinds,
@@ -68,6 +63,18 @@ def history_query(
         until=where.until,
         before=_decode(after) if after is not None else None,
     )
+
+
+def history_query(
+    entries: LedgerRepository,
+    account_id: int,
+    *,
+    first: int,
+    after: str | None = None,
+    where: HistoryFilter = HistoryFilter(),
+) -> sqlalchemy.Select[Any]:
+    """The statement behind one page, with its values bound (to EXPLAIN it)."""
+    return entries.history_statement(history_page(account_id, first=first, after=after, where=where))
 
 
 async def history(
@@ -80,8 +87,7 @@ async def history(
     where: HistoryFilter = HistoryFilter(),
 ) -> Page[HistoryEntry]:
     """One page of an account's history: empty for an account outside the scope."""
-    entries = LedgerRepository(session, scope)
-    rows = await entries.history_rows(
-        history_query(entries, account_id, first=first, after=after, where=where)
+    rows = await LedgerRepository(session, scope).history_rows(
+        history_page(account_id, first=first, after=after, where=where)
     )
     return Page(rows[:first], has_next=len(rows) > first)

@@ -6,16 +6,19 @@ it may write, every other read to those it may read (billing/scope.py).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache, partial
 from typing import Any, NamedTuple
 
 import sqlalchemy
-from sqlalchemy import BigInteger, case, func, insert, literal, tuple_, update
+from sqlalchemy import BigInteger, Integer, bindparam, case, func, insert, literal, tuple_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.keys.repository import Reach, reach_rule
 from billing.scope import Scope
-from billing.sql import columns
+from billing.sql import among_parameter, columns
 from models import Account, Transaction, TransactionKind, TransactionStatus
 
 
@@ -133,40 +136,88 @@ class LedgerRepository:
         )
         return int((await self.session.exec(statement)).one())
 
-    def history_statement(
-        self,
-        account_id: int,
-        *,
-        limit: int,
-        kinds: Iterable[TransactionKind] = (),
-        statuses: Iterable[TransactionStatus] = (),
-        since: datetime | None = None,
-        until: datetime | None = None,
-        before: tuple[datetime, int] | None = None,
-    ) -> sqlalchemy.Select[Any]:
-        """Newest first: entries created in [since, until), older than the keyset `before` (created_at, id)."""
-        statement = sqlalchemy.select(*_HISTORY_COLUMNS).where(
-            col(Transaction.account_id) == account_id, self.scope.accounts(col(Transaction.account_id))
-        )
-        if kinds := sorted(kinds):
-            statement = statement.where(col(Transaction.kind).in_(kinds))
-        if statuses := sorted(statuses):
-            statement = statement.where(col(Transaction.status).in_(statuses))
-        if since is not None:
-            statement = statement.where(col(Transaction.created_at) >= since)
-        if until is not None:
-            statement = statement.where(col(Transaction.created_at) < until)
-        if before is not None:
-            # A row comparison, not `created_at < c OR (created_at = c AND id < i)`: PostgreSQL turns it into an
-            # index bound on (account_id, created_at, id) and seeks to the cursor; the OR form is a filter that
-            # walks every newer entry first, so a page 999,000 rows deep would cost as much as reading them all.
-            statement = statement.where(
-                tuple_(col(Transaction.created_at), col(Transaction.id)) < tuple_(*before)
-            )
-        statement = statement.order_by(col(Transaction.created_at).desc(), col(Transaction.id).desc())
-        return statement.limit(limit)
+    def history_statement(self, page: "HistoryPage") -> sqlalchemy.Select[Any]:
+        """The statement `history_rows` runs for `page`, with its values bound (to EXPLAIN or print it)."""
+        statement = _history(self.session.get_bind().dialect.name, self.scope.reach, page.shape)
+        return statement.params({**page.parameters(), **self.scope.parameters()})
 
-    async def history_rows(self, statement: sqlalchemy.Select[Any]) -> list[HistoryEntry]:
-        """The entries a statement of `history_statement` selects, as Core rows (half the CPU of entities)."""
-        rows = (await (await self.session.connection()).execute(statement)).all()
+    async def history_rows(self, page: "HistoryPage") -> list[HistoryEntry]:
+        """The entries of one history page, as Core rows (half the CPU of entities); the statement is built once
+        per filter shape, database kind and scope rule."""
+        rows = await self.scope.rows(self.session, partial(_history, shape=page.shape), page.parameters())
         return [HistoryEntry._make(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """Which history entries to read: newest first, created in [since, until), older than the keyset `before`
+    (created_at, id), of these kinds and statuses (empty: any), at most `limit`."""
+
+    account_id: int
+    limit: int
+    kinds: frozenset[TransactionKind] = frozenset()
+    statuses: frozenset[TransactionStatus] = frozenset()
+    since: datetime | None = None
+    until: datetime | None = None
+    before: tuple[datetime, int] | None = None
+
+    @property
+    def shape(self) -> "HistoryShape":
+        return HistoryShape(
+            bool(self.kinds),
+            bool(self.statuses),
+            self.since is not None,
+            self.until is not None,
+            self.before is not None,
+        )
+
+    def parameters(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"account_id": self.account_id, "limit": self.limit}
+        if self.kinds:
+            values["kinds"] = sorted(self.kinds)
+        if self.statuses:
+            values["statuses"] = sorted(self.statuses)
+        if self.since is not None:
+            values["since"] = self.since
+        if self.until is not None:
+            values["until"] = self.until
+        if self.before is not None:
+            values["before_created_at"], values["before_id"] = self.before
+        return values
+
+
+class HistoryShape(NamedTuple):
+    """Which of the history's filters a page uses: one statement per shape."""
+
+    kinds: bool
+    statuses: bool
+    since: bool
+    until: bool
+    before: bool
+
+
+@cache  # built once per filter shape, database kind and scope rule: a history page only binds values
+def _history(dialect: str, reach: Reach, shape: HistoryShape) -> sqlalchemy.Select[Any]:
+    account_id, created_at, row_id = columns(Transaction, ("account_id", "created_at", "id"))
+    statement = sqlalchemy.select(*_HISTORY_COLUMNS).where(
+        account_id == bindparam("account_id"), reach_rule(reach, account_id)
+    )
+    if shape.kinds:
+        statement = statement.where(among_parameter(dialect, col(Transaction.kind), "kinds"))
+    if shape.statuses:
+        statement = statement.where(among_parameter(dialect, col(Transaction.status), "statuses"))
+    if shape.since:
+        statement = statement.where(created_at >= bindparam("since", type_=created_at.type))
+    if shape.until:
+        statement = statement.where(created_at < bindparam("until", type_=created_at.type))
+    if shape.before:
+        # A row comparison, not `created_at < c OR (created_at = c AND id < i)`: PostgreSQL turns it into an
+        # index bound on (account_id, created_at, id) and seeks to the cursor; the OR form is a filter that
+        # walks every newer entry first, so a page 999,000 rows deep would cost as much as reading them all.
+        cursor = tuple_(
+            bindparam("before_created_at", type_=created_at.type),
+            bindparam("before_id", type_=row_id.type),
+        )
+        statement = statement.where(tuple_(created_at, row_id) < cursor)
+    statement = statement.order_by(created_at.desc(), row_id.desc())
+    return statement.limit(bindparam("limit", type_=Integer))
