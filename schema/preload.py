@@ -8,11 +8,24 @@ way (a subscription, `usage(month:)`) still waits on its loader.
 """
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, TypeAlias, TypeVar
 
+from graphql import (
+    ArgumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    NamedTypeNode,
+    SelectionNode,
+    SelectionSetNode,
+    ValueNode,
+    VariableNode,
+    value_from_ast_untyped,
+)
 from sqlmodel.ext.asyncio.session import AsyncSession
-from strawberry.types.nodes import SelectedField, Selection
 
 from billing.accounts.repository import ShownAccount
 from schema.context import Info
@@ -72,45 +85,145 @@ PARTS: dict[str, tuple[tuple[type[Loader[Any, Any]], KeyOf], ...]] = {
 }
 
 
-def _included(directives: dict[str, Any]) -> bool:
-    return (
-        directives.get("skip", {}).get("if") is not True
-        and directives.get("include", {}).get("if") is not False
-    )
+# A condition a request's variables must meet for a field to count: a variable, and the test its value must pass.
+Condition: TypeAlias = tuple[str, Callable[[Any], bool]]
+# The Account fields (answered by loaders) a selection names, each with the conditions it is selected under.
+Plan: TypeAlias = tuple[tuple[str, tuple[Condition, ...]], ...]
 
 
-def _fields(selections: Iterable[Selection], types: frozenset[str] | None) -> Iterator[SelectedField]:
-    """The fields of a selection set, through its fragments (those on `types`, when given) and without the
-    skipped ones."""
-    for selection in selections:
-        if not _included(selection.directives):
+def _not_true(value: Any) -> bool:
+    return value is not True
+
+
+def _not_false(value: Any) -> bool:
+    return value is not False
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+# @skip(if:) drops a selection when true, @include(if:) when false.
+DIRECTIVE_TESTS = {"skip": _not_true, "include": _not_false}
+
+
+def _condition(value: ValueNode | None, test: Callable[[Any], bool]) -> Condition | bool:
+    """The condition `value` passes `test` (a variable's value is known per request), or whether it does (a
+    literal, or an absent argument: None)."""
+    if isinstance(value, VariableNode):
+        return (value.name.value, test)
+    return test(None if value is None else value_from_ast_untyped(value))
+
+
+def _argument(arguments: Iterable[ArgumentNode] | None, name: str) -> ValueNode | None:
+    return next((argument.value for argument in arguments or () if argument.name.value == name), None)
+
+
+def _with_directives(
+    selection: SelectionNode, conditions: tuple[Condition, ...]
+) -> tuple[Condition, ...] | None:
+    """`conditions` and those of the selection's @skip and @include; None when a literal one drops it."""
+    for directive in selection.directives or ():
+        test = DIRECTIVE_TESTS.get(directive.name.value)
+        if test is None:
             continue
-        if isinstance(selection, SelectedField):
-            yield selection
-        elif types is None or selection.type_condition is None or selection.type_condition in types:
-            yield from _fields(selection.selections, types)
+        condition = _condition(_argument(directive.arguments, "if"), test)
+        if condition is False:
+            return None
+        if condition is not True:
+            conditions += (condition,)
+    return conditions
 
 
-def account_fields(info: Info, path: Sequence[str]) -> list[SelectedField]:
-    """The fields selected on the accounts found at `path` below the field being resolved."""
-    found = [selection for field in info.selected_fields for selection in field.selections]
+Selected: TypeAlias = Iterable[tuple[SelectionNode, tuple[Condition, ...]]]
+
+
+def _fields(
+    selections: Selected, fragments: dict[str, FragmentDefinitionNode], types: frozenset[str] | None
+) -> Iterator[tuple[FieldNode, tuple[Condition, ...]]]:
+    """The fields of a selection set with their conditions, through its fragments (those on `types`, when
+    given) and without those a literal @skip or @include drops."""
+    for selection, outer in selections:
+        conditions = _with_directives(selection, outer)
+        if conditions is None:
+            continue
+        if isinstance(selection, FieldNode):
+            yield selection, conditions
+            continue
+        if isinstance(selection, FragmentSpreadNode):
+            fragment = fragments[selection.name.value]
+            type_condition: NamedTypeNode | None = fragment.type_condition
+            selection_set: SelectionSetNode | None = fragment.selection_set
+        else:
+            assert isinstance(selection, InlineFragmentNode)
+            type_condition, selection_set = selection.type_condition, selection.selection_set
+        if types is None or type_condition is None or type_condition.name.value in types:
+            yield from _fields(_below(selection_set, conditions), fragments, types)
+
+
+def _below(selection_set: SelectionSetNode | None, conditions: tuple[Condition, ...]) -> Selected:
+    return ((selection, conditions) for selection in (selection_set.selections if selection_set else ()))
+
+
+def _plan(
+    field_nodes: Sequence[FieldNode], fragments: dict[str, FragmentDefinitionNode], path: Sequence[str]
+) -> Plan:
+    """The Account fields answered by loaders selected on the accounts at `path` below these field nodes."""
+    found: list[tuple[SelectionNode, tuple[Condition, ...]]] = [
+        selected for node in field_nodes for selected in _below(node.selection_set, ())
+    ]
     for name in path:
         found = [
-            selection
-            for field in _fields(found, None)
-            if field.name == name
-            for selection in field.selections
+            selected
+            for field, conditions in _fields(found, fragments, None)
+            if field.name.value == name
+            for selected in _below(field.selection_set, conditions)
         ]
-    return list(_fields(found, ACCOUNT_TYPES))
+    plan: list[tuple[str, tuple[Condition, ...]]] = []
+    for field, conditions in _fields(found, fragments, ACCOUNT_TYPES):
+        name = field.name.value
+        if name not in PARTS:
+            continue
+        if name == "usage":
+            # another month than this one is left to the field's own loader
+            month = _condition(_argument(field.arguments, "month"), _is_none)
+            if month is False:
+                continue
+            if month is not True:
+                conditions += (month,)
+        plan.append((name, conditions))
+    return tuple(plan)
+
+
+# Plans by the field nodes (identity) they are for and the path: the limits extension (root/limits.py) reuses a
+# query text's parsed document, so its nodes recur across requests. Each entry holds its nodes, so their ids are
+# not reused while it lives; the plan depends on the document alone, the variables are tested per request.
+CACHED_PLANS = 512
+_plans: OrderedDict[tuple[tuple[int, ...], tuple[str, ...]], tuple[Sequence[FieldNode], Plan]] = OrderedDict()
+
+
+def _cached_plan(info: Info, path: Sequence[str]) -> Plan:
+    raw = info._raw_info
+    key = (tuple(map(id, raw.field_nodes)), tuple(path))
+    cached = _plans.get(key)
+    if cached is not None:
+        _plans.move_to_end(key)
+        return cached[1]
+    plan = _plan(raw.field_nodes, raw.fragments, path)
+    _plans[key] = (tuple(raw.field_nodes), plan)
+    if len(_plans) > CACHED_PLANS:
+        _plans.popitem(last=False)
+    return plan
 
 
 def wanted_parts(info: Info, path: Sequence[str]) -> dict[type[Loader[Any, Any]], KeyOf]:
-    """The loaders the selected fields of the accounts at `path` ask, with their keys."""
+    """The loaders the selected fields of the accounts at `path` below the field being resolved ask, with
+    their keys."""
+    variables = info.variable_values
     wanted: dict[type[Loader[Any, Any]], KeyOf] = {}
-    for field in account_fields(info, path):
-        if field.name == "usage" and field.arguments.get("month") is not None:
-            continue  # another month than this one: left to the field's own loader
-        wanted.update(PARTS.get(field.name, ()))
+    for name, conditions in _cached_plan(info, path):
+        if not conditions or all(test(variables.get(variable)) for variable, test in conditions):
+            wanted.update(PARTS[name])
     return wanted
 
 
