@@ -113,6 +113,10 @@ def _touched(connection: Connection) -> Touched:
 
 
 def _forget(connection: Connection) -> None:
+    if connection.invalidated:
+        # The server dropped it mid-transaction: its DBAPI connection, with what it recorded, is discarded, and
+        # reading `info` now would raise PendingRollbackError over the error that reports the loss.
+        return
     connection.info.pop(_TOUCHED, None)
     connection.info.pop(_FLUSHING, None)
 
