@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select
 
+from billing import prepared
 from billing.sql import among_parameter
 from models import FxRate
 
@@ -41,7 +42,11 @@ class FxRepository:
         parameters: dict[str, object] = {"currencies": list(currencies)}
         if on is not None:
             parameters["on"] = on
-        return list((await (await self.session.connection()).execute(statement, parameters)).all())
+        connection = await self.session.connection()
+        rows = await prepared.rows(connection, statement, parameters)
+        if rows is None:
+            rows = (await connection.execute(statement, parameters)).all()
+        return list(rows)
 
 
 @cache  # built once per database kind: building it took longer than running it (every Billing page asks)

@@ -19,11 +19,12 @@ from billing import prepared
 from billing.accounts.repository import _by_ids
 from billing.company.repository import _of_accounts as companies_of
 from billing.db import create_engine
+from billing.fx.repository import _latest_with_usd
 from billing.keys.repository import _BY_PREFIX, Reach
 from billing.keys.service import key_prefix
 from billing.ledger.repository import HistoryPage, LedgerRepository, _history
 from billing.payment_methods.repository import _of_accounts as payment_methods_of
-from models import Transaction, TransactionKind, TransactionStatus
+from models import FxRate, Transaction, TransactionKind, TransactionStatus
 from schema.errors import is_statement_timeout
 from tests.support.factories import SYSTEM, create_account, create_company, create_payment_method, member_key
 
@@ -84,6 +85,8 @@ async def test_the_driver_path_returns_what_sqlalchemy_returns(
                 created_at=start + timedelta(minutes=n),
             )
         )
+    for currency, per_eur in (("USD", "1.0850"), ("GBP", "0.8560")):
+        session.add(FxRate(currency=currency, rate_date=start.date(), per_eur=per_eur))
     await session.flush()
     page = HistoryPage(
         account.id,
@@ -100,6 +103,7 @@ async def test_the_driver_path_returns_what_sqlalchemy_returns(
         (payment_methods_of("postgresql", "all"), {"ids": [account.id]}, True),
         (_BY_PREFIX, {"prefix": key_prefix(key)}, True),
         (_history("postgresql", "all", page.shape), page.parameters(), True),
+        (_latest_with_usd("postgresql", bounded=True), {"currencies": ["GBP"], "on": start.date()}, True),
         (_ENUM, {"account_id": account.id}, True),
         (_DECIMAL, {"account_id": account.id}, False),  # asyncpg's Numeric processing needs the column's type
     ]
@@ -111,6 +115,7 @@ async def test_the_driver_path_returns_what_sqlalchemy_returns(
 
     for statement, parameters, on_driver in cases:
         expected = (await connection.execute(statement, parameters)).all()
+        assert expected  # each case finds rows, so their values are compared
         event.listen(engine.sync_engine, "before_execute", record)
         try:
             # The repositories' way in: the driver when it can, else SQLAlchemy.
