@@ -46,8 +46,8 @@ from sqlalchemy.engine import Engine
 from bench.config import URL, asyncpg_dsn
 from bench.data import BenchData, ensure_data
 from bench.load import LoadResult, require_wrk, run_wrk
-from bench.operations import BILLING_PAGE, DASHBOARD, HISTORY, RECORD_USAGE, USAGE_OVERVIEW
-from bench.usage_bench import as_input, events_per_second
+from bench.operations import BILLING_PAGE, DASHBOARD, HISTORY, USAGE_OVERVIEW
+from bench.usage_bench import events_per_second, record_through_graphql, record_usage_body
 from billing.config import Settings
 from billing.db import create_engine, session_factory, unit_of_work
 from billing.keys.service import Principal
@@ -314,22 +314,19 @@ async def bench_recording(data: BenchData, gateway: Server) -> tuple[float, floa
     factory = session_factory(engine)
     async with httpx.AsyncClient(base_url=gateway.url, timeout=120) as client:
 
-        async def through_graphql(prefix: str) -> None:
-            variables = {"events": [as_input(e) for e in usage_batch(data, prefix, at)]}
-            response = await client.post(
-                "/graphql",
-                json={"query": RECORD_USAGE, "variables": variables},
-                headers={"Authorization": f"Bearer {data.reporter_key}"},
-            )
-            result = response.json()["data"]["recordUsage"]
-            assert result == {"__typename": "RecordUsageSuccess", "recorded": 1_000}, result
+        def events(prefix: str) -> list[UsageEvent]:
+            return usage_batch(data, prefix, at)
 
-        async def direct(prefix: str) -> None:
+        async def direct(events: list[UsageEvent]) -> None:
             async with unit_of_work(factory) as session:
-                await record_usage(session, reporter, usage_batch(data, prefix, at))
+                await record_usage(session, reporter, events)
 
-        graphql = await events_per_second(through_graphql, f"{run}-graphql")
-        plain = await events_per_second(direct, f"{run}-direct")
+        graphql = await events_per_second(
+            lambda prefix: record_usage_body(events(prefix)),
+            lambda body: record_through_graphql(client, data.reporter_key, body),
+            f"{run}-graphql",
+        )
+        plain = await events_per_second(events, direct, f"{run}-direct")
     await engine.dispose()
     return graphql, plain
 
