@@ -121,9 +121,21 @@ async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
 
 @asynccontextmanager
 async def read_session(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """A transaction that only reads: on SQLite it takes no write lock, so reads run beside a writer."""
+    """A session that only reads.
+
+    On PostgreSQL its statements run without a transaction around them (autocommit): at READ COMMITTED each
+    statement sees what was committed when it started either way, and BEGIN and ROLLBACK are two round trips
+    that cost about 0.2 ms of CPU, a twentieth of a Billing page. (A session bound to a connection that is
+    already in a transaction, as in the tests, reads inside it.) On SQLite it is a deferred transaction, which
+    takes no write lock, so reads run beside a writer.
+    """
     async with _busy_as_typed(), factory() as session:
-        await session.connection(execution_options={SQLITE_BEGIN: "DEFERRED"})
+        options: dict[str, str] = {}
+        if session.get_bind().dialect.name == "sqlite":
+            options[SQLITE_BEGIN] = "DEFERRED"
+        elif isinstance(session.bind, AsyncEngine):
+            options["isolation_level"] = "AUTOCOMMIT"
+        await session.connection(execution_options=options)
         yield session
 
 
