@@ -319,11 +319,7 @@ async def _already_recorded(usage: UsageRepository, events: Sequence[UsageEvent]
     """(account id, external id) pairs of the batch that are stored already: one statement for the batch."""
     if not events:
         return set()
-    stored = await usage.recorded(
-        {event.account_id for event in events}, {event.external_id for event in events}
-    )
-    wanted = {(event.account_id, event.external_id) for event in events}
-    return stored & wanted
+    return await usage.recorded({(event.account_id, event.external_id) for event in events})
 
 
 def _row(event: UsageEvent, cost_minor: int, currency: str, now: datetime) -> dict[str, object]:
