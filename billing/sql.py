@@ -42,10 +42,14 @@ def among_pairs(
     second: ColumnElement[Any] = columns[1]  # type: ignore[assignment]
     if session.get_bind().dialect.name != "postgresql":
         return tuple_(first, second).in_(pairs)
-    given = func.unnest(
-        bindparam(None, [pair[0] for pair in pairs], type_=postgresql.ARRAY(first.type)),
-        bindparam(None, [pair[1] for pair in pairs], type_=postgresql.ARRAY(second.type)),
-    ).table_valued("first", "second").render_derived()
+    given = (
+        func.unnest(
+            bindparam(None, [pair[0] for pair in pairs], type_=postgresql.ARRAY(first.type)),
+            bindparam(None, [pair[1] for pair in pairs], type_=postgresql.ARRAY(second.type)),
+        )
+        .table_valued("first", "second")
+        .render_derived()
+    )
     return tuple_(first, second).in_(select(given.c.first, given.c.second))
 
 
