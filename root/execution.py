@@ -10,9 +10,9 @@ directly and leaves every other field (resolvers, lists, interfaces and unions),
 an error (a null in a non-null field, a value the scalar refuses), to graphql-core, so errors and their
 locations stay exactly as they were.
 
-`call_resolvers_directly` does the same for the resolvers that take no arguments (an account's balance, company,
-payment methods and usage): Strawberry's wrapper converts arguments, threads field extensions and handles
-exceptions for every call, none of which such a resolver has.
+`call_resolvers_directly` does the same for the resolvers whose arguments are plain scalars (an account's
+balance, company, payment methods and usage): Strawberry's wrapper converts arguments, threads field extensions
+and handles exceptions for every call, none of which such a resolver needs.
 """
 
 from collections.abc import Awaitable, Callable
@@ -32,8 +32,10 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
+from strawberry.relay.types import GlobalID
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 from strawberry.types.field import StrawberryField
 
 
@@ -144,10 +146,10 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
 
 def _direct_call(
-    definition: StrawberryField, info_class: type[strawberry.Info[Any, Any]]
+    definition: StrawberryField, info_class: type[strawberry.Info[Any, Any]], names: dict[str, str]
 ) -> Callable[..., Any]:
-    """The resolver of `definition` called as Strawberry calls it (the source as `self`, `root` or `parent`, and
-    its Info), without Strawberry's per-call wrapper."""
+    """The resolver of `definition` called as Strawberry calls it (the source as `self`, `root` or `parent`, its
+    Info, and its arguments under their Python `names`), without Strawberry's per-call wrapper."""
     resolver = definition.base_resolver
     assert resolver is not None
     function: Callable[..., Any] = resolver.wrapped_func  # type: ignore[assignment]  # a function here
@@ -155,8 +157,9 @@ def _direct_call(
     source_names = [p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None]
     info_name = None if resolver.info_parameter is None else resolver.info_parameter.name
 
-    def resolve(source: Any, info: GraphQLResolveInfo[Any]) -> Any:
-        arguments = dict.fromkeys(source_names, source)
+    def resolve(source: Any, info: GraphQLResolveInfo[Any], **given: Any) -> Any:
+        arguments = {names[name]: value for name, value in given.items()}
+        arguments.update(dict.fromkeys(source_names, source))
         if info_name is not None:
             arguments[info_name] = info_class(_raw_info=info, _field=definition)
         return function(source, **arguments) if as_self else function(**arguments)
@@ -164,9 +167,30 @@ def _direct_call(
     return resolve
 
 
+def _plain_arguments(
+    field: GraphQLField, definition: StrawberryField, schema: strawberry.Schema
+) -> dict[str, str] | None:
+    """{GraphQL name: Python name} of the field's arguments when Strawberry would pass each as graphql-core parsed
+    it (a scalar, optional or not; not an ID, an enum, an input object, a list or a Maybe), else None."""
+    names = {}
+    for argument in definition.arguments:
+        name = schema.config.name_converter.from_argument(argument)
+        parsed = None if name not in field.args else get_nullable_type(field.args[name].type)
+        kind = argument.type.of_type if isinstance(argument.type, StrawberryOptional) else argument.type
+        if (
+            not isinstance(parsed, GraphQLScalarType)
+            or parsed.name == "ID"
+            or isinstance(argument.type, StrawberryMaybe)
+            or kind is GlobalID
+        ):
+            return None
+        names[name] = argument.python_name
+    return names if len(names) == len(field.args) else None
+
+
 def call_resolvers_directly(schema: strawberry.Schema) -> None:
-    """Call directly the synchronous resolvers that have no arguments and no field extensions, when the schema
-    has no exception handlers (which Strawberry's wrapper would apply)."""
+    """Call directly the synchronous resolvers whose arguments are all plain scalars and that have no field
+    extensions, when the schema has no exception handlers (which Strawberry's wrapper would apply)."""
     if schema.exception_handlers:
         return
     for named in schema._schema.type_map.values():
@@ -179,7 +203,6 @@ def call_resolvers_directly(schema: strawberry.Schema) -> None:
                 and definition.base_resolver is not None
                 and not definition.extensions
                 and not definition.is_async
-                and not definition.arguments
-                and not field.args
+                and (names := _plain_arguments(field, definition, schema)) is not None
             ):
-                field.resolve = _direct_call(definition, schema.config.info_class)
+                field.resolve = _direct_call(definition, schema.config.info_class, names)

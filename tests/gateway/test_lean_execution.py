@@ -47,6 +47,18 @@ class Holder:
     def failing(self) -> str | None:
         raise ValueError("no")
 
+    @strawberry.field
+    def greeting(self, to_whom: str = "you", times: int | None = None) -> str:
+        return f"{self.leaf.text} greets {to_whom} {times}"
+
+    @strawberry.field
+    def painted(self, colour: Colour) -> str:  # an enum argument: Strawberry converts it
+        return colour.value
+
+    @strawberry.field
+    def by_id(self, id: strawberry.ID) -> str:
+        return str(id)
+
 
 def holder(**leaf: Any) -> Holder:
     values = {"text": "a", "maybe": None, "count": 1, "colour": Colour.RED} | leaf
@@ -80,7 +92,7 @@ class Query:
 
 
 DOCUMENTS = [
-    "{ holders { computed named rooted failing leaf { text maybe count colour } maybeLeaf { text count } leaves { text colour } } }",
+    '{ holders { computed named rooted failing greeting g2: greeting(toWhom: "me", times: 2) painted(colour: RED) byId(id: "7") leaf { text maybe count colour } maybeLeaf { text count } leaves { text colour } } }',
     "{ holders { maybeLeaf { maybe colour } } }",
     '{ strict(case: "null in non-null") { leaf { text } } }',
     '{ strict(case: "refused by Int") { maybeLeaf { count } } }',
@@ -115,7 +127,7 @@ def test_the_short_path_takes_plain_fields_only() -> None:
     assert plain == {"leaf", "maybeLeaf"}  # not the list, not the field with a resolver
 
 
-def test_resolvers_without_arguments_are_called_directly() -> None:
+def test_resolvers_with_plain_arguments_are_called_directly() -> None:
     schema = strawberry.Schema(query=Query)
     fields = {
         (named.name, name): field
@@ -126,8 +138,11 @@ def test_resolvers_without_arguments_are_called_directly() -> None:
     before = {key: field.resolve for key, field in fields.items()}
     call_resolvers_directly(schema)
     replaced = {key for key, field in fields.items() if field.resolve is not before[key]}
-    # Not `strict` (it takes an argument), nor the fields without a resolver.
-    assert replaced == {("Holder", name) for name in ("computed", "named", "rooted", "failing")} | {
+    # Not those whose arguments Strawberry converts (an enum, an ID) nor the fields without a resolver.
+    assert replaced == {
+        ("Holder", name) for name in ("computed", "named", "rooted", "failing", "greeting")
+    } | {
         ("Query", "holders"),
         ("Query", "broken"),
+        ("Query", "strict"),
     }
