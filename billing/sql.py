@@ -3,7 +3,7 @@
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, any_, bindparam, func, select, tuple_
+from sqlalchemy import Column, ColumnElement, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,31 +26,6 @@ def among(
     if session.get_bind().dialect.name == "postgresql":
         return expression == any_(bindparam(None, values, type_=postgresql.ARRAY(expression.type)))
     return expression.in_(values)
-
-
-def among_pairs(
-    session: AsyncSession | Session,
-    columns: tuple[ColumnElement[Any] | Mapped[Any], ColumnElement[Any] | Mapped[Any]],
-    pairs: Iterable[tuple[Any, Any]],
-) -> ColumnElement[bool]:
-    """`(first, second) IN pairs`. On PostgreSQL the pairs are two array parameters unnested side by side, which
-    the planner joins to an index on (first, second) a pair at a time; `first = ANY(..) AND second = ANY(..)`
-    only bounds the index by `first` and filters the rest, reading every row of those accounts (a usage batch's
-    duplicate check read all 739,000 events of its account: 250 ms). SQLite has no arrays: a list of row values."""
-    pairs = list(pairs)
-    first: ColumnElement[Any] = columns[0]  # type: ignore[assignment]  # a Mapped column is one at runtime
-    second: ColumnElement[Any] = columns[1]  # type: ignore[assignment]
-    if session.get_bind().dialect.name != "postgresql":
-        return tuple_(first, second).in_(pairs)
-    given = (
-        func.unnest(
-            bindparam(None, [pair[0] for pair in pairs], type_=postgresql.ARRAY(first.type)),
-            bindparam(None, [pair[1] for pair in pairs], type_=postgresql.ARRAY(second.type)),
-        )
-        .table_valued("first", "second")
-        .render_derived()
-    )
-    return tuple_(first, second).in_(select(given.c.first, given.c.second))
 
 
 def among_parameter(dialect: str, column: ColumnElement[Any] | Mapped[Any], name: str) -> ColumnElement[bool]:
