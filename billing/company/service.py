@@ -1,5 +1,6 @@
 """The company profile: validated as a whole, saved only when all of it is right, mirrored to Stripe."""
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -64,6 +65,16 @@ def missing_company_fields(company: Company | CompanyRow | None) -> list[str]:
     return [name for name in REQUIRED_FIELDS if not getattr(company, name)]
 
 
+# Characters that make a name or an address show as something else (on an invoice, in Stripe, in a partner's
+# list) or break the line it is printed on: the explicit text-direction embeddings, overrides and isolates
+# (the "Trojan Source" set), and control characters (category Cc: line breaks, tabs, escapes).
+_DIRECTION_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _has_hidden_controls(value: str) -> bool:
+    return any(char in _DIRECTION_CONTROLS or unicodedata.category(char) == "Cc" for char in value)
+
+
 def _max_length(name: str) -> int:
     # The column is the one source of the bound.
     return int(Company.__table__.c[name].type.length)  # type: ignore[attr-defined]
@@ -92,6 +103,8 @@ def validate(data: CompanyInput) -> dict[str, str | None]:
             clean[item.name] = None
         elif len(value) > _max_length(item.name):
             errors.append((item.name, f"must be at most {_max_length(item.name)} characters"))
+        elif _has_hidden_controls(value):
+            errors.append((item.name, "must not contain control characters or text-direction overrides"))
         else:
             clean[item.name] = value
     country = clean.get("country")
