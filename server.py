@@ -47,7 +47,7 @@ from root.schema import build_schema
 from schema.context import Context
 from server_cache import ResponseCache
 from server_graphiql import render_graphiql
-from server_graphql import GraphQLView
+from server_graphql import GraphQLView, refusal_error
 from server_graphql_ws import Close, CloseCode, Limits, SubscriptionServer
 from server_observability import app_engine, app_pool, observability_middleware
 from server_trusted_documents import TrustedDocuments
@@ -60,7 +60,7 @@ DEMO_KEY_FILE = VAR_DIR / "demo-api-key"
 def unauthorized(message: str) -> JSONResponse:
     # Nothing was executed, so there is no `data` entry (GraphQL over HTTP).
     return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+        {"errors": [refusal_error(message, "UNAUTHENTICATED")]},
         status_code=401,
         headers={"WWW-Authenticate": 'Bearer realm="billing"'},
     )
@@ -70,7 +70,7 @@ def too_many_failures(refusal: Refusal) -> JSONResponse:
     seconds = refusal.retry_after_seconds
     message = f"Too many failed authentication attempts; retry in {seconds} s."
     return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": "RATE_LIMITED", "retryAfter": seconds}}]},
+        {"errors": [refusal_error(message, "RATE_LIMITED", retryAfter=seconds)]},
         status_code=429,
         headers={"Retry-After": str(seconds)},
     )
@@ -84,14 +84,7 @@ def bearer_token(request: Request) -> str | None:
 def service_busy(settings: Settings) -> JSONResponse:
     """Load shedding: no connection (or SQLite write lock) came free in time; nothing was done."""
     return JSONResponse(
-        {
-            "errors": [
-                {
-                    "message": "The service is busy; retry shortly.",
-                    "extensions": {"code": "SERVICE_UNAVAILABLE"},
-                }
-            ]
-        },
+        {"errors": [refusal_error("The service is busy; retry shortly.", "SERVICE_UNAVAILABLE")]},
         status_code=503,
         headers={"Retry-After": str(settings.retry_after_seconds)},
     )

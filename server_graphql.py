@@ -106,6 +106,17 @@ def is_json_utf8(content_type: str | None) -> bool:
 # --------------------------------------------------------------------------------------------- refusals
 
 
+def refusal_error(message: str, code: str, **extensions: object) -> dict[str, Any]:
+    """One error of a request answered before execution, with the request's id as every error carries it."""
+    request_id = current_request_id()
+    named = (
+        {"code": code, **extensions}
+        if request_id is None
+        else {"code": code, **extensions, "requestId": request_id}
+    )
+    return {"message": message, "extensions": named}
+
+
 class Refused(Exception):
     """The request is answered before it reaches the schema: a status and one GraphQL-shaped error."""
 
@@ -120,7 +131,7 @@ class Refused(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.error = {"message": message, "extensions": {"code": code, **figures}}
+        self.error = refusal_error(message, code, **figures)
         self.headers = dict(headers or {})
 
     def response(self, media_type: MediaType | None) -> Response:

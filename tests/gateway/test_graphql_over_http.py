@@ -195,9 +195,8 @@ async def test_a_request_that_is_not_well_formed_is_400_with_a_graphql_shaped_er
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == f"{accept}; charset=utf-8"
     answer = response.json()
-    assert answer == {
-        "errors": [{"message": answer["errors"][0]["message"], "extensions": {"code": "BAD_REQUEST"}}]
-    }
+    extensions = {"code": "BAD_REQUEST", "requestId": response.headers["X-Request-Id"]}
+    assert answer == {"errors": [{"message": answer["errors"][0]["message"], "extensions": extensions}]}
 
 
 @pytest.mark.parametrize("accept", BOTH)

@@ -141,15 +141,16 @@ async def test_the_body_size_is_limited_before_it_is_read(session_factory: Sessi
     assert under.status_code == 200
     assert declared.status_code == 413
     message = "The request body is larger than 300 bytes."
-    assert declared.json() == {
-        "errors": [
-            {"message": message, "extensions": {"code": "REQUEST_TOO_LARGE", "limit": 300, "actual": 301}}
-        ]
+    figures = {
+        "code": "REQUEST_TOO_LARGE",
+        "limit": 300,
+        "actual": 301,
+        "requestId": declared.headers["X-Request-Id"],
     }
+    assert declared.json() == {"errors": [{"message": message, "extensions": figures}]}
     assert streamed.status_code == 413
-    assert streamed.json() == {
-        "errors": [{"message": message, "extensions": {"code": "REQUEST_TOO_LARGE", "limit": 300}}]
-    }
+    figures = {"code": "REQUEST_TOO_LARGE", "limit": 300, "requestId": streamed.headers["X-Request-Id"]}
+    assert streamed.json() == {"errors": [{"message": message, "extensions": figures}]}
 
 
 async def test_a_10_mb_body_is_413_by_default(client: httpx.AsyncClient, key: str) -> None:
@@ -164,6 +165,7 @@ async def test_a_10_mb_body_is_413_by_default(client: httpx.AsyncClient, key: st
         "code": "REQUEST_TOO_LARGE",
         "limit": 1_048_576,
         "actual": len(body),
+        "requestId": response.headers["X-Request-Id"],
     }
 
 

@@ -224,6 +224,32 @@ async def test_request_errors_of_the_http_layer_carry_the_request_id(
     assert error["extensions"] == {"code": code, "requestId": "support-5678"}, error
 
 
+REFUSALS_BEFORE_THE_SCHEMA = {
+    "no key": ({"Content-Type": "application/json"}, b'{"query": "{ __typename }"}', 401, "UNAUTHENTICATED"),
+    "an unknown key": (
+        {"Content-Type": "application/json", "Authorization": "Bearer bk_unknown_secret"},
+        b'{"query": "{ __typename }"}',
+        401,
+        "UNAUTHENTICATED",
+    ),
+    "not JSON": ({"Content-Type": "text/plain"}, b"{ __typename }", 415, "UNSUPPORTED_MEDIA_TYPE"),
+}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "code"),
+    REFUSALS_BEFORE_THE_SCHEMA.values(),
+    ids=REFUSALS_BEFORE_THE_SCHEMA.keys(),
+)
+async def test_refusals_before_the_schema_carry_the_request_id(
+    client: httpx.AsyncClient, headers: dict[str, str], body: bytes, status: int, code: str
+) -> None:
+    response = await client.post("/graphql", content=body, headers=headers | {"X-Request-Id": "support-9012"})
+    assert response.status_code == status
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": code, "requestId": "support-9012"}, error
+
+
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
     stream = io.StringIO()
