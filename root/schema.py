@@ -1,11 +1,14 @@
 """The schema: every domain's Query, Mutation and Subscription types merged, with masking, limits and caches."""
 
+import logging
 from collections.abc import Callable
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import DisableIntrospection, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from resolvers.accounts import AccountQuery
 from resolvers.auto_recharge import AutoRechargeMutation
@@ -38,6 +41,19 @@ Mutation = merge_types(
 )
 Subscription = merge_types("Subscription", (AccountSubscription,))
 
+logger = logging.getLogger("billing.graphql")
+
+
+class BillingSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """One short INFO line per error (Strawberry's default logs each at ERROR with its traceback). Most are
+        a client's own mistakes (bad input, an account it may not see, a limit): answers, not faults. A crash is
+        logged at ERROR with its traceback once, where it is masked (schema/errors.py, server_graphql.py)."""
+        for error in errors:
+            logger.info("graphql error", extra={"path": error.path, "error": error.message[:200]})
+
 
 def build_schema(*, introspection: bool = True, limits: OperationLimits | None = None) -> strawberry.Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
@@ -49,7 +65,7 @@ def build_schema(*, introspection: bool = True, limits: OperationLimits | None =
     if not introspection:
         # Suggestions would rebuild the hidden schema a name at a time.
         extensions += [DisableIntrospection, HideSuggestions]
-    schema = strawberry.Schema(
+    schema = BillingSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -250,6 +250,32 @@ async def test_refusals_before_the_schema_carry_the_request_id(
     assert error["extensions"] == {"code": code, "requestId": "support-9012"}, error
 
 
+async def test_a_clients_mistake_is_not_logged_as_an_error_and_a_crash_is_logged_once(
+    session: AsyncSession,
+    client: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = await member_key(session, await create_account(session))
+    caplog.set_level(logging.INFO)
+    await post_graphql(client, key, BAD_ARGUMENT)
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [record.getMessage() for record in caplog.records if record.name == "billing.graphql"] == [
+        "graphql error"
+    ]
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a crash inside a resolver")
+
+    caplog.clear()
+    monkeypatch.setattr(transactions, "history", broken)
+    await post_graphql(
+        client, key, "query History { account { transactions(first: 5) { edges { cursor } } } }"
+    )
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None, errors
+
+
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
     stream = io.StringIO()
@@ -286,7 +312,7 @@ async def test_every_log_line_of_a_request_is_json_with_its_id(
     lines = [json.loads(line) for line in json_logs.getvalue().splitlines()]
     ours = [line for line in lines if line.get("request_id") == request_id]
     # The existing stdlib `logging` call that reports the masked crash, with its traceback, and the access line.
-    crash = next(line for line in ours if line["logger"] == "billing.graphql")
+    crash = next(line for line in ours if line["logger"] == "billing.graphql" and line["level"] == "error")
     assert crash["level"] == "error" and "a crash inside a resolver" in crash["exception"]
     access = next(line for line in ours if line["event"] == "request")
     assert access["logger"] == "billing.http"
