@@ -82,8 +82,9 @@ class FundingStateChanged:
 
 
 @dataclass(frozen=True)
-class TransactionCreated:
-    type: ClassVar[str] = "transaction.created"
+class _LedgerEntry:
+    """What both events of a ledger entry carry."""
+
     account_id: int
     transaction_id: int
     kind: TransactionKind
@@ -93,16 +94,15 @@ class TransactionCreated:
 
 
 @dataclass(frozen=True)
-class TransactionSettled:
+class TransactionCreated(_LedgerEntry):
+    type: ClassVar[str] = "transaction.created"
+
+
+@dataclass(frozen=True)
+class TransactionSettled(_LedgerEntry):
     """A pending entry reached its final status (succeeded, failed or canceled)."""
 
     type: ClassVar[str] = "transaction.settled"
-    account_id: int
-    transaction_id: int
-    kind: TransactionKind
-    status: TransactionStatus
-    amount_minor: int
-    currency: str
     failure_code: str | None
 
 
