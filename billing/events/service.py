@@ -148,22 +148,24 @@ class CompanyChanged:
 
 
 @dataclass(frozen=True)
-class PaymentMethodAdded:
-    type: ClassVar[str] = "payment_method.added"
+class _Card:
+    """What both events of a saved card carry."""
+
     account_id: int
     payment_method_id: int
     brand: str
     last4: str
+
+
+@dataclass(frozen=True)
+class PaymentMethodAdded(_Card):
+    type: ClassVar[str] = "payment_method.added"
     is_default: bool
 
 
 @dataclass(frozen=True)
-class PaymentMethodRemoved:
+class PaymentMethodRemoved(_Card):
     type: ClassVar[str] = "payment_method.removed"
-    account_id: int
-    payment_method_id: int
-    brand: str
-    last4: str
 
 
 @dataclass(frozen=True)
