@@ -50,11 +50,16 @@ def add_funds_request(
 
 
 async def top_up(
-    sessions: SessionFactory, gateway: StripeGateway, account: Account, method: PaymentMethod, amount: str
+    sessions: SessionFactory,
+    gateway: StripeGateway,
+    account: Account,
+    method: PaymentMethod,
+    amount: str,
+    key: str | None = None,
 ) -> TopUp:
-    """`amount` added by the account's card, under a fresh idempotency key: settled at once by an ordinary card,
-    left pending by a THREE_D_SECURE_CARD."""
-    request = add_funds_request(account.id, method.id, amount, f"top-up-{next(_keys)}")
+    """`amount` added by the account's card, under the idempotency `key` (a fresh one when None): settled at once
+    by an ordinary card, left pending by a THREE_D_SECURE_CARD."""
+    request = add_funds_request(account.id, method.id, amount, key or f"top-up-{next(_keys)}")
     return await payments.add_funds(sessions, SYSTEM, gateway, TOP_UP_SETTINGS, request)
 
 

@@ -24,6 +24,7 @@ from tests.support.payments_helpers import (
     TOP_UP_SETTINGS,
     add_funds_request,
     ready_account,
+    top_up,
 )
 from tests.support.stripe_server import LocalStripe
 from tests.support.stripe_stub import stub_gateway
@@ -36,13 +37,7 @@ async def test_success_credits_at_once(
     localstripe: LocalStripe,
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe)
-    result = await payments.add_funds(
-        session_factory,
-        SYSTEM,
-        stripe_gateway,
-        TOP_UP_SETTINGS,
-        add_funds_request(account.id, method.id, "25.50", "k1"),
-    )
+    result = await top_up(session_factory, stripe_gateway, account, method, "25.50", key="k1")
     assert result.status == "succeeded"
     assert result.balance_minor == 2_550
     assert result.transaction.status == TransactionStatus.SUCCEEDED
@@ -61,45 +56,21 @@ async def test_gates_in_order(
     other = await create_account(session)
     foreign = await create_payment_method(session, other)
     with pytest.raises(payments.CompanyIncomplete) as incomplete:
-        await payments.add_funds(
-            session_factory,
-            SYSTEM,
-            stripe_gateway,
-            TOP_UP_SETTINGS,
-            add_funds_request(account.id, foreign.id, "x", "a"),
-        )
+        await top_up(session_factory, stripe_gateway, account, foreign, "x", key="a")
     assert "phone" in incomplete.value.missing_fields and "legal_name" in incomplete.value.missing_fields
     await create_company(session, account, phone=None)
     with pytest.raises(payments.CompanyIncomplete) as incomplete:
-        await payments.add_funds(
-            session_factory,
-            SYSTEM,
-            stripe_gateway,
-            TOP_UP_SETTINGS,
-            add_funds_request(account.id, foreign.id, "x", "a"),
-        )
+        await top_up(session_factory, stripe_gateway, account, foreign, "x", key="a")
     assert incomplete.value.missing_fields == ["phone"]
     company = await session.get(Company, account.id)
     assert company is not None
     company.phone = "+4930123456"
     await session.flush()
     with pytest.raises(payments.PaymentMethodRequired):
-        await payments.add_funds(
-            session_factory,
-            SYSTEM,
-            stripe_gateway,
-            TOP_UP_SETTINGS,
-            add_funds_request(account.id, foreign.id, "x", "a"),
-        )
+        await top_up(session_factory, stripe_gateway, account, foreign, "x", key="a")
     own = await create_payment_method(session, account)
     with pytest.raises(payments.UnknownPaymentMethod):
-        await payments.add_funds(
-            session_factory,
-            SYSTEM,
-            stripe_gateway,
-            TOP_UP_SETTINGS,
-            add_funds_request(account.id, foreign.id, "x", "a"),
-        )
+        await top_up(session_factory, stripe_gateway, account, foreign, "x", key="a")
     for amount, error in [
         ("x", InvalidAmount),
         ("0", InvalidAmount),
@@ -128,13 +99,7 @@ async def test_decline_fails_the_entry_and_keeps_the_balance(
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe, number=DECLINED_CARD)
     with pytest.raises(payments.PaymentDeclined) as declined:
-        await payments.add_funds(
-            session_factory,
-            SYSTEM,
-            stripe_gateway,
-            TOP_UP_SETTINGS,
-            add_funds_request(account.id, method.id, "20", "d"),
-        )
+        await top_up(session_factory, stripe_gateway, account, method, "20", key="d")
     assert declined.value.code == "card_declined"
     entry = declined.value.transaction
     assert entry.status == TransactionStatus.FAILED and entry.failure_code == "card_declined"
@@ -142,13 +107,7 @@ async def test_decline_fails_the_entry_and_keeps_the_balance(
     assert await checked_balance(session, account.id) == 0
     # The same key again gives the same answer and charges nothing more.
     with pytest.raises(payments.PaymentDeclined):
-        await payments.add_funds(
-            session_factory,
-            SYSTEM,
-            stripe_gateway,
-            TOP_UP_SETTINGS,
-            add_funds_request(account.id, method.id, "20", "d"),
-        )
+        await top_up(session_factory, stripe_gateway, account, method, "20", key="d")
     assert account.stripe_customer_id is not None
     assert len(await localstripe.charges(account.stripe_customer_id)) == 1
 
@@ -160,34 +119,16 @@ async def test_three_d_secure_returns_the_client_secret_and_settles_later(
     localstripe: LocalStripe,
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
-    first = await payments.add_funds(
-        session_factory,
-        SYSTEM,
-        stripe_gateway,
-        TOP_UP_SETTINGS,
-        add_funds_request(account.id, method.id, "30", "3ds"),
-    )
+    first = await top_up(session_factory, stripe_gateway, account, method, "30", key="3ds")
     assert first.status == "requires_action" and first.client_secret is not None
     assert first.transaction.status == TransactionStatus.PENDING and first.balance_minor == 0
     intent_id = first.transaction.stripe_payment_intent_id
     assert intent_id is not None
     await localstripe.complete_3ds(intent_id, first.client_secret)
     # The retry (same key) reads Stripe, sees the payment through and credits it once.
-    again = await payments.add_funds(
-        session_factory,
-        SYSTEM,
-        stripe_gateway,
-        TOP_UP_SETTINGS,
-        add_funds_request(account.id, method.id, "30", "3ds"),
-    )
+    again = await top_up(session_factory, stripe_gateway, account, method, "30", key="3ds")
     assert again.status == "succeeded" and again.balance_minor == 3_000
-    third = await payments.add_funds(
-        session_factory,
-        SYSTEM,
-        stripe_gateway,
-        TOP_UP_SETTINGS,
-        add_funds_request(account.id, method.id, "30", "3ds"),
-    )
+    third = await top_up(session_factory, stripe_gateway, account, method, "30", key="3ds")
     assert third.balance_minor == 3_000 and third.transaction.id == first.transaction.id
 
 
@@ -198,13 +139,7 @@ async def test_a_3d_secure_nobody_finishes_is_canceled_at_stripe_after_a_day(
     localstripe: LocalStripe,
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe, number=THREE_D_SECURE_CARD)
-    pending = await payments.add_funds(
-        session_factory,
-        SYSTEM,
-        stripe_gateway,
-        TOP_UP_SETTINGS,
-        add_funds_request(account.id, method.id, "30", "abandoned"),
-    )
+    pending = await top_up(session_factory, stripe_gateway, account, method, "30", key="abandoned")
     intent_id = pending.transaction.stripe_payment_intent_id
     assert pending.status == "requires_action" and intent_id is not None
 
@@ -227,29 +162,11 @@ async def test_idempotent_retry_and_conflicting_retry(
     localstripe: LocalStripe,
 ) -> None:
     account, method = await ready_account(session, stripe_gateway, localstripe)
-    first = await payments.add_funds(
-        session_factory,
-        SYSTEM,
-        stripe_gateway,
-        TOP_UP_SETTINGS,
-        add_funds_request(account.id, method.id, "10", "same"),
-    )
-    second = await payments.add_funds(
-        session_factory,
-        SYSTEM,
-        stripe_gateway,
-        TOP_UP_SETTINGS,
-        add_funds_request(account.id, method.id, "10.00", "same"),
-    )
+    first = await top_up(session_factory, stripe_gateway, account, method, "10", key="same")
+    second = await top_up(session_factory, stripe_gateway, account, method, "10.00", key="same")
     assert second.transaction.id == first.transaction.id and second.balance_minor == 1_000
     with pytest.raises(payments.IdempotencyConflict):
-        await payments.add_funds(
-            session_factory,
-            SYSTEM,
-            stripe_gateway,
-            TOP_UP_SETTINGS,
-            add_funds_request(account.id, method.id, "11", "same"),
-        )
+        await top_up(session_factory, stripe_gateway, account, method, "11", key="same")
     assert account.stripe_customer_id is not None
     assert len(await localstripe.charges(account.stripe_customer_id)) == 1
 
@@ -269,13 +186,7 @@ async def test_crash_after_stripe_charged_is_healed_by_reconciliation_once(
     with monkeypatch.context() as patch:
         patch.setattr(payments, "_finish", crash)
         with pytest.raises(SystemExit):
-            await payments.add_funds(
-                session_factory,
-                SYSTEM,
-                stripe_gateway,
-                TOP_UP_SETTINGS,
-                add_funds_request(account.id, method.id, "40", "c"),
-            )
+            await top_up(session_factory, stripe_gateway, account, method, "40", key="c")
     assert account.id is not None
     entry = await ledger.find_by_idempotency_key(session, SYSTEM, account.id, "top-up:c")
     assert (
@@ -314,13 +225,7 @@ async def test_reconciliation_fails_an_entry_stripe_never_charged(
     with monkeypatch.context() as patch:
         patch.setattr(stripe_gateway, "charge", unreachable)
         with pytest.raises(PaymentProviderUnavailable):
-            await payments.add_funds(
-                session_factory,
-                SYSTEM,
-                stripe_gateway,
-                TOP_UP_SETTINGS,
-                add_funds_request(account.id, method.id, "9", "o"),
-            )
+            await top_up(session_factory, stripe_gateway, account, method, "9", key="o")
     report = await reconciliation.reconcile(session_factory, stripe_gateway, pending_for=timedelta(0))
     assert account.id is not None
     entry = await ledger.find_by_idempotency_key(session, SYSTEM, account.id, "top-up:o")
