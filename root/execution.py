@@ -102,7 +102,8 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             value = Undefined
         if value is None and plain.nullable:
             return None
-        if value is not None and value is not Undefined:
+        # An awaitable (a field may hold one) is graphql-core's to await and complete.
+        if value is not None and value is not Undefined and not self.is_awaitable(value):
             if plain.object_type is not None:
                 return self._sub_selection(plain, value, field_details_list, path, position_context)
             try:

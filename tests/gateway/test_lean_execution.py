@@ -146,3 +146,31 @@ def test_resolvers_with_plain_arguments_are_called_directly() -> None:
         ("Query", "broken"),
         ("Query", "strict"),
     }
+
+
+@strawberry.type
+class Pending:
+    """Fields without resolvers that hold awaitables: graphql-core awaits them."""
+
+    leaf: Leaf
+    text: str
+
+
+async def later(value: Any) -> Any:
+    return value
+
+
+@strawberry.type
+class PendingQuery:
+    @strawberry.field
+    def pending(self) -> Pending:
+        return Pending(leaf=later(CASES["fine"].leaf), text=later("done"))  # type: ignore[arg-type]
+
+
+async def test_fields_holding_awaitables_are_awaited_as_graphql_core_does() -> None:
+    document = "{ pending { text leaf { text count } } }"
+    lean = strawberry.Schema(query=PendingQuery, execution_context_class=LeanExecutionContext.for_schema())
+    full = strawberry.Schema(query=PendingQuery)
+    lean_result, full_result = await lean.execute(document), await full.execute(document)
+    assert full_result.errors is None
+    assert (lean_result.data, lean_result.errors) == (full_result.data, None)
