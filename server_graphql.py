@@ -106,15 +106,16 @@ def is_json_utf8(content_type: str | None) -> bool:
 # --------------------------------------------------------------------------------------------- refusals
 
 
+def with_request_id(extensions: Mapping[str, Any]) -> dict[str, Any]:
+    """An error's extensions with the request's id (also in the X-Request-Id header and on its log lines), for
+    support to find it."""
+    request_id = current_request_id()
+    return dict(extensions) if request_id is None else {**extensions, "requestId": request_id}
+
+
 def refusal_error(message: str, code: str, **extensions: object) -> dict[str, Any]:
     """One error of a request answered before execution, with the request's id as every error carries it."""
-    request_id = current_request_id()
-    named = (
-        {"code": code, **extensions}
-        if request_id is None
-        else {"code": code, **extensions, "requestId": request_id}
-    )
-    return {"message": message, "extensions": named}
+    return {"message": message, "extensions": with_request_id({"code": code, **extensions})}
 
 
 class Refused(Exception):
@@ -313,9 +314,9 @@ def formatted_error(error: GraphQLError) -> dict[str, Any]:
         error = GraphQLError("Unexpected error.", extensions={"code": "INTERNAL_SERVER_ERROR"})
     formatted = dict(error.formatted)
     formatted["message"] = clipped(error.message)
-    request_id = current_request_id()
-    if request_id is not None:
-        formatted["extensions"] = {**(error.extensions or {}), "requestId": request_id}
+    extensions = with_request_id(error.extensions or {})
+    if extensions:
+        formatted["extensions"] = extensions
     return formatted
 
 

@@ -32,10 +32,9 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
-from strawberry.relay.types import GlobalID
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.base import StrawberryMaybe, StrawberryOptional
+from strawberry.types.base import StrawberryMaybe
 from strawberry.types.field import StrawberryField
 
 
@@ -177,12 +176,11 @@ def _plain_arguments(
     for argument in definition.arguments:
         name = schema.config.name_converter.from_argument(argument)
         parsed = None if name not in field.args else get_nullable_type(field.args[name].type)
-        kind = argument.type.of_type if isinstance(argument.type, StrawberryOptional) else argument.type
+        # ID covers Strawberry's GlobalID, which it decodes.
         if (
             not isinstance(parsed, GraphQLScalarType)
             or parsed.name == "ID"
             or isinstance(argument.type, StrawberryMaybe)
-            or kind is GlobalID
         ):
             return None
         names[name] = argument.python_name
