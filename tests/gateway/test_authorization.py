@@ -52,6 +52,11 @@ BY_ID = [
 ]
 
 
+# The request id is echoed in every error; a generated one is random hex and may hold any digits, so the
+# answers searched for another account's data below carry a fixed one.
+NAMED_REQUEST = {"X-Request-Id": "authorization-check"}
+
+
 async def test_partner_sees_exactly_its_accounts(session: AsyncSession, client: httpx.AsyncClient) -> None:
     mine = [await create_account(session, name=f"Mine {i}") for i in range(3)]
     foreign = await create_account(session, name="Foreign")
@@ -72,7 +77,7 @@ async def test_partner_sees_exactly_its_accounts(session: AsyncSession, client: 
     foreign_id = to_global_id("Account", foreign.id)
     missing_id = to_global_id("Account", 10_000_000)
     for query in BY_ID:
-        foreign_body = await execute(client, key, query, {"id": foreign_id})
+        foreign_body = await execute(client, key, query, {"id": foreign_id}, headers=NAMED_REQUEST)
         missing_body = await execute(client, key, query, {"id": missing_id})
         assert foreign_body["data"] is None and missing_body["data"] is None
         assert error_messages(foreign_body) == error_messages(missing_body) == ["id: no such account"]
@@ -137,7 +142,9 @@ async def test_node_reaches_owned_objects_only_through_a_visible_account(
     assert own_card.id is not None and other_card.id is not None
     body = await execute(client, key, query, {"id": to_global_id("PaymentMethod", own_card.id)})
     assert body["data"]["node"]["last4"] == "1111"
-    foreign = await execute(client, key, query, {"id": to_global_id("PaymentMethod", other_card.id)})
+    foreign = await execute(
+        client, key, query, {"id": to_global_id("PaymentMethod", other_card.id)}, headers=NAMED_REQUEST
+    )
     missing = await execute(client, key, query, {"id": to_global_id("PaymentMethod", 10_000_000)})
     assert error_messages(foreign) == error_messages(missing) == ["id: no such object"]
     assert "2222" not in str(foreign)
