@@ -19,6 +19,7 @@ from resolvers.outgoing_webhooks import WebhookEndpointMutation
 from resolvers.payment_methods import PaymentMethodMutation
 from resolvers.topups import TopUpMutation
 from resolvers.usage import UsageMutation
+from root import variables
 from root.execution import LeanExecutionContext, call_resolvers_directly
 from root.limits import OperationLimits, limits_extension
 from root.observability import ObservedOperation
@@ -74,6 +75,7 @@ def build_schema(*, introspection: bool = True, limits: OperationLimits | None =
         execution_context_class=LeanExecutionContext.for_schema(),
     )
     call_resolvers_directly(schema)
+    variables.install()
     return schema
 
 
