@@ -11,8 +11,10 @@ an error (a null in a non-null field, a value the scalar refuses), to graphql-co
 locations stay exactly as they were.
 
 `call_resolvers_directly` does the same for the resolvers whose arguments are plain scalars (an account's
-balance, company, payment methods and usage): Strawberry's wrapper converts arguments, threads field extensions
-and handles exceptions for every call, none of which such a resolver needs.
+balance, company, payment methods and usage) or input types that build their own value (recordUsage's events):
+Strawberry's wrapper converts arguments, threads field extensions and handles exceptions for every call, none
+of which such a resolver needs, and its generic conversion of a list re-examined the item type for each of
+1,000 events.
 """
 
 from collections.abc import Awaitable, Callable
@@ -34,7 +36,14 @@ from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.base import StrawberryMaybe
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import (
+    StrawberryList,
+    StrawberryMaybe,
+    StrawberryOptional,
+    StrawberryType,
+    get_object_definition,
+)
 from strawberry.types.field import StrawberryField
 
 
@@ -145,51 +154,96 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return None
 
 
+# Converts one argument's value as Strawberry's `convert_argument` would, given the resolver's Info.
+Convert = Callable[[Any, strawberry.Info[Any, Any] | None], Any]
+
+
 def _direct_call(
-    definition: StrawberryField, info_class: type[strawberry.Info[Any, Any]], names: dict[str, str]
+    definition: StrawberryField,
+    info_class: type[strawberry.Info[Any, Any]],
+    arguments: dict[str, tuple[str, Convert | None]],
 ) -> Callable[..., Any]:
     """The resolver of `definition` called as Strawberry calls it (the source as `self`, `root` or `parent`, its
-    Info, and its arguments under their Python `names`), without Strawberry's per-call wrapper."""
+    Info, and its arguments under their Python names, converted where Strawberry converts them), without
+    Strawberry's per-call wrapper. An async resolver's coroutine is graphql-core's to await, as Strawberry's
+    wrapper's is."""
     resolver = definition.base_resolver
     assert resolver is not None
     function: Callable[..., Any] = resolver.wrapped_func  # type: ignore[assignment]  # a function here
     as_self = resolver.self_parameter is not None
     source_names = [p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None]
     info_name = None if resolver.info_parameter is None else resolver.info_parameter.name
+    converting = any(convert is not None for _, convert in arguments.values())
 
     def resolve(source: Any, info: GraphQLResolveInfo[Any], **given: Any) -> Any:
-        arguments = {names[name]: value for name, value in given.items()}
-        arguments.update(dict.fromkeys(source_names, source))
+        made = info_class(_raw_info=info, _field=definition) if info_name is not None or converting else None
+        values = {}
+        for name, value in given.items():
+            python, convert = arguments[name]
+            values[python] = value if convert is None else convert(value, made)
+        values.update(dict.fromkeys(source_names, source))
         if info_name is not None:
-            arguments[info_name] = info_class(_raw_info=info, _field=definition)
-        return function(source, **arguments) if as_self else function(**arguments)
+            values[info_name] = made
+        return function(source, **values) if as_self else function(**values)
 
     return resolve
 
 
-def _plain_arguments(
+def _arguments(
     field: GraphQLField, definition: StrawberryField, schema: strawberry.Schema
-) -> dict[str, str] | None:
-    """{GraphQL name: Python name} of the field's arguments when Strawberry would pass each as graphql-core parsed
-    it (a scalar, optional or not; not an ID, an enum, an input object, a list or a Maybe), else None."""
-    names = {}
+) -> dict[str, tuple[str, Convert | None]] | None:
+    """{GraphQL name: (Python name, conversion)} of the field's arguments, when each is one Strawberry passes as
+    graphql-core parsed it (a scalar, optional or not; not an ID, an enum or a Maybe) or one an input type
+    builds itself (`_built_by_input`); else None."""
+    arguments: dict[str, tuple[str, Convert | None]] = {}
     for argument in definition.arguments:
         name = schema.config.name_converter.from_argument(argument)
-        parsed = None if name not in field.args else get_nullable_type(field.args[name].type)
-        # ID covers Strawberry's GlobalID, which it decodes.
-        if (
-            not isinstance(parsed, GraphQLScalarType)
-            or parsed.name == "ID"
-            or isinstance(argument.type, StrawberryMaybe)
-        ):
+        if name not in field.args or isinstance(argument.type, StrawberryMaybe):
             return None
-        names[name] = argument.python_name
-    return names if len(names) == len(field.args) else None
+        parsed = get_nullable_type(field.args[name].type)
+        # ID covers Strawberry's GlobalID, which it decodes.
+        if isinstance(parsed, GraphQLScalarType) and parsed.name != "ID":
+            arguments[name] = (argument.python_name, None)
+        elif (convert := _built_by_input(argument.type, name, schema)) is not None:
+            arguments[name] = (argument.python_name, convert)
+        else:
+            return None
+    return arguments if len(arguments) == len(field.args) else None
+
+
+def _built_by_input(
+    argument_type: StrawberryType | type, name: str, schema: strawberry.Schema
+) -> Convert | None:
+    """The conversion of an argument that is an input type with its own `from_input`, or a list of one: each
+    value goes to `from_input` with the context (and path) Strawberry's `convert_argument` gives it."""
+    inner = argument_type.of_type if isinstance(argument_type, StrawberryOptional) else argument_type
+    listed = isinstance(inner, StrawberryList)
+    item = inner.of_type if isinstance(inner, StrawberryList) else inner
+    if not isinstance(item, type):  # e.g. a list of optional items, or a lazy type
+        return None
+    definition = get_object_definition(item)
+    if definition is None or not definition.is_input or definition.from_input is None:
+        return None
+    from_input, config = definition.from_input, schema.config
+    scalars = schema.schema_converter.scalar_registry
+
+    def convert(value: Any, info: strawberry.Info[Any, Any] | None) -> Any:
+        if value is None:
+            return None
+        if not listed:
+            return from_input(item, value, InputContext(info, config, scalars, (name,)))
+        return [
+            from_input(item, each, InputContext(info, config, scalars, (name, index)))
+            for index, each in enumerate(value)
+        ]
+
+    return convert
 
 
 def call_resolvers_directly(schema: strawberry.Schema) -> None:
-    """Call directly the synchronous resolvers whose arguments are all plain scalars and that have no field
-    extensions, when the schema has no exception handlers (which Strawberry's wrapper would apply)."""
+    """Call directly the resolvers whose arguments are plain scalars or input types that build themselves and
+    that have no field extensions, when the schema has no exception handlers (which Strawberry's wrapper would
+    apply)."""
     if schema.exception_handlers:
         return
     for named in schema._schema.type_map.values():
@@ -201,7 +255,7 @@ def call_resolvers_directly(schema: strawberry.Schema) -> None:
                 isinstance(definition, StrawberryField)
                 and definition.base_resolver is not None
                 and not definition.extensions
-                and not definition.is_async
-                and (names := _plain_arguments(field, definition, schema)) is not None
+                and not definition.is_subscription  # its resolve hands on the events; subscribe is the resolver
+                and (arguments := _arguments(field, definition, schema)) is not None
             ):
-                field.resolve = _direct_call(definition, schema.config.info_class, names)
+                field.resolve = _direct_call(definition, schema.config.info_class, arguments)

@@ -1,12 +1,15 @@
 """root/execution.py's short paths answer exactly as graphql-core's and Strawberry's full paths: same data, same
 errors at the same paths, and null propagation from a failing non-null field."""
 
+from collections.abc import Mapping
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import strawberry
 from graphql import GraphQLObjectType
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import get_object_definition
 from strawberry.types.execution import ExecutionResult
 
 from root.execution import LeanExecutionContext, PlainField, call_resolvers_directly
@@ -174,3 +177,62 @@ async def test_fields_holding_awaitables_are_awaited_as_graphql_core_does() -> N
     lean_result, full_result = await lean.execute(document), await full.execute(document)
     assert full_result.errors is None
     assert (lean_result.data, lean_result.errors) == (full_result.data, None)
+
+
+@strawberry.input
+class Pair:
+    left: int
+    right: int | None = None
+
+
+def _pair(cls: type[Pair], value: Mapping[str, Any], context: InputContext) -> tuple[int, int | None]:
+    """Builds a tuple itself, and refuses a negative left naming where it is, as recordUsage's events do."""
+    if value["left"] < 0:
+        raise ValueError(f"negative at {context.path}")
+    return value["left"], value.get("right")
+
+
+get_object_definition(Pair, strict=True).from_input = _pair
+
+
+@strawberry.type
+class PairQuery:
+    @strawberry.field
+    async def sums(
+        self, pairs: Annotated[list[tuple[int, int | None]], strawberry.argument(graphql_type=list[Pair])]
+    ) -> list[int]:
+        return [left + (right or 0) for left, right in pairs]
+
+    @strawberry.field
+    async def one(
+        self,
+        info: strawberry.Info,
+        pair: Annotated[tuple[int, int | None] | None, strawberry.argument(graphql_type=Pair | None)] = None,
+    ) -> str:
+        return f"{info.field_name}: {pair}"
+
+
+PAIR_DOCUMENTS = [
+    ("query($p: [Pair!]!) { sums(pairs: $p) }", {"p": [{"left": 1, "right": 2}, {"left": 3}]}),
+    ("query($p: [Pair!]!) { sums(pairs: $p) }", {"p": [{"left": 1}, {"left": -3}]}),
+    ("query($p: [Pair!]!) { sums(pairs: $p) }", {"p": {"left": 5}}),
+    ("{ one(pair: {left: 4, right: 1}) a: one b: one(pair: null) }", None),
+]
+
+
+@pytest.mark.parametrize(("document", "variables"), PAIR_DOCUMENTS)
+async def test_async_resolvers_with_inputs_that_build_themselves_answer_alike(
+    document: str, variables: dict[str, Any] | None
+) -> None:
+    lean = strawberry.Schema(query=PairQuery, execution_context_class=LeanExecutionContext.for_schema())
+    call_resolvers_directly(lean)
+    query_type = lean._schema.query_type
+    assert query_type is not None
+    assert all(field.resolve.__qualname__.startswith("_direct_call") for field in query_type.fields.values())
+    full = strawberry.Schema(query=PairQuery)
+    ours = await lean.execute(document, variable_values=variables)
+    theirs = await full.execute(document, variable_values=variables)
+    assert ours.data == theirs.data
+    assert [(e.message, e.path) for e in ours.errors or []] == [
+        (e.message, e.path) for e in theirs.errors or []
+    ]
