@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -59,9 +60,10 @@ _KIND = {
 }
 
 
-@dataclass(frozen=True)
-class UsageEvent:
-    """One reported event. `cost` is in the account's billing currency, with at most its decimals."""
+class UsageEvent(NamedTuple):
+    """One reported event. `cost` is in the account's billing currency, with at most its decimals. Immutable,
+    and a tuple rather than a frozen dataclass: the API builds a batch's 1,000 of them per call, and a frozen
+    dataclass's constructor (a setattr per field) was a third of that."""
 
     external_id: str
     account_id: int

@@ -1,6 +1,5 @@
 """Recording usage: ledger debits per category, idempotency, whole-batch rejection, funding state, SQL cost."""
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -80,9 +79,9 @@ async def test_one_invalid_event_rejects_the_whole_batch_with_a_problem_per_even
     plan, others_plan = await create_lead_plan(session, account), await create_lead_plan(session, other)
     events = [
         call(account, EARLIER, key="good"),
-        replace(call(account, EARLIER), account_id=999_999, external_id="nobody"),
+        call(account, EARLIER)._replace(account_id=999_999, external_id="nobody"),
         call(account, EARLIER, cost="-1.00", key="negative"),
-        replace(call(account, EARLIER), category="sms", external_id="sms"),
+        call(account, EARLIER)._replace(category="sms", external_id="sms"),
         call(account, NOW + timedelta(minutes=6), key="future"),
         lead(account, others_plan, EARLIER, key="foreign-plan"),
         call(account, EARLIER, cost="0.001", key="too-precise"),
