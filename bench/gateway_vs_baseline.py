@@ -12,7 +12,8 @@
 4. Drives each scenario with wrk from CPU 1 (this process runs there too): gateway, then baseline, one at a
    time, BENCH_SECONDS each at 16 connections (throughput) and at 1 connection (latency percentiles).
 5. Reads the gateway's RSS after the dashboard load, and times recordUsage batches of 1,000 events through the
-   gateway's GraphQL endpoint against calling `record_usage` directly from this process (on CPU 1).
+   gateway's GraphQL endpoint (over one keep-alive connection, bench/http_client.py) against calling
+   `record_usage` directly from this process (on CPU 1), the two ways' batches alternating.
 
 SQL statements per request are counted in this process, outside the timed runs: the app from
 `server.create_app`, one request of each scenario over ASGI, with a listener on SQLAlchemy's
@@ -45,9 +46,10 @@ from sqlalchemy.engine import Engine
 
 from bench.config import URL, asyncpg_dsn
 from bench.data import BenchData, ensure_data
+from bench.http_client import KeepAliveConnection
 from bench.load import LoadResult, require_wrk, run_wrk
 from bench.operations import BILLING_PAGE, DASHBOARD, HISTORY, USAGE_OVERVIEW
-from bench.usage_bench import events_per_second, record_through_graphql, record_usage_body
+from bench.usage_bench import Way, check_recorded, events_per_second, graphql_headers, record_usage_body
 from billing.config import Settings
 from billing.db import create_engine, session_factory, unit_of_work
 from billing.keys.service import Principal
@@ -306,29 +308,37 @@ def usage_batch(data: BenchData, prefix: str, at: datetime) -> list[UsageEvent]:
 
 
 async def bench_recording(data: BenchData, gateway: Server) -> tuple[float, float]:
-    """Events/s through the gateway's recordUsage, and calling record_usage directly (each batch committed)."""
+    """Events/s through the gateway's recordUsage, and calling record_usage directly (each batch committed),
+    batches of the two alternating."""
     run = f"run-{time.time_ns()}"
     at = datetime.now(UTC) - timedelta(minutes=5)
     reporter = Principal(kind=PrincipalKind.USAGE_REPORTER, api_key_id=0)
     engine = create_engine(URL)
     factory = session_factory(engine)
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=120) as client:
+    headers = graphql_headers(data.reporter_key)
+    async with KeepAliveConnection(gateway.url) as connection:
 
         def events(prefix: str) -> list[UsageEvent]:
             return usage_batch(data, prefix, at)
+
+        async def through_graphql(body: bytes) -> None:
+            status, answer = await connection.post("/graphql", body, headers)
+            assert status == 200, answer
+            check_recorded(answer)
 
         async def direct(events: list[UsageEvent]) -> None:
             async with unit_of_work(factory) as session:
                 await record_usage(session, reporter, events)
 
-        graphql = await events_per_second(
-            lambda prefix: record_usage_body(events(prefix)),
-            lambda body: record_through_graphql(client, data.reporter_key, body),
-            f"{run}-graphql",
+        rates = await events_per_second(
+            {
+                "graphql": Way(lambda prefix: record_usage_body(events(prefix)), through_graphql),
+                "direct": Way(events, direct),
+            },
+            run,
         )
-        plain = await events_per_second(events, direct, f"{run}-direct")
     await engine.dispose()
-    return graphql, plain
+    return rates["graphql"], rates["direct"]
 
 
 # --- the run --------------------------------------------------------------------------------------------------

@@ -19,9 +19,11 @@ import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TypeVar
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import httpx
@@ -51,7 +53,7 @@ ADMIN = Principal(kind=PrincipalKind.ADMIN, api_key_id=0)
 # An hour ago: in the past, as the mutation (which uses the real clock) requires, and in a month it still takes.
 AT = datetime.now(UTC) - timedelta(hours=1)
 MONTH = month_of(AT, "UTC")
-BATCHES = 10  # timed batches per measurement, after one warm-up batch
+BATCHES = 20  # timed batches of each way, after one warm-up batch
 
 
 async def recreate_database() -> None:
@@ -115,18 +117,32 @@ def as_input(event: UsageEvent) -> dict[str, object]:
 Batch = TypeVar("Batch")
 
 
-async def events_per_second(
-    prepare: Callable[[str], Batch], record: Callable[[Batch], Awaitable[None]], label: str
-) -> float:
-    """Batches recorded one after another, each its own transaction; the first one warms up and is not timed.
-    Every batch is prepared before the clock starts (the events; for GraphQL, the encoded request body), so what
-    is timed is recording them, not the reporting service building its request."""
-    await record(prepare(f"{label}-warm-up"))
-    batches = [prepare(f"{label}-{number}") for number in range(BATCHES)]
-    started = time.perf_counter()
-    for prepared in batches:
-        await record(prepared)
-    return BATCHES * 1_000 / (time.perf_counter() - started)
+@dataclass(frozen=True)
+class Way(Generic[Batch]):
+    """One way of recording a batch of 1,000 events: what is prepared before the clock starts (the events; for
+    GraphQL, the encoded request body, as the reporting service would send it), and recording it."""
+
+    prepare: Callable[[str], Batch]
+    record: Callable[[Batch], Awaitable[None]]
+
+
+async def events_per_second(ways: dict[str, Way[Any]], label: str) -> dict[str, float]:
+    """Events/s of each way. Their batches alternate, in turns (a, b, b, a, a, b, ...), each its own
+    transaction, so that drift of the machine and the database during the run (autovacuum, checkpoints, a
+    neighbour's load) falls on every way alike rather than on whichever ran second. One untimed batch each warms
+    up first."""
+    for name, way in ways.items():
+        await way.record(way.prepare(f"{label}-{name}-warm-up"))
+    batches = {
+        name: [way.prepare(f"{label}-{name}-{n}") for n in range(BATCHES)] for name, way in ways.items()
+    }
+    elapsed = dict.fromkeys(ways, 0.0)
+    for number in range(BATCHES):
+        for name in list(ways) if number % 2 == 0 else reversed(ways):
+            started = time.perf_counter()
+            await ways[name].record(batches[name][number])
+            elapsed[name] += time.perf_counter() - started
+    return {name: BATCHES * 1_000 / seconds for name, seconds in elapsed.items()}
 
 
 def record_usage_body(events: list[UsageEvent]) -> bytes:
@@ -136,14 +152,18 @@ def record_usage_body(events: list[UsageEvent]) -> bytes:
     ).encode()
 
 
-async def record_through_graphql(client: httpx.AsyncClient, key: str, body: bytes) -> None:
-    response = await client.post(
-        "/graphql",
-        content=body,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
-    result = response.json()["data"]["recordUsage"]
+def graphql_headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+
+def check_recorded(answer: bytes) -> None:
+    """A recordUsage answer that recorded the whole batch."""
+    result = json.loads(answer)["data"]["recordUsage"]
     assert result == {"__typename": "RecordUsageSuccess", "recorded": 1_000}, result
+
+
+async def record_through_graphql(client: httpx.AsyncClient, key: str, body: bytes) -> None:
+    check_recorded((await client.post("/graphql", content=body, headers=graphql_headers(key))).content)
 
 
 async def bench_recording(factory: SessionFactory, ids: list[int], plans: dict[int, int], key: str) -> None:
@@ -162,12 +182,17 @@ async def bench_recording(factory: SessionFactory, ids: list[int], plans: dict[i
                 async with unit_of_work(factory) as session:
                     await record_usage(session, REPORTER, events, now=AT + timedelta(hours=1))
 
-            graphql = await events_per_second(
-                lambda prefix: record_usage_body(events(prefix)),
-                lambda body: record_through_graphql(client, key, body),
-                f"graphql {label}",
+            rates = await events_per_second(
+                {
+                    "graphql": Way(
+                        lambda prefix: record_usage_body(events(prefix)),
+                        partial(record_through_graphql, client, key),
+                    ),
+                    "direct": Way(events, direct),
+                },
+                label,
             )
-            plain = await events_per_second(events, direct, f"direct {label}")
+            graphql, plain = rates["graphql"], rates["direct"]
             print(
                 f"recordUsage, batches of 1,000 over {label}: {graphql:,.0f} events/s through GraphQL, "
                 f"{plain:,.0f} events/s calling record_usage directly"
