@@ -28,6 +28,7 @@ import json
 import math
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -396,15 +397,41 @@ PAIRS = [
 ]
 
 
-def pair_lines(results: dict[str, Measured]) -> list[str]:
+PAIR_ROUNDS, PAIR_SECONDS = 5, 3
+
+
+def pair_latencies(server: Server, cases: dict[str, Scenario]) -> dict[str, float]:
+    """p50 at 1 connection of each case of the PAIRS, the median of PAIR_ROUNDS short runs in which a pair's two
+    cases take turns (smaller, larger, larger, smaller, ...). At a few milliseconds, one 10 s run's p50 moved by a
+    third from one run to the next on this machine (where the database process lands beside the server or
+    wrk); measured apart in time, the two cases of a pair compared that noise more than their difference."""
+    runs: dict[str, list[float]] = {}
+    for larger, smaller in PAIRS:
+        if larger in cases and smaller in cases:
+            for number in range(PAIR_ROUNDS):
+                for name in (smaller, larger) if number % 2 == 0 else (larger, smaller):
+                    server.settle()
+                    case = cases[name]
+                    load = run_wrk(
+                        f"{server.url}/graphql", case.key, case.body, connections=1, seconds=PAIR_SECONDS
+                    )
+                    runs.setdefault(name, []).append(load.p50_ms)
+    return {name: statistics.median(p50s) for name, p50s in runs.items()}
+
+
+def pair_lines(latencies: dict[str, dict[str, float]]) -> list[str]:
+    """`latencies`: by server, by case (pair_latencies)."""
     lines = []
     for larger, smaller in PAIRS:
-        if larger in results and smaller in results:
+        if all(larger in by_case and smaller in by_case for by_case in latencies.values()):
             figures = [
-                f"{server} {ratio(results[larger].latency[server].p50_ms, results[smaller].latency[server].p50_ms)}x"
-                for server in ("gateway", "baseline")
+                f"{server} {ratio(by_case[larger], by_case[smaller])}x ({by_case[larger]:.1f} / {by_case[smaller]:.1f} ms)"
+                for server, by_case in latencies.items()
             ]
-            lines.append(f"- {larger} / {smaller}, p50 at 1 connection: {', '.join(figures)}")
+            lines.append(
+                f"- {larger} / {smaller}, p50 at 1 connection (median of {PAIR_ROUNDS} alternating runs of"
+                f" {PAIR_SECONDS} s): {', '.join(figures)}"
+            )
     return lines
 
 
@@ -458,6 +485,9 @@ async def main() -> None:
                     f"- RSS after the dashboard load: gateway {gateway:.0f} MiB ({with_cache:.0f} MiB with the"
                     f" response cache), baseline {baseline:.0f} MiB"
                 )
+        print("pairs, alternating at 1 connection ...", flush=True)
+        by_name = {case.name: case for case in cases}
+        pairs = {server.name: pair_latencies(server, by_name) for server in (servers[0], servers[2])}
         if not only:
             print("recording usage ...", flush=True)
             graphql, direct = await bench_recording(data, servers[0])
@@ -479,7 +509,7 @@ async def main() -> None:
     print()
     print("\n".join(table(results)))
     print()
-    print("\n".join(pair_lines(results) + notes))
+    print("\n".join(pair_lines(pairs) + notes))
     if dashboard_statements:
         counts = ", ".join(f"{label}: {count}" for label, count in dashboard_statements.items())
         print(f"- dashboard SQL statements per request: {counts}")
