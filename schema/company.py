@@ -93,7 +93,11 @@ class UpdateCompanyInput:
     )
     legal_name: str
     registration_number: str
-    vat_id: str | None = None
+    vat_id: str | None = strawberry.field(
+        default=None,
+        description="For a company in the EU, a VAT number in its member state's format, e.g. 'DE123456789'"
+        " (spaces, dots and dashes allowed; the country's prefix is added when missing); stored compact.",
+    )
     phone: str = strawberry.field(description="Any common format; stored as E.164.")
     address: AddressInput
 

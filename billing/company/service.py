@@ -6,6 +6,9 @@ from dataclasses import dataclass, fields
 
 import phonenumbers
 import pycountry
+from stdnum import util as stdnum_util
+from stdnum.eu import vat as eu_vat
+from stdnum.exceptions import InvalidChecksum, ValidationError
 
 from billing.accounts.repository import AccountRepository
 from billing.company.repository import CompanyRepository, CompanyRow
@@ -121,9 +124,68 @@ def validate(data: CompanyInput) -> dict[str, str | None]:
             errors.append(
                 ("phone", "is not a valid phone number (include the country code, e.g. +49 30 123456)")
             )
+    vat_id = clean.get("vat_id")
+    if vat_id is not None and country in _EU_VAT_PREFIXES:
+        clean["vat_id"] = _eu_vat_id(vat_id, _EU_VAT_PREFIXES[country])
+        if clean["vat_id"] is None:
+            example = f"{_EU_VAT_PREFIXES[country]}123456789" if country != "AT" else "ATU12345678"
+            errors.append(("vat_id", f"is not an EU VAT number in its country's format, e.g. {example}"))
     if errors:
         raise InvalidCompanyInput(errors)
     return clean
+
+
+# The EU's member states, by ISO code, and the prefix of their VAT numbers (Greece's is EL).
+_EU_VAT_PREFIXES = {
+    code: code
+    for code in (
+        [
+            "AT",
+            "BE",
+            "BG",
+            "CY",
+            "CZ",
+            "DE",
+            "DK",
+            "EE",
+            "ES",
+            "FI",
+            "FR",
+            "HR",
+            "HU",
+            "IE",
+            "IT",
+            "LT",
+            "LU",
+            "LV",
+            "MT",
+            "NL",
+            "PL",
+            "PT",
+            "RO",
+            "SE",
+            "SI",
+            "SK",
+        ]
+    )
+} | {"GR": "EL"}
+
+
+def _eu_vat_id(raw: str, prefix: str) -> str | None:
+    """The VAT number compact (e.g. 'DE123456789'; the company's country's prefix added when it has none), or
+    None when it is not in the format of the member state it names. Its check digits are not checked: that it
+    exists is for VIES to say, and an invoice with a mistyped number is the customer's to correct."""
+    number = stdnum_util.clean(raw, " -./,").upper()
+    if not number[:2].isalpha():
+        number = prefix + number
+    try:
+        number = eu_vat.compact(number)
+        eu_vat.validate(number)
+    except InvalidChecksum:
+        pass
+    except ValidationError:
+        return None
+    return number
 
 
 async def save_company(
