@@ -7,7 +7,7 @@ statement against 112 µs through `AsyncConnection.execute` (one core, issue 10)
 around a statement still happens: it runs on the session's connection, inside the adapter's transaction (begun
 as SQLAlchemy would begin it) under the adapter's lock; cursor events fire (statement counts, tracing spans);
 and an error is translated, typed and invalidates a dropped connection exactly as SQLAlchemy would.
-SQLite, and any statement this cannot reproduce, run through SQLAlchemy (the repository's `execute`).
+SQLite, and any statement this cannot reproduce, run through SQLAlchemy.
 """
 
 from collections import namedtuple
@@ -97,12 +97,12 @@ def _plan(statement: Executable, dialect: Dialect) -> _Plan | None:
 
 async def rows(
     connection: AsyncConnection, statement: Executable, parameters: Mapping[str, Any]
-) -> Sequence[Any] | None:
-    """The rows of a read statement built once, run on asyncpg: tuples, with each column also an attribute, like
-    SQLAlchemy's. None where SQLAlchemy runs it (SQLite, a statement this cannot reproduce): the caller, a
-    repository, executes it then."""
-    if connection.dialect.driver != "asyncpg" or (plan := _plan(statement, connection.dialect)) is None:
-        return None
+) -> Sequence[Any]:
+    """The rows of a read statement built once: tuples, with each column also an attribute. On asyncpg run on
+    the driver itself; through SQLAlchemy on SQLite, and for a statement this cannot reproduce."""
+    plan = _plan(statement, connection.dialect) if connection.dialect.driver == "asyncpg" else None
+    if plan is None:
+        return (await connection.execute(statement, dict(parameters))).all()
     return await _fetch(connection, plan, parameters)
 
 

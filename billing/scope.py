@@ -72,8 +72,7 @@ class Scope:
         statement = statement_for(session.get_bind().dialect.name, self.reach)
         connection = await session.connection()
         values = {**parameters, **self.parameters()}
-        rows = await prepared.rows(connection, statement, values)
-        return rows if rows is not None else (await connection.execute(statement, values)).all()
+        return await prepared.rows(connection, statement, values)
 
     def writable(self, column: ColumnElement[int] | Mapped[int] | Mapped[int | None]) -> ColumnElement[bool]:
         """A WHERE clause limiting the account id `column` to the accounts this scope's write paths lock and post

@@ -20,7 +20,6 @@ as before: GraphiQL's introspection query is deeper than any operation of the AP
 import dataclasses
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
@@ -51,6 +50,7 @@ from graphql.language.parser import Parser
 from strawberry.extensions import AddValidationRules
 from strawberry.schema.schema import validate_document
 
+from billing.lru import LruCache
 from schema.errors import Result, ResultShaping, is_statement_timeout
 
 logger = logging.getLogger("billing.graphql")
@@ -414,8 +414,8 @@ class DocumentChecks:
 
     def __init__(self, limits: OperationLimits) -> None:
         self.limits = limits
-        self._cache: OrderedDict[tuple[str, tuple[type[ASTValidationRule], ...]], CheckedDocument] = (
-            OrderedDict()
+        self._cache: LruCache[tuple[str, tuple[type[ASTValidationRule], ...]], CheckedDocument] = LruCache(
+            CACHED_DOCUMENTS
         )
         # Trusted documents (server_trusted_documents.py): checked once at start, never evicted.
         self._pinned: dict[tuple[str, tuple[type[ASTValidationRule], ...]], CheckedDocument] = {}
@@ -442,7 +442,6 @@ class DocumentChecks:
             return pinned
         cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(key)
             return cached
         document = parse_document(query, self.limits.max_tokens)
         errors = shape_errors(document, self.limits) or [
@@ -450,9 +449,7 @@ class DocumentChecks:
         ]
         checked = CheckedDocument(document, errors)
         if len(query) <= CACHED_QUERY_LENGTH:
-            self._cache[key] = checked
-            if len(self._cache) > CACHED_DOCUMENTS:
-                self._cache.popitem(last=False)
+            self._cache.put(key, checked)
         return checked
 
     def cost(

@@ -8,7 +8,6 @@ way (a subscription, `usage(month:)`) still waits on its loader.
 """
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, TypeAlias, TypeVar
 
@@ -28,6 +27,7 @@ from graphql import (
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts.repository import ShownAccount
+from billing.lru import LruCache
 from schema.context import Info
 from schema.loaders import (
     AutoRechargeByAccount,
@@ -199,7 +199,9 @@ def _plan(
 # query text's parsed document, so its nodes recur across requests. Each entry holds its nodes, so their ids are
 # not reused while it lives; the plan depends on the document alone, the variables are tested per request.
 CACHED_PLANS = 512
-_plans: OrderedDict[tuple[tuple[int, ...], tuple[str, ...]], tuple[Sequence[FieldNode], Plan]] = OrderedDict()
+_plans: LruCache[tuple[tuple[int, ...], tuple[str, ...]], tuple[Sequence[FieldNode], Plan]] = LruCache(
+    CACHED_PLANS
+)
 
 
 def _cached_plan(info: Info, path: Sequence[str]) -> Plan:
@@ -207,12 +209,9 @@ def _cached_plan(info: Info, path: Sequence[str]) -> Plan:
     key = (tuple(map(id, raw.field_nodes)), tuple(path))
     cached = _plans.get(key)
     if cached is not None:
-        _plans.move_to_end(key)
         return cached[1]
     plan = _plan(raw.field_nodes, raw.fragments, path)
-    _plans[key] = (tuple(raw.field_nodes), plan)
-    if len(_plans) > CACHED_PLANS:
-        _plans.popitem(last=False)
+    _plans.put(key, (tuple(raw.field_nodes), plan))
     return plan
 
 

@@ -43,10 +43,7 @@ class FxRepository:
         if on is not None:
             parameters["on"] = on
         connection = await self.session.connection()
-        rows = await prepared.rows(connection, statement, parameters)
-        if rows is None:
-            rows = (await connection.execute(statement, parameters)).all()
-        return list(rows)
+        return list(await prepared.rows(connection, statement, parameters))
 
 
 @cache  # built once per database kind: building it took longer than running it (every Billing page asks)

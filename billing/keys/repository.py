@@ -108,10 +108,7 @@ class KeyRepository:
 
     async def by_prefix(self, prefix: str) -> "StoredKey | None":
         connection = await self.session.connection()
-        parameters = {"prefix": prefix}
-        rows = await prepared.rows(connection, _BY_PREFIX, parameters)
-        if rows is None:
-            rows = (await connection.execute(_BY_PREFIX, parameters)).all()
+        rows = await prepared.rows(connection, _BY_PREFIX, {"prefix": prefix})
         return StoredKey(*rows[0]) if rows else None
 
     async def add(self, key: ApiKey) -> None:

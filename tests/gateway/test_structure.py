@@ -13,11 +13,13 @@ APPLICATION = [
     *sorted(p.name for p in ROOT.glob("server*.py")),
 ]
 SCOPE = ROOT / "billing" / "scope.py"
+PREPARED = ROOT / "billing" / "prepared.py"  # runs the statements repositories build, builds none
 
 
 def is_repository(path: Path) -> bool:
-    """Each domain package's repository.py (or <name>_repository.py), and the Scope they are built with."""
-    return path == SCOPE or path.name == "repository.py" or path.name.endswith("_repository.py")
+    """Each domain package's repository.py (or <name>_repository.py), the Scope they are built with, and what
+    runs their prebuilt reads."""
+    return path in {SCOPE, PREPARED} or path.name == "repository.py" or path.name.endswith("_repository.py")
 
 
 QUERY_BUILDERS = {"select", "update", "insert", "delete", "upsert_insert", "text"}
