@@ -9,8 +9,10 @@
 3. Sends each scenario's request to both and stops unless the `data` of the answers are byte-for-byte equal as
    JSON (keys in order, money strings included). The gateway's answer also carries `extensions.cost`, which the
    baseline does not compute; it is left out of the comparison.
-4. Drives each scenario with wrk from CPU 1 (this process runs there too): gateway, then baseline, one at a
-   time, BENCH_SECONDS each at 16 connections (throughput) and at 1 connection (latency percentiles).
+4. Drives each scenario with wrk from CPU 1 (this process runs there too), one server at a time, in three
+   rounds in which the servers take turns: BENCH_SECONDS over the rounds at 1 connection (latency percentiles)
+   and at 16 connections (throughput); each figure is the median of its rounds. Then the 1.5x pairs (deep
+   history pages, the 1M-event usage overview) in alternating short runs at 1 connection.
 5. Reads the gateway's RSS after the dashboard load, and times recordUsage batches of 1,000 events through the
    gateway's GraphQL endpoint (over one keep-alive connection, bench/http_client.py) against calling
    `record_usage` directly from this process (on CPU 1), the two ways' batches alternating.
@@ -62,6 +64,7 @@ from server import create_app
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARM_UP_SECONDS = 2
+ROUNDS = 3  # runs of each server per scenario, taking turns; BENCH_SECONDS is shared among them
 MAX_SECONDS = 60  # a throughput run of a slow scenario lasts longer than BENCH_SECONDS, up to this
 DEEP = 999_000  # entries above the deep history page
 GATEWAY, CACHED = "gateway", "gateway, response cache"
@@ -346,8 +349,12 @@ async def bench_recording(data: BenchData, gateway: Server) -> tuple[float, floa
 
 
 def measure(servers: list[Server], case: Scenario, measured: Measured) -> None:
-    """Per server, idle before each run: a warm-up, the latency run (1 connection), then the throughput run
-    (16 connections), long enough for every connection to see at least three answers at that latency."""
+    """A warm-up of each server, then ROUNDS rounds in which the servers take turns (the order rotating), each
+    idle before each run: a latency run (1 connection), then a throughput run (16 connections, long enough for
+    every connection to see at least three answers). Each figure is the median of its rounds: one server's runs
+    spread over the scenario's whole time, so a slow minute of the machine (the database's processes share its
+    two cores) falls on all of them, where back-to-back runs gave the Billing page's ratio 0.18 and 0.31 on the
+    same tree."""
 
     def load(server: Server, connections: int, seconds: int) -> LoadResult:
         server.settle()
@@ -355,11 +362,29 @@ def measure(servers: list[Server], case: Scenario, measured: Measured) -> None:
 
     for server in servers:
         load(server, 1, WARM_UP_SECONDS)
-        latency = measured.latency[server.name] = load(server, 1, SECONDS)
-        seconds = min(MAX_SECONDS, max(SECONDS, math.ceil(3 * 16 * latency.p50_ms / 1_000)))
-        measured.throughput[server.name] = load(server, 16, seconds)
+    latencies: dict[str, list[LoadResult]] = {server.name: [] for server in servers}
+    throughputs: dict[str, list[LoadResult]] = {server.name: [] for server in servers}
+    seconds = math.ceil(SECONDS / ROUNDS)
+    for number in range(ROUNDS):
+        for server in servers[number % len(servers) :] + servers[: number % len(servers)]:
+            latency = load(server, 1, seconds)
+            latencies[server.name].append(latency)
+            at_16 = min(MAX_SECONDS, max(seconds, math.ceil(3 * 16 * latency.p50_ms / 1_000)))
+            throughputs[server.name].append(load(server, 16, at_16))
     for server in servers:
+        measured.latency[server.name] = median_of(latencies[server.name])
+        measured.throughput[server.name] = median_of(throughputs[server.name])
         server.settle()
+
+
+def median_of(runs: list[LoadResult]) -> LoadResult:
+    """Each figure's median over the runs; the failures of all of them."""
+    return LoadResult(
+        rps=statistics.median(run.rps for run in runs),
+        p50_ms=statistics.median(run.p50_ms for run in runs),
+        p99_ms=statistics.median(run.p99_ms for run in runs),
+        failed=sum(run.failed for run in runs),
+    )
 
 
 def ratio(numerator: float, denominator: float) -> str:
@@ -502,8 +527,9 @@ async def main() -> None:
 
     print()
     print(
-        f"{os.cpu_count()} cores ({cpu_model()}); servers on CPU 0, wrk on CPU 1; {SECONDS} s per run; rps at 16"
-        " connections, p50 / p99 at 1 connection; load average (1 min) at the start"
+        f"{os.cpu_count()} cores ({cpu_model()}); servers on CPU 0, wrk on CPU 1; the median of {ROUNDS} runs of"
+        f" {math.ceil(SECONDS / ROUNDS)} s per server, taking turns; rps at 16 connections, p50 / p99 at 1"
+        " connection; load average (1 min) at the start"
         f" {load_before:.1f}, at the end {os.getloadavg()[0]:.1f}"
     )
     print()
