@@ -25,6 +25,7 @@ from billing.data_version import service as data_version
 from billing.db import (
     DatabaseBusy,
     SessionFactory,
+    SharedRead,
     engine_from_settings,
     read_session,
     session_factory,
@@ -90,18 +91,19 @@ def service_busy(settings: Settings) -> JSONResponse:
     )
 
 
-async def authenticated(request: Request, factory: SessionFactory) -> auth.Principal | Response:
+async def authenticated(request: Request, reads: SharedRead) -> auth.Principal | Response:
     """The caller behind the request's bearer key, or the 401 (or, under load, 503) to answer with.
 
-    The lookup borrows a connection for its own statement only; the request holds none afterwards.
+    The lookup runs in `reads`, left open for the request's next reads (a registered query's); the caller
+    closes it.
     """
     token = bearer_token(request)
     if token is None:
         return unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     try:
-        async with read_session(factory) as session:
-            return await auth.authenticate(session, token)
+        return await reads.run(lambda session: auth.authenticate(session, token))
     except auth.InvalidApiKey as error:
+        await reads.close()
         # Counted only now, after the secret was checked: a right key is never refused (auth_throttle).
         throttle: AuthThrottle = request.app.state.auth_throttle
         address = request.client.host if request.client else None
@@ -168,19 +170,23 @@ class BillingGraphQL(GraphQLView):
         """The key (who asks, the month, and the data version of all it may see): a revoked key never gets
         here (the key is checked on every request), and a write anywhere changes the version it reads."""
         principal: auth.Principal = request.state.principal
+        reads: SharedRead = request.state.reads
         try:
-            async with read_session(request.app.state.session_factory) as session:
-                version = await data_version.current(session, principal)
+            version = await reads.run(lambda session: data_version.current(session, principal))
         except DatabaseBusy:
             return None  # answered uncached, which sheds as usual
         return principal.api_key_id, data_version.period(utcnow()), version
 
-    async def get_context(self, request: Request) -> Context:
+    async def get_context(self, request: Request, *, registered_query: bool) -> Context:
+        reads: SharedRead = request.state.reads
+        if not registered_query:
+            await reads.close()  # an operation that may wait on Stripe holds no connection meanwhile
         context = Context(
             settings=self.settings,
             principal=request.state.principal,
             session_factory=request.app.state.session_factory,
             stripe_gateway=request.app.state.stripe,
+            reads=reads if registered_query else None,
         )
         request.state.context = context
         return context
@@ -232,19 +238,27 @@ class GraphQLEndpoint:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        principal = await authenticated(request, request.app.state.session_factory)
-        if isinstance(principal, Response):
-            await principal(scope, receive, send)
-            return
-        request.state.principal = principal
         try:
-            # Whatever the operation commits is recorded as this key's doing (the audit trail).
-            with acting_as(principal.actor):
-                response = await self.graphql.handle(request)
-        except ServiceBusy:
-            response = service_busy(self.graphql.settings)
+            received = await self.graphql.receive(request)
         except ClientDisconnect:
             return  # the client hung up before its request was read: nobody to answer
+        if isinstance(received, Response):
+            await received(scope, receive, send)
+            return
+        reads = request.state.reads = SharedRead(request.app.state.session_factory)
+        try:
+            principal = await authenticated(request, reads)
+            if isinstance(principal, Response):
+                response = principal
+            else:
+                request.state.principal = principal
+                # Whatever the operation commits is recorded as this key's doing (the audit trail).
+                with acting_as(principal.actor):
+                    response = await self.graphql.handle(request, received)
+        except ServiceBusy:
+            response = service_busy(self.graphql.settings)
+        finally:
+            await reads.close()
         await response(scope, receive, send)
 
 
@@ -265,18 +279,20 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Admin keys only: the counters tell how the service is used (Prometheus text, this process's)."""
-    factory: SessionFactory = request.app.state.session_factory
-    principal = await authenticated(request, factory)
-    if isinstance(principal, Response):
-        return principal
-    if principal.kind is not PrincipalKind.ADMIN:
-        return PlainTextResponse("metrics are for admin keys", status_code=403)
-    observed: AppMetrics = request.app.state.metrics
+    reads = SharedRead(request.app.state.session_factory)
     try:
-        async with read_session(factory) as session:
-            observed.oldest_due_recharge.set(await oldest_due_recharge_age(session, now=utcnow()))
+        principal = await authenticated(request, reads)
+        if isinstance(principal, Response):
+            return principal
+        if principal.kind is not PrincipalKind.ADMIN:
+            return PlainTextResponse("metrics are for admin keys", status_code=403)
+        observed: AppMetrics = request.app.state.metrics
+        age = await reads.run(lambda session: oldest_due_recharge_age(session, now=utcnow()))
+        observed.oldest_due_recharge.set(age)
     except DatabaseBusy:
         return service_busy(request.app.state.settings)
+    finally:
+        await reads.close()
     body, content_type = observed.render()
     return Response(body, media_type=content_type)
 

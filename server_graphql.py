@@ -418,7 +418,9 @@ class GraphQLView:
         self.trusted = trusted or TrustedDocuments({})
         self.cache = cache
 
-    async def get_context(self, request: Request) -> object:
+    async def get_context(self, request: Request, *, registered_query: bool) -> object:
+        """The operation's context; `registered_query` when the operation is known (a registered document's)
+        to be a query, which never waits on the network."""
         raise NotImplementedError
 
     async def process_result(self, request: Request, result: ExecutionResult) -> ExecutionResult:
@@ -475,16 +477,26 @@ class GraphQLView:
             return _request_error(message, "PERSISTED_QUERY_NOT_IN_LIST")
         return document
 
-    async def handle(self, request: Request) -> Response:
-        """Answers a request that passed `refusal` (and authentication, which is the caller's)."""
+    async def receive(self, request: Request) -> GraphQLRequest | Response:
+        """The parameters of a request that passed `refusal` (its body read), or the answer refusing them. It
+        needs no caller, so the body can be read before the key is checked: no connection waits on a client
+        still sending."""
         media_type = negotiate(request.headers.get("accept")) or MediaType.JSON
         try:
             if request.method != "POST":  # GET (or HEAD)
                 graphql_request = request_from_query_string(request.query_params)
             else:
                 graphql_request = request_from_body(await read_body(request, self.max_body_bytes))
-            if holds_nul(graphql_request):
-                return graphql_response(nul_refused(), media_type)
+        except Refused as refused:
+            return refused.response(media_type)
+        if holds_nul(graphql_request):
+            return graphql_response(nul_refused(), media_type)
+        return graphql_request
+
+    async def handle(self, request: Request, graphql_request: GraphQLRequest) -> Response:
+        """Answers the parameters `receive` gave (the caller authenticated)."""
+        media_type = negotiate(request.headers.get("accept")) or MediaType.JSON
+        try:
             document = self.trusted_document(request, graphql_request)
         except Refused as refused:
             return refused.response(media_type)
@@ -493,10 +505,11 @@ class GraphQLView:
         if document is not None:
             graphql_request = dataclasses.replace(graphql_request, query=document.text)
         cache_key = None
+        registered_query = document is not None and document.is_query(graphql_request.operation_name)
         if (
             self.cache is not None
             and document is not None
-            and document.is_query(graphql_request.operation_name)
+            and registered_query
             and (variables := _cache_variables(graphql_request.variables)) is not None
         ):
             scope = await self.cache_scope(request)
@@ -505,7 +518,7 @@ class GraphQLView:
                 body = self.cache.get(cache_key)
                 if body is not None:
                     return _body_response(body, 200, media_type)
-        context = await self.get_context(request)
+        context = await self.get_context(request, registered_query=registered_query)
         try:
             try:
                 result = await self.execute(graphql_request, context, only_queries=request.method != "POST")

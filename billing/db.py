@@ -4,9 +4,9 @@ A session holds a pooled connection only while its block runs: a request, the wo
 short unit of work per step and never keeps a connection across a network call (Stripe, a webhook receiver).
 """
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -20,6 +20,7 @@ from billing.data_version import service as data_version
 from billing.events import service as events
 
 SessionFactory = async_sessionmaker[AsyncSession]
+T = TypeVar("T")
 
 # Execution option naming how a SQLite transaction begins (see `create_engine`).
 SQLITE_BEGIN = "sqlite_begin"
@@ -137,6 +138,39 @@ async def read_session(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
             options["isolation_level"] = "AUTOCOMMIT"
         await session.connection(execution_options=options)
         yield session
+
+
+class SharedRead:
+    """One read session (`read_session`), opened by the first who asks for it and shared until `close`: a
+    request's key check and its query's reads (opening and closing a session costs about 0.14 ms of CPU, a
+    thirtieth of a Billing page). Never kept across a network call."""
+
+    def __init__(self, factory: SessionFactory) -> None:
+        self.factory = factory
+        self._open: tuple[AsyncSession, AsyncExitStack] | None = None
+
+    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work` in the session; a failure ends it as `read_session` ends on that error (a database error
+        becomes DatabaseBusy when it means load), and the next `run` opens a fresh one."""
+        if self._open is None:
+            stack = AsyncExitStack()
+            self._open = (await stack.enter_async_context(read_session(self.factory)), stack)
+        try:
+            return await work(self._open[0])
+        except BaseException as error:
+            await self.close(error)
+            raise
+
+    async def close(self, error: BaseException | None = None) -> None:
+        """Give the connection back (ended as `read_session` ends on `error`, when given)."""
+        if self._open is None:
+            return
+        _, stack = self._open
+        self._open = None
+        if error is None:
+            await stack.aclose()
+        else:
+            await stack.__aexit__(type(error), error, error.__traceback__)
 
 
 def engine_from_settings(settings: Settings) -> AsyncEngine:

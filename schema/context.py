@@ -3,12 +3,13 @@
 Nothing here depends on HTTP, so the same resolvers serve a request and a websocket subscription. `read()` and
 `atomic()` use one connection at a time (a lock), so an operation never needs two. A mutation borrows one per
 block, never keeping one while it waits on Stripe; a query (which never waits on the network) asks for
-`share_reads()`, and its reads then share one read session, opened by the first and closed by `finish()`.
+`share_reads()`, and its reads then share one read session (`reads`), opened by the first (or by the request's
+key check, which hands it on) and closed by `finish()`.
 """
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ import strawberry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.config import Settings
-from billing.db import SessionFactory, read_session, unit_of_work
+from billing.db import SessionFactory, SharedRead, read_session, unit_of_work
 from billing.keys.service import Principal
 from billing.stripe_gateway import PaymentProviderUnavailable, StripeGateway
 
@@ -45,9 +46,14 @@ class Context:
     _finished: bool = False
     _reads: set["asyncio.Future[Any]"] = field(default_factory=set)
     _loaders: dict[Callable[..., Any], Any] = field(default_factory=dict)
+    # The read session a query's reads share: the request's (opened for its key check) when given. Given back
+    # before a read or a unit of work of the operation's own, so the operation holds one connection at a time.
+    reads: SharedRead | None = None
+    _shared_read: SharedRead = field(init=False)
     _share_reads: bool = False
-    # The shared read session and what closes it, while open.
-    _shared: tuple[AsyncSession, AsyncExitStack] | None = None
+
+    def __post_init__(self) -> None:
+        self._shared_read = self.reads or SharedRead(self.session_factory)
 
     def share_reads(self) -> None:
         """For a query: its reads share one session (opening and closing one per read cost a tenth of a
@@ -73,21 +79,12 @@ class Context:
     async def _read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with self._lock:
             self._check_open()
+            shared = self._shared_read
             if not self._share_reads:
+                await shared.close()
                 async with read_session(self.session_factory) as session:
                     return await work(session)
-            if self._shared is None:
-                stack = AsyncExitStack()
-                self._shared = (await stack.enter_async_context(read_session(self.session_factory)), stack)
-            session, stack = self._shared
-            try:
-                return await work(session)
-            except BaseException as error:
-                # A failed read ends the shared session the way a read of its own would end (a database
-                # error becomes DatabaseBusy when it means load); the next read opens a fresh one.
-                self._shared = None
-                await stack.__aexit__(type(error), error, error.__traceback__)
-                raise
+            return await shared.run(work)
 
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[AsyncSession]:
@@ -95,6 +92,7 @@ class Context:
         mutations of the same request stand. Never await the network inside it."""
         async with self._lock:
             self._check_open()
+            await self._shared_read.close()
             async with unit_of_work(self.session_factory) as session:
                 yield session
 
@@ -110,10 +108,7 @@ class Context:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
-        if self._shared is not None:
-            _, stack = self._shared
-            self._shared = None
-            await stack.aclose()
+        await self._shared_read.close()
 
     def _check_open(self) -> None:
         if self._finished:

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 import pytest
 import strawberry
-from graphql import GraphQLObjectType
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import FragmentDefinitionNode, GraphQLObjectType, OperationDefinitionNode, execute, parse
 from strawberry.types.arguments import InputContext
 from strawberry.types.base import get_object_definition
 from strawberry.types.execution import ExecutionResult
 
-from root.execution import LeanExecutionContext, PlainField, call_resolvers_directly
+from root.execution import LeanExecutionContext, PlainField, call_resolvers_directly, unconditional
 
 
 @strawberry.enum
@@ -236,3 +237,61 @@ async def test_async_resolvers_with_inputs_that_build_themselves_answer_alike(
     assert [(e.message, e.path) for e in ours.errors or []] == [
         (e.message, e.path) for e in theirs.errors or []
     ]
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (
+            '{ strict(case: "fine") { leaf { text } ...F ... on Holder { maybeLeaf { count } } } } '
+            "fragment F on Holder { leaves { text } }",
+            True,
+        ),
+        ('query ($x: Boolean!) { strict(case: "fine") { leaf @include(if: $x) { text } } }', False),
+        ('query ($x: Boolean!) { strict(case: "fine") { ... on Holder @skip(if: $x) { computed } } }', False),
+        (
+            'query ($x: Boolean!) { strict(case: "fine") { ...F @include(if: $x) } } fragment F on Holder { computed }',
+            False,
+        ),
+        ('{ strict(case: "fine") { ...F } } fragment F on Holder { leaf { text @skip(if: true) } }', False),
+    ],
+)
+def test_an_operation_is_unconditional_without_directives_on_its_selections(
+    document: str, expected: bool
+) -> None:
+    parsed = parse(document)
+    operation = next(node for node in parsed.definitions if isinstance(node, OperationDefinitionNode))
+    fragments = {
+        node.name.value: node for node in parsed.definitions if isinstance(node, FragmentDefinitionNode)
+    }
+    assert unconditional(operation, fragments) is expected
+
+
+def test_the_fields_an_unconditional_operation_collects_are_remembered_across_runs() -> None:
+    context_class = LeanExecutionContext.for_schema()
+    schema = strawberry.Schema(query=Query, execution_context_class=context_class)
+    document = parse(
+        '{ strict(case: "fine") { leaf { text } ...F } } fragment F on Holder { maybeLeaf { count } }'
+    )
+    first = execute(schema._schema, document, executor_class=context_class)
+    remembered = context_class.operations.get(id(document.definitions[0]))
+    assert remembered is not None and remembered.fields  # Holder's fields, Leaf's under leaf and maybeLeaf
+    collected = dict(remembered.fields)
+    second = execute(schema._schema, document, executor_class=context_class)
+    assert second == first == execute(strawberry.Schema(query=Query)._schema, document)
+    assert remembered.fields == collected  # nothing collected again
+
+
+def test_the_fields_a_conditional_operation_collects_follow_its_variables() -> None:
+    context_class = LeanExecutionContext.for_schema()
+    schema = strawberry.Schema(query=Query, execution_context_class=context_class)
+    document = parse(
+        'query ($x: Boolean!) { strict(case: "fine") { leaf { text } maybeLeaf @include(if: $x) { count } } }'
+    )
+    shown = execute(schema._schema, document, variable_values={"x": True}, executor_class=context_class)
+    hidden = execute(schema._schema, document, variable_values={"x": False}, executor_class=context_class)
+    assert isinstance(shown, GraphQLExecutionResult) and isinstance(hidden, GraphQLExecutionResult)
+    assert shown.data == {"strict": {"leaf": {"text": "a"}, "maybeLeaf": {"count": 1}}}
+    assert hidden.data == {"strict": {"leaf": {"text": "a"}}}
+    remembered = context_class.operations.get(id(document.definitions[0]))
+    assert remembered is not None and remembered.fields is None  # collected afresh on each run
