@@ -42,8 +42,8 @@ from graphql import (
     get_nullable_type,
     is_non_null_type,
 )
-from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
-from graphql.pyutils import Path
+from graphql.execution.collect_fields import CollectedFields, FieldDetailsList, GroupedFieldSet
+from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import InputContext
@@ -168,6 +168,87 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self._relevant_sub_fields[(return_type, id(field_details_list))] = (field_details_list, collected)
         return collected
 
+    def _plain(self, parent_type: GraphQLObjectType, name: str) -> PlainField | None:
+        key = (parent_type.name, name)
+        try:
+            return self.plain_fields[key]
+        except KeyError:
+            field = parent_type.fields.get(name)
+            plain = self.plain_fields[key] = None if field is None else PlainField.of(field)
+            return plain
+
+    def _value(self, plain: PlainField, source: Any) -> Any:
+        """The attribute's value, or Undefined when reading it raised (graphql-core's path raises it again,
+        located)."""
+        try:
+            return getattr(source, plain.attribute)
+        except Exception:
+            return Undefined
+
+    def _leaf(self, plain: PlainField, value: Any) -> Any:
+        """A scalar or enum field's answer, or Undefined when it is graphql-core's to give: an awaitable (a field
+        may hold one), or a value that is an error (a null in a non-null field, one the scalar refuses)."""
+        if value is None:
+            return None if plain.nullable else Undefined
+        if value is Undefined or self.is_awaitable(value):
+            return Undefined
+        try:
+            coerced = plain.coerce(value)  # type: ignore[misc]  # set for a scalar or an enum
+        except Exception:
+            return Undefined
+        return Undefined if coerced is None else coerced
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> Any:
+        """graphql-core's, answering plain scalar and enum fields in the loop: graphql-core makes a Path and a
+        call for each field, and only an error reads the Path."""
+        if self.middleware_manager and self.middleware_manager.middlewares:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        results: dict[str, Any] = {}
+        awaiting: list[str] = []
+        is_awaitable = self.is_awaitable
+        type_name = parent_type.name
+        try:
+            for response_name, field_details_list in grouped_field_set.items():
+                plain = self._plain(parent_type, field_details_list[0].node.name.value)
+                if plain is not None and plain.coerce is not None:
+                    answer = self._leaf(plain, self._value(plain, source_value))
+                    if answer is not Undefined:
+                        results[response_name] = answer
+                        continue
+                result = self.execute_field(
+                    parent_type,
+                    source_value,
+                    field_details_list,
+                    Path(path, response_name, type_name),
+                    position_context,
+                )
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaiting.append(response_name)
+        except Exception:
+            if awaiting:  # settled, as graphql-core settles them: they may fail too
+                self.settle_in_background([results[name] for name in awaiting])
+            raise
+        return self._gathered(results, awaiting) if awaiting else results
+
+    async def _gathered(self, results: dict[str, Any], awaiting: list[str]) -> dict[str, Any]:
+        if len(awaiting) == 1:
+            results[awaiting[0]] = await results[awaiting[0]]
+        else:
+            answers = await gather_with_cancel(*(results[name] for name in awaiting))
+            results.update(zip(awaiting, answers, strict=True))
+        return results
+
     def execute_field(
         self,
         parent_type: GraphQLObjectType,
@@ -176,31 +257,18 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         path: Path,
         position_context: Any,
     ) -> Any:
-        name = field_details_list[0].node.name.value
-        key = (parent_type.name, name)
-        try:
-            plain = self.plain_fields[key]
-        except KeyError:
-            field = parent_type.fields.get(name)
-            plain = self.plain_fields[key] = None if field is None else PlainField.of(field)
+        plain = self._plain(parent_type, field_details_list[0].node.name.value)
         if plain is None or (self.middleware_manager and self.middleware_manager.middlewares):
             return super().execute_field(parent_type, source, field_details_list, path, position_context)
-        try:
-            value = getattr(source, plain.attribute)
-        except Exception:  # graphql-core's path raises it again, located
-            value = Undefined
-        if value is None and plain.nullable:
+        value = self._value(plain, source)
+        if plain.object_type is None:
+            answer = self._leaf(plain, value)
+            if answer is not Undefined:
+                return answer
+        elif value is None and plain.nullable:
             return None
-        # An awaitable (a field may hold one) is graphql-core's to await and complete.
-        if value is not None and value is not Undefined and not self.is_awaitable(value):
-            if plain.object_type is not None:
-                return self._sub_selection(plain, value, field_details_list, path, position_context)
-            try:
-                coerced = plain.coerce(value)  # type: ignore[misc]  # set whenever object_type is not
-            except Exception:
-                coerced = None
-            if coerced is not None and coerced is not Undefined:
-                return coerced
+        elif value is not None and value is not Undefined and not self.is_awaitable(value):
+            return self._sub_selection(plain, value, field_details_list, path, position_context)
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
 
     def _sub_selection(
