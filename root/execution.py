@@ -66,7 +66,7 @@ CollectionKey = tuple[GraphQLObjectType, tuple[int, ...]]
 
 class PlainField:
     """How to answer a field with no resolver: the attribute to read, and what completes its value (a scalar's
-    or enum's output coercion, or an object type with no `is_type_of` check)."""
+    or enum's output coercion, or an object type with no `is_type_of` check or Strawberry's)."""
 
     __slots__ = ("attribute", "coerce", "nullable", "object_type", "type")
 
@@ -90,7 +90,7 @@ class PlainField:
         if definition.default_resolver is not getattr or not getattr(field.resolve, "_is_default", False):
             return None
         plain = cls(definition.python_name, field.type)
-        if plain.coerce is None and (plain.object_type is None or plain.object_type.is_type_of is not None):
+        if plain.coerce is None and (plain.object_type is None or not _checked_here(plain.object_type)):
             return None
         return plain
 
@@ -125,6 +125,23 @@ class _Collections:
         self.fields: dict[CollectionKey, CollectedFields] | None = (
             {} if unconditional(operation, fragments) else None
         )
+
+
+def _checked_here(object_type: GraphQLObjectType) -> bool:
+    """Whether the object type's values can be checked here: it has no `is_type_of`, or the one Strawberry gives
+    a type that implements an interface (Transaction, a Node), which never reads the resolve info (graphql-core
+    builds one to call it)."""
+    is_type_of = object_type.is_type_of
+    return is_type_of is None or is_type_of.__qualname__.endswith("_get_is_type_of.<locals>.is_type_of")
+
+
+def _is_type_of(object_type: GraphQLObjectType, value: Any) -> bool:
+    """False sends the value to graphql-core, which checks it again and reports the error."""
+    is_type_of = object_type.is_type_of
+    try:
+        return is_type_of is None or bool(is_type_of(value, None))  # type: ignore[arg-type]  # never read
+    except Exception:
+        return False
 
 
 class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -267,7 +284,12 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return answer
         elif value is None and plain.nullable:
             return None
-        elif value is not None and value is not Undefined and not self.is_awaitable(value):
+        elif (
+            value is not None
+            and value is not Undefined
+            and not self.is_awaitable(value)
+            and _is_type_of(plain.object_type, value)
+        ):
             return self._sub_selection(plain, value, field_details_list, path, position_context)
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
 

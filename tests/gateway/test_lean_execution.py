@@ -65,6 +65,30 @@ class Holder:
         return str(id)
 
 
+@strawberry.interface
+class Titled:
+    title: str
+
+
+@strawberry.type
+class Book(Titled):  # implementing an interface: Strawberry gives it an is_type_of
+    pages: int
+
+
+@strawberry.type
+class Shelf:
+    book: Book
+    maybe_book: Book | None
+
+
+# A right book, and values that are not books (graphql-core's error for each, null propagated).
+SHELVES: list[Shelf | None] = [
+    Shelf(book=Book(title="t", pages=3), maybe_book=None),
+    Shelf(book=Book(title="u", pages=4), maybe_book=Leaf(text="x", maybe=None, count=1, colour=Colour.RED)),  # type: ignore[arg-type]
+    Shelf(book="not a book", maybe_book=Book(title="v", pages=5)),  # type: ignore[arg-type]
+]
+
+
 def holder(**leaf: Any) -> Holder:
     values = {"text": "a", "maybe": None, "count": 1, "colour": Colour.RED} | leaf
     made = Leaf(**values)
@@ -92,6 +116,10 @@ class Query:
         return CASES[case]
 
     @strawberry.field
+    def shelves(self) -> list[Shelf | None]:
+        return SHELVES
+
+    @strawberry.field
     def broken(self) -> Holder | None:
         return Holder(leaf=object(), maybe_leaf=None, leaves=[])  # type: ignore[arg-type]
 
@@ -103,6 +131,7 @@ DOCUMENTS = [
     '{ strict(case: "refused by Int") { maybeLeaf { count } } }',
     '{ strict(case: "fine") { alias: leaf { t: text, c: count } maybeLeaf { ...on Leaf { text } } } }',
     "{ broken { leaf { text } maybeLeaf { text } } }",
+    "{ shelves { book { title pages } maybeBook { title ... on Book { pages } } } }",
 ]
 
 
@@ -130,6 +159,9 @@ def test_the_short_path_takes_plain_fields_only() -> None:
     assert all(PlainField.of(field) is not None for field in leaf.fields.values())
     plain = {name for name, field in holder_type.fields.items() if PlainField.of(field) is not None}
     assert plain == {"leaf", "maybeLeaf"}  # not the list, not the field with a resolver
+    shelf = types["Shelf"]
+    assert isinstance(shelf, GraphQLObjectType)
+    assert all(PlainField.of(field) is not None for field in shelf.fields.values())  # Strawberry's is_type_of
 
 
 def test_resolvers_with_plain_arguments_are_called_directly() -> None:
@@ -148,6 +180,7 @@ def test_resolvers_with_plain_arguments_are_called_directly() -> None:
         ("Holder", name) for name in ("computed", "named", "rooted", "failing", "greeting")
     } | {
         ("Query", "holders"),
+        ("Query", "shelves"),
         ("Query", "broken"),
         ("Query", "strict"),
     }
