@@ -186,7 +186,7 @@ class BillingGraphQL(GraphQLView):
             principal=request.state.principal,
             session_factory=request.app.state.session_factory,
             stripe_gateway=request.app.state.stripe,
-            reads=reads if registered_query else None,
+            reads=reads if registered_query else SharedRead(request.app.state.session_factory),
         )
         request.state.context = context
         return context
@@ -370,6 +370,7 @@ def create_app(
             principal=principal,
             session_factory=websocket.app.state.session_factory,
             stripe_gateway=websocket.app.state.stripe,
+            reads=SharedRead(websocket.app.state.session_factory),
             live_events=websocket.app.state.live_events,
         ),
         limits=Limits(

@@ -38,7 +38,6 @@ class InvalidAmount(DomainError):
 
 
 @cache  # a handful of currencies; Babel looks the precision up in its data on every call
-@lru_cache(maxsize=512)  # Babel's lookup, per amount formatted, was a hundredth of a Billing page's CPU
 def exponent(currency: str) -> int:
     """Digits after the decimal point (2 for EUR, 0 for JPY, 3 for KWD)."""
     return int(get_currency_precision(currency))

@@ -46,14 +46,10 @@ class Context:
     _finished: bool = False
     _reads: set["asyncio.Future[Any]"] = field(default_factory=set)
     _loaders: dict[Callable[..., Any], Any] = field(default_factory=dict)
-    # The read session a query's reads share: the request's (opened for its key check) when given. Given back
+    # The read session a query's reads share (a registered query's: the one its key check opened). Given back
     # before a read or a unit of work of the operation's own, so the operation holds one connection at a time.
-    reads: SharedRead | None = None
-    _shared_read: SharedRead = field(init=False)
+    reads: SharedRead = field(kw_only=True)
     _share_reads: bool = False
-
-    def __post_init__(self) -> None:
-        self._shared_read = self.reads or SharedRead(self.session_factory)
 
     def share_reads(self) -> None:
         """For a query: its reads share one session (opening and closing one per read cost a tenth of a
@@ -79,7 +75,7 @@ class Context:
     async def _read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with self._lock:
             self._check_open()
-            shared = self._shared_read
+            shared = self.reads
             if not self._share_reads:
                 await shared.close()
                 async with read_session(self.session_factory) as session:
@@ -92,7 +88,7 @@ class Context:
         mutations of the same request stand. Never await the network inside it."""
         async with self._lock:
             self._check_open()
-            await self._shared_read.close()
+            await self.reads.close()
             async with unit_of_work(self.session_factory) as session:
                 yield session
 
@@ -108,7 +104,7 @@ class Context:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
-        await self._shared_read.close()
+        await self.reads.close()
 
     def _check_open(self) -> None:
         if self._finished:
